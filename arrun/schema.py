@@ -1,0 +1,226 @@
+"""The contract between arexport and arrun: metadata keys, I/O names and the format version.
+
+An exported .onnx carries everything a runtime needs in ``metadata_props`` (string -> string). This
+module declares every key once, writes them (``ModelInfo.to_metadata``) and reads them back strictly
+(``ModelInfo.from_metadata``): a missing or malformed key raises ``SchemaError``; nothing is guessed.
+It imports only the standard library, so both the torch-side exporter and the torch-free runtime use it.
+
+Graph I/O (B = batch, dynamic in every graph):
+- step graph: ``input_ids`` (B,) int64, the element at position - 1 (the start symbol at position 0);
+  ``position`` () int64 where the family needs it; ``condition`` (B,) int64 where the model is
+  conditional; one input per state tensor -> ``logits`` (B, V) float32 and one output per state tensor
+  with the input's shape and dtype, to be fed back as the next step's input.
+- full graph: ``input_ids`` (B, T) int64 elements x_0..x_{T-1} (plus ``condition``) -> ``logits``
+  (B, T, V) float32, where logits[:, t] is the distribution of x_t given x_<t.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+FORMAT_VERSION = 1
+
+TOKEN_INPUT = "input_ids"
+POSITION_INPUT = "position"
+CONDITION_INPUT = "condition"
+LOGITS_OUTPUT = "logits"
+BATCH_DIM = "batch"
+
+GRAPH_KINDS = ("step", "full")
+DATA_KINDS = ("image", "text", "audio")
+
+
+class Key:
+    """Every metadata key (values are strings; JSON where structured)."""
+
+    FORMAT_VERSION = "ar.format_version"
+    FAMILY = "ar.family"
+    GRAPH = "ar.graph"                    # 'step' | 'full'
+    DATA_KIND = "ar.data.kind"            # 'image' | 'text' | 'audio'
+    VOCAB_SIZE = "ar.vocab_size"          # logits width V; tokens are in [0, V)
+    START_TOKEN = "ar.start_token"        # fed as input_ids at position 0
+    MAX_LENGTH = "ar.max_length"          # positions a sequence may have; 0: unbounded
+    IMAGE_SHAPE = "ar.data.image_shape"   # JSON [H, W] (image) else []
+    ALPHABET = "ar.data.alphabet"         # JSON string: token i is character i (text) else ""
+    SAMPLE_RATE = "ar.data.sample_rate"   # Hz (audio: tokens are 8-bit mu-law codes) else 0
+    NUM_CLASSES = "ar.condition.num_classes"  # 0: unconditional (no condition input)
+    CLASS_NAMES = "ar.condition.class_names"  # JSON list of str
+    STATE = "ar.state"                    # JSON list of {name, input, output, shape, dtype, init}
+    USES_POSITION = "ar.uses_position"    # '1': the step graph has the `position` input
+    BITS_PER_DIM = "ar.bits_per_dim"      # held-out bits/dim recorded at training, 'nan' if unknown
+    BITS_SPLIT = "ar.bits_split"          # the split that figure is on
+    OPSET = "ar.opset"
+    MIN_ONNXRUNTIME = "ar.min_onnxruntime"  # oldest onnxruntime the graph was verified on
+    PRODUCER = "ar.producer"              # JSON {package: version}
+
+
+class SchemaError(ValueError):
+    """The file's metadata is missing, malformed or of another format version."""
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    name: str
+    input: str
+    output: str
+    shape: tuple          # ('batch', d1, d2, ...)
+    dtype: str = "float32"
+    init: float = 0.0
+
+
+def state_io_names(name: str) -> tuple[str, str]:
+    """State tensor name -> (graph input, graph output). KV caches use the Optimum/onnxruntime-genai
+    names past_key_values.{i}.key|value -> present.{i}.key|value; others in.<name> -> out.<name>."""
+    if name.startswith("past_key_values."):
+        return name, "present." + name.removeprefix("past_key_values.")
+    return f"in.{name}", f"out.{name}"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    family: str
+    graph: str
+    data_kind: str
+    vocab_size: int
+    start_token: int
+    max_length: int
+    state: tuple[StateSpec, ...] = ()
+    image_shape: tuple[int, ...] = ()
+    alphabet: str = ""
+    sample_rate: int = 0
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    uses_position: bool = False
+    bits_per_dim: float = float("nan")
+    bits_split: str = ""
+    opset: int = 0
+    min_onnxruntime: str = ""
+    producer: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def input_names(self) -> list[str]:
+        names = [TOKEN_INPUT]
+        if self.graph == "step" and self.uses_position:
+            names.append(POSITION_INPUT)
+        if self.num_classes:
+            names.append(CONDITION_INPUT)
+        return names + [s.input for s in self.state]
+
+    def output_names(self) -> list[str]:
+        return [LOGITS_OUTPUT] + [s.output for s in self.state]
+
+    def to_metadata(self) -> dict[str, str]:
+        state = [dict(name=s.name, input=s.input, output=s.output, shape=list(s.shape), dtype=s.dtype, init=s.init)
+                 for s in self.state]
+        return {
+            Key.FORMAT_VERSION: str(self.format_version),
+            Key.FAMILY: self.family,
+            Key.GRAPH: self.graph,
+            Key.DATA_KIND: self.data_kind,
+            Key.VOCAB_SIZE: str(self.vocab_size),
+            Key.START_TOKEN: str(self.start_token),
+            Key.MAX_LENGTH: str(self.max_length),
+            Key.IMAGE_SHAPE: json.dumps(list(self.image_shape)),
+            Key.ALPHABET: json.dumps(self.alphabet),
+            Key.SAMPLE_RATE: str(self.sample_rate),
+            Key.NUM_CLASSES: str(self.num_classes),
+            Key.CLASS_NAMES: json.dumps(list(self.class_names)),
+            Key.STATE: json.dumps(state),
+            Key.USES_POSITION: "1" if self.uses_position else "0",
+            Key.BITS_PER_DIM: repr(float(self.bits_per_dim)),
+            Key.BITS_SPLIT: self.bits_split,
+            Key.OPSET: str(self.opset),
+            Key.MIN_ONNXRUNTIME: self.min_onnxruntime,
+            Key.PRODUCER: json.dumps(self.producer, sort_keys=True),
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str = "the model") -> "ModelInfo":
+        """Strict read: raises SchemaError naming the first missing or malformed key."""
+        def get(key: str) -> str:
+            if key not in meta:
+                raise SchemaError(f"'{key}' does not exist in the metadata of {source}; export it with `arexport onnx`")
+            return meta[key]
+
+        def parse(key: str, convert):
+            try:
+                return convert(get(key))
+            except (ValueError, TypeError, KeyError) as e:
+                raise SchemaError(f"metadata '{key}' of {source} is malformed ({e}); re-export it with `arexport onnx`") from None
+
+        version = parse(Key.FORMAT_VERSION, int)
+        if version != FORMAT_VERSION:
+            raise SchemaError(f"{source} has format version {version}, this arrun reads version {FORMAT_VERSION}; "
+                              "re-export it with the matching arexport or upgrade arrun")
+        info = cls(
+            family=get(Key.FAMILY),
+            graph=parse(Key.GRAPH, _choice(GRAPH_KINDS)),
+            data_kind=parse(Key.DATA_KIND, _choice(DATA_KINDS)),
+            vocab_size=parse(Key.VOCAB_SIZE, _positive),
+            start_token=parse(Key.START_TOKEN, int),
+            max_length=parse(Key.MAX_LENGTH, int),
+            state=parse(Key.STATE, _state_specs),
+            image_shape=parse(Key.IMAGE_SHAPE, lambda s: tuple(int(v) for v in json.loads(s))),
+            alphabet=parse(Key.ALPHABET, _json_str),
+            sample_rate=parse(Key.SAMPLE_RATE, int),
+            num_classes=parse(Key.NUM_CLASSES, int),
+            class_names=parse(Key.CLASS_NAMES, lambda s: tuple(str(v) for v in json.loads(s))),
+            uses_position=parse(Key.USES_POSITION, lambda s: {"0": False, "1": True}[s]),
+            bits_per_dim=parse(Key.BITS_PER_DIM, float),
+            bits_split=get(Key.BITS_SPLIT),
+            opset=parse(Key.OPSET, int),
+            min_onnxruntime=get(Key.MIN_ONNXRUNTIME),
+            producer=parse(Key.PRODUCER, json.loads),
+            format_version=version,
+        )
+        info.validate(source)
+        return info
+
+    def validate(self, source: str = "the model") -> None:
+        """Cross-field checks a runtime relies on."""
+        problems = []
+        if self.data_kind == "image" and len(self.image_shape) != 2:
+            problems.append("an image model needs a 2-D image shape")
+        if self.data_kind == "text" and len(self.alphabet) != self.vocab_size:
+            problems.append(f"the alphabet has {len(self.alphabet)} characters for {self.vocab_size} tokens")
+        if self.data_kind == "audio" and self.sample_rate <= 0:
+            problems.append("an audio model needs a positive sample rate")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            problems.append("class names and number of classes disagree")
+        if self.graph == "step" and not self.state:
+            problems.append("a step graph needs a state spec")
+        if problems:
+            raise SchemaError(f"inconsistent metadata in {source}: {'; '.join(problems)}; re-export it with `arexport onnx`")
+
+
+def _choice(options):
+    def convert(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return value
+    return convert
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n <= 0:
+        raise ValueError(f"{n} is not positive")
+    return n
+
+
+def _json_str(value: str) -> str:
+    s = json.loads(value)
+    if not isinstance(s, str):
+        raise ValueError("not a JSON string")
+    return s
+
+
+def _state_specs(value: str) -> tuple[StateSpec, ...]:
+    specs = []
+    for item in json.loads(value):
+        shape = tuple(item["shape"])
+        if not shape or shape[0] != BATCH_DIM or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+            raise ValueError(f"state {item['name']!r} has shape {list(shape)}, expected ['{BATCH_DIM}', positive ints...]")
+        specs.append(StateSpec(str(item["name"]), str(item["input"]), str(item["output"]), shape,
+                               str(item["dtype"]), float(item["init"])))
+    return tuple(specs)

@@ -1,0 +1,1 @@
+"""artrain: train autoregressive generative models (WaveNet, Gated PixelCNN, Transformer) in PyTorch."""

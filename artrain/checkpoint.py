@@ -1,0 +1,134 @@
+"""Checkpoint directory: the architecture travels with the weights.
+
+DIR/
+  model.safetensors    weights (safetensors: loading never executes code)
+  config.json          {"format_version", "family", "model": {config fields}, "data": {DataInfo fields},
+                        "train": {options}, "step": int, "eval": {"split", "bits_per_dim", ...} | null}
+  trainer.safetensors  optimizer tensors; its metadata holds the step, optimizer groups and RNG states (resume)
+  metrics.jsonl        one JSON object per logged event
+Every file is written to a temporary name, flushed, fsynced and renamed, config.json last.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import UsageError
+from .models import ARModel, build_model
+
+FORMAT_VERSION = 1
+WEIGHTS, CONFIG, TRAINER, METRICS = "model.safetensors", "config.json", "trainer.safetensors", "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the model was trained on and how its tokens decode (the parts of a Dataset a model needs)."""
+    name: str
+    kind: str
+    levels: int
+    image_shape: tuple[int, int] | None = None
+    alphabet: str | None = None
+    sample_rate: int | None = None
+    class_names: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, dataset) -> "DataInfo":
+        return cls(dataset.name, dataset.kind, dataset.levels, dataset.image_shape, dataset.alphabet,
+                   dataset.sample_rate, tuple(dataset.class_names))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataInfo":
+        shape = d.get("image_shape")
+        return cls(**{**d, "image_shape": tuple(shape) if shape else None, "class_names": tuple(d.get("class_names", ()))})
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), fsync it, then rename onto ``path``: readers see the old file or the new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, torch.Tensor] | None = None,
+                    trainer_meta: dict | None = None) -> None:
+    """Write weights (and the resume state when given), then config.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    step = {"step": str(config.get("step", 0))}
+    atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp, metadata=step))
+    if trainer is not None:
+        meta = {**step, "trainer": json.dumps(trainer_meta or {})}
+        atomic_write(out / TRAINER, lambda tmp: save_file(trainer, tmp, metadata=meta))
+    write_json(out / CONFIG, config)
+
+
+def read_config(path: Path) -> dict:
+    """config.json of a checkpoint directory; UsageError when it is missing or not a checkpoint."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UsageError(f"checkpoint directory {path} does not exist; train one with `artrain fit --out {path}`")
+    try:
+        config = json.loads((path / CONFIG).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path} is not a complete checkpoint ({CONFIG} is missing); point to a directory written by `artrain fit`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path / CONFIG} is corrupt ({e}); restore it or train again") from None
+    missing = [k for k in ("family", "model", "data") if k not in config]
+    if missing or config.get("format_version") != FORMAT_VERSION:
+        raise UsageError(f"{path / CONFIG} is not an artrain checkpoint config (format {config.get('format_version')!r}, "
+                         f"missing {', '.join(missing) or 'nothing'}); train again with `artrain fit`")
+    return config
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> tuple[ARModel, dict]:
+    """Rebuild the model from config.json alone and load its weights -> (model in eval mode, config)."""
+    path = Path(path)
+    config = read_config(path)
+    try:
+        model = build_model(config["family"], config["model"])
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{path / CONFIG}: {e}; fix the config or train again") from None
+    weights = read_safetensors(path / WEIGHTS)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[1:2] or [str(e)]
+        raise UsageError(f"{path / WEIGHTS} does not match {path / CONFIG}: {first[0].strip()}; "
+                         "the checkpoint is incomplete or mixed, train again") from None
+    return model.to(device).eval(), config
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise UsageError(f"{path} is missing: the checkpoint is incomplete; train again with `artrain fit`")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UsageError(f"{path} is corrupt or not safetensors ({e}); restore it or train again") from None
+
+
+def data_info(config: dict) -> DataInfo:
+    return DataInfo.from_dict(config["data"])
+
+
+def as_dict(info: DataInfo) -> dict:
+    return asdict(info)

@@ -1,0 +1,463 @@
+"""Built-in datasets as token sequences; nothing is downloaded at run time.
+
+Every dataset is three `Split`s of int64 token sequences in [0, levels):
+  digits  scikit-learn's 8x8 digit images, 17 gray levels, labelled 0..9
+  text    CPython's bundled `pydoc_data.topics`, one character per token
+  speech  spoken English words synthesised locally with espeak-ng, 8-bit mu-law at 16 kHz
+or a user's path: a UTF-8 text file, a folder of WAV files, or a .npy of images.
+This module is numpy/scipy/scikit-learn only (no torch) so it can be imported anywhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import wave
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from artrain.errors import ArtrainError, UsageError
+
+SAMPLE_RATE = 16000  # Hz, for every audio dataset
+SPLITS = ("train", "val", "test")
+_TRAIN, _VAL, _TEST = 0, 1, 2
+_BUILTINS = "digits, text, speech, or a path (UTF-8 text file, folder of WAV files, .npy of images)"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Sequences of one split, concatenated end to end."""
+    tokens: np.ndarray          # (total,) int64, every value in [0, levels)
+    offsets: np.ndarray         # (n + 1,) int64; sequence i is tokens[offsets[i]:offsets[i + 1]]
+    labels: np.ndarray | None   # (n,) int64 class ids, or None when the data has no labels
+
+    def __len__(self) -> int:
+        """Number of sequences n."""
+        return len(self.offsets) - 1
+
+    def sequence(self, i: int) -> np.ndarray:
+        """Sequence i as a (length_i,) int64 view into `tokens`."""
+        return self.tokens[self.offsets[i]:self.offsets[i + 1]]
+
+    @property
+    def n_dims(self) -> int:
+        """Total number of tokens over all sequences."""
+        return int(self.tokens.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A tokenised dataset; `kind` says which of the optional fields are set."""
+    name: str                    # 'digits', 'text', 'speech', or the user's path
+    kind: str                    # 'image' | 'text' | 'audio'
+    levels: int                  # vocabulary size: tokens are in [0, levels)
+    train: Split
+    val: Split
+    test: Split
+    image_shape: tuple[int, int] | None = None   # (H, W); one image per sequence, H*W tokens raster order
+    alphabet: str | None = None                  # kind 'text': token i is character alphabet[i]
+    sample_rate: int | None = None               # kind 'audio': Hz; tokens are 8-bit mu-law codes 0..255
+    class_names: tuple[str, ...] = ()            # label i's name; () when unlabeled
+
+    @property
+    def num_classes(self) -> int:
+        """Number of label classes; 0 when unlabeled."""
+        return len(self.class_names)
+
+    def split(self, name: str) -> Split:
+        """The split called `name` ('train' | 'val' | 'test'); anything else -> UsageError."""
+        if name not in SPLITS:
+            raise UsageError(f"unknown split '{name}': use train, val or test")
+        return getattr(self, name)
+
+
+def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | None = None) -> Dataset:
+    """Load a built-in dataset or the user's data.
+
+    name: 'digits' | 'text' | 'speech' (these win over same-named files), or a path: a UTF-8 text
+    file, a folder of WAV files, or a .npy of images (N, H, W) integer levels.
+    alphabet: for text, map characters with this alphabet (the one stored with a trained model)
+    instead of building one; a character outside it -> UsageError. Given for non-text data -> UsageError.
+    cache_dir: where `speech` is cached (default: $ARTRAIN_CACHE or ~/.cache/artrain).
+    Raises UsageError for bad input, ArtrainError when espeak-ng is missing or fails.
+    """
+    if name == "digits":
+        data = _load_digits()
+    elif name == "text":
+        data = _text_dataset("text", _pydoc_text(), alphabet)
+    elif name == "speech":
+        data = _load_speech(cache_dir)
+    else:
+        data = _load_path(name, alphabet)
+    if alphabet is not None and data.kind != "text":
+        raise UsageError(f"an alphabet was given but '{name}' is {data.kind} data: drop the alphabet")
+    return data
+
+
+# ---------------------------------------------------------------- splits and windows
+
+def _split(seqs: list[np.ndarray], labels: list[int] | None) -> Split:
+    """Concatenate 1-D int sequences (and their labels, if any) into one Split."""
+    lengths = [len(s) for s in seqs]
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lengths, dtype=np.int64)
+    tokens = np.concatenate(seqs).astype(np.int64) if seqs else np.zeros(0, np.int64)
+    lab = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(len(seqs))
+    return Split(tokens, offsets, lab)
+
+
+def _splits(seqs: list[np.ndarray], labels: list[int] | None, which: np.ndarray) -> list[Split]:
+    """[train, val, test]: split c holds the sequences i with which[i] == c, in their original order."""
+    picks = [np.flatnonzero(which == code) for code in (_TRAIN, _VAL, _TEST)]
+    return [_split([seqs[i] for i in idx], None if labels is None else [labels[i] for i in idx])
+            for idx in picks]
+
+
+def random_windows(split: Split, batch_size: int, length: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """Draw `batch_size` random training windows of `length` tokens.
+
+    Each window lies inside one sequence; its start is uniform over all valid start positions of the
+    split, so a sequence is chosen with probability proportional to its number of valid windows and
+    sequences shorter than `length` are never chosen. If all are shorter -> UsageError.
+    Returns (windows (batch_size, length) int64, labels (batch_size,) int64 or None).
+    """
+    if batch_size < 1 or length < 1:
+        raise UsageError(f"batch size and window length must be >= 1, got {batch_size} and {length}")
+    n_valid = np.maximum(np.diff(split.offsets) - length + 1, 0)  # (n,) valid starts per sequence
+    cum = np.cumsum(n_valid)                                        # (n,)
+    if len(cum) == 0 or cum[-1] == 0:
+        longest = int(np.diff(split.offsets).max(initial=0))
+        raise UsageError(f"the data is too short for length {length} (longest sequence has {longest} "
+                         "tokens): use a shorter length or more data")
+    r = rng.integers(0, cum[-1], size=batch_size)                   # (B,) global window index
+    seq = np.searchsorted(cum, r, side="right")                     # (B,) sequence of each window
+    start = split.offsets[seq] + r - (cum[seq] - n_valid[seq])      # (B,) first token index
+    windows = split.tokens[start[:, None] + np.arange(length)]      # (B, length)
+    return windows, None if split.labels is None else split.labels[seq]
+
+
+# ---------------------------------------------------------------- mu-law
+
+def mulaw_encode(x: np.ndarray, levels: int = 256) -> np.ndarray:
+    """Float samples in [-1, 1] (outside values are clipped) -> int64 mu-law codes in [0, levels).
+
+    mu = levels - 1; 0.0 maps to the middle code levels // 2.
+    """
+    mu = levels - 1
+    x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
+    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)  # in [-1, 1]
+    return np.floor((y + 1.0) / 2.0 * mu + 0.5).astype(np.int64)
+
+
+def mulaw_decode(codes: np.ndarray, levels: int = 256) -> np.ndarray:
+    """Int mu-law codes in [0, levels) -> float32 samples in [-1, 1] (inverse of mulaw_encode)."""
+    mu = levels - 1
+    y = 2.0 * np.asarray(codes, dtype=np.float64) / mu - 1.0
+    return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
+
+
+# ---------------------------------------------------------------- images
+
+def _image_dataset(name: str, images: np.ndarray, levels: int, which: np.ndarray,
+                   labels: np.ndarray | None = None, class_names: tuple[str, ...] = ()) -> Dataset:
+    """Images (N, H, W) ints in [0, levels) -> Dataset; which (N,) is the split code of each image."""
+    n, h, w = images.shape
+    seqs = list(images.reshape(n, h * w).astype(np.int64))  # N x (H*W,) raster order
+    lab = None if labels is None else labels.tolist()
+    return Dataset(name, "image", levels, *_splits(seqs, lab, which), image_shape=(h, w),
+                   class_names=class_names)
+
+
+def _load_digits() -> Dataset:
+    """load_digits() in its own order: first 1000 train, next 350 val, last 447 test."""
+    from sklearn.datasets import load_digits
+    bunch = load_digits()
+    which = np.full(len(bunch.images), _TEST)
+    which[:1000], which[1000:1350] = _TRAIN, _VAL
+    names = tuple(str(c) for c in range(10))
+    return _image_dataset("digits", bunch.images.astype(np.int64), 17, which, bunch.target, names)
+
+
+def _holdout_tail(n: int) -> np.ndarray:
+    """Split codes (n,): last 10 % (at least 1) test, the 10 % before it val, the rest train."""
+    k = max(1, n // 10)
+    which = np.full(n, _TRAIN)
+    which[n - 2 * k:n - k], which[n - k:] = _VAL, _TEST
+    return which
+
+
+def _load_npy(path: Path, name: str) -> Dataset:
+    """A .npy of images (N, H, W) non-negative ints; levels 256 for uint8, else max + 1."""
+    try:
+        images = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):  # numpy's own message suggests allow_pickle, which we never want
+        raise UsageError(f"{path} is not a readable .npy array: save the images with "
+                         "numpy.save(path, array) from an integer array (N, H, W)") from None
+    if images.ndim != 3 or not np.issubdtype(images.dtype, np.integer):
+        raise UsageError(f"{path} holds a {images.dtype} array of shape {images.shape}: "
+                         "images must be an integer array (N, H, W)")
+    if images.shape[0] < 3 or images.size == 0:
+        raise UsageError(f"{path} holds {images.shape[0]} images: give at least 3 to split them")
+    if images.min() < 0:
+        raise UsageError(f"{path} has negative values: images must hold levels 0, 1, 2, ...")
+    levels = 256 if images.dtype == np.uint8 else int(images.max()) + 1
+    return _image_dataset(name, images, levels, _holdout_tail(len(images)))
+
+
+# ---------------------------------------------------------------- text
+
+def _pydoc_text() -> str:
+    """The values of pydoc_data.topics.topics, in sorted key order, joined with "\\n"."""
+    from pydoc_data.topics import topics
+    return "\n".join(topics[k] for k in sorted(topics))
+
+
+def _encode_text(text: str, alphabet: str) -> np.ndarray:
+    """Text -> (len(text),) int64 indices into alphabet; a character outside it -> UsageError."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)       # (T,) code points
+    alpha = np.frombuffer(alphabet.encode("utf-32-le"), dtype=np.uint32)   # (V,)
+    order = np.argsort(alpha)
+    pos = np.minimum(np.searchsorted(alpha[order], codes), len(alpha) - 1)  # (T,)
+    found = alpha[order][pos] == codes
+    if not found.all():
+        missing = "".join(chr(c) for c in np.unique(codes[~found])[:10])
+        raise UsageError(f"the text has characters outside the model's alphabet ({missing!r}): "
+                         "remove them or train on this text")
+    return order[pos].astype(np.int64)
+
+
+def _text_dataset(name: str, text: str, alphabet: str | None) -> Dataset:
+    """One-sequence splits: train = first 90 % of characters; val and test are both the last 10 %."""
+    if alphabet is None:
+        alphabet = "".join(sorted(set(text)))
+    elif not alphabet or len(set(alphabet)) != len(alphabet):
+        raise UsageError("the alphabet is empty or repeats a character: "
+                         "pass the one stored with the model")
+    tokens = _encode_text(text, alphabet)   # (T,)
+    cut = len(tokens) * 9 // 10
+    held = _split([tokens[cut:]], None)
+    return Dataset(name, "text", len(alphabet), _split([tokens[:cut]], None), held, held,
+                   alphabet=alphabet)
+
+
+def _load_text_file(path: Path, name: str, alphabet: str | None) -> Dataset:
+    """A UTF-8 text file (a BOM is dropped), decoded strictly."""
+    if path.suffix.lower() == ".wav":
+        raise UsageError(f"{path} is one WAV file: give the folder that holds the WAV files")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not valid UTF-8 (byte {e.start}): convert it to UTF-8, "
+                         f"e.g. iconv -f latin1 -t utf-8") from None
+    if not text:
+        raise UsageError(f"{path} is empty: give a text file with some content")
+    return _text_dataset(name, text, alphabet)
+
+
+# ---------------------------------------------------------------- audio
+
+def _pcm_to_float(raw: bytes, width: int, channels: int) -> np.ndarray:
+    """Interleaved little-endian PCM bytes -> (frames,) float64 mono in [-1, 1]."""
+    raw = raw[:len(raw) - len(raw) % (width * channels)]  # drop a truncated last frame
+    if width == 1:  # 8-bit WAV is unsigned
+        x = (np.frombuffer(raw, dtype=np.uint8) - 128.0) / 128.0
+    elif width == 3:
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        x = ((b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16) << 8 >> 8) / 2.0 ** 23  # sign-extend 24 bits
+    else:
+        x = np.frombuffer(raw, dtype=f"<i{width}") / 2.0 ** (8 * width - 1)
+    return x.reshape(-1, channels).mean(axis=1)
+
+
+def _resample(x: np.ndarray, rate: int) -> np.ndarray:
+    """(T,) float at `rate` Hz -> float at SAMPLE_RATE Hz, clipped to [-1, 1]."""
+    from scipy.signal import resample_poly
+    if rate != SAMPLE_RATE:
+        g = math.gcd(rate, SAMPLE_RATE)
+        x = resample_poly(x, SAMPLE_RATE // g, rate // g)
+    return np.clip(x, -1.0, 1.0)
+
+
+def _read_wav(path: Path) -> np.ndarray:
+    """A PCM WAV (8/16/24/32-bit, any channels, any rate) -> (T,) float64 mono at 16 kHz.
+
+    An unreadable, corrupt or empty file -> UsageError naming it.
+    """
+    try:
+        with wave.open(str(path), "rb") as w:
+            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
+            raw = w.readframes(w.getnframes())
+    except (wave.Error, EOFError, OSError) as e:
+        raise UsageError(f"{path} is not a readable PCM WAV file ({e}): "
+                         "re-save it as 16-bit PCM WAV") from None
+    if width not in (1, 2, 3, 4) or channels < 1 or rate < 1:
+        raise UsageError(f"{path} has an unsupported format: re-save it as 16-bit PCM WAV")
+    if len(raw) < width * channels:
+        raise UsageError(f"{path} holds no audio: remove it or replace it")
+    return _resample(_pcm_to_float(raw, width, channels), rate)
+
+
+def _folder_splits(n: int) -> np.ndarray:
+    """Split codes (n,) by sorted index: i % 10 == 9 test, i % 10 == 8 val, rest train.
+
+    With fewer than 10 files that leaves val/test empty, so then the last file is test and the one
+    before it val.
+    """
+    which = np.full(n, _TRAIN)
+    which[8::10], which[9::10] = _VAL, _TEST
+    if n < 10:
+        which[-2], which[-1] = _VAL, _TEST
+    return which
+
+
+def _load_wav_folder(root: Path, name: str) -> Dataset:
+    """All *.wav under `root` (recursive, sorted by relative path), as 16 kHz 8-bit mu-law.
+
+    Labelled by the immediate parent folder's name when every WAV sits in a subfolder.
+    Audio is neither trimmed nor normalised.
+    """
+    files = sorted((p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file()),
+                   key=lambda p: p.relative_to(root).as_posix())
+    if len(files) < 3:
+        raise UsageError(f"{root} holds {len(files)} WAV files: give a folder with at least 3")
+    seqs = [mulaw_encode(_read_wav(p)) for p in files]
+    class_names: tuple[str, ...] = ()
+    labels = None
+    if all(len(p.relative_to(root).parts) > 1 for p in files):
+        class_names = tuple(sorted({p.parent.name for p in files}))
+        labels = [class_names.index(p.parent.name) for p in files]
+    return Dataset(name, "audio", 256, *_splits(seqs, labels, _folder_splits(len(files))),
+                   sample_rate=SAMPLE_RATE, class_names=class_names)
+
+
+def _load_path(name: str, alphabet: str | None) -> Dataset:
+    """Dispatch a user path: folder -> WAVs, *.npy -> images, any other file -> UTF-8 text."""
+    path = Path(name).expanduser()
+    try:
+        if path.is_dir():
+            return _load_wav_folder(path, name)
+        if not path.is_file():
+            raise UsageError(f"'{name}' is neither a built-in dataset nor an existing path: "
+                             f"use {_BUILTINS}")
+        if path.suffix.lower() == ".npy":
+            return _load_npy(path, name)
+        return _load_text_file(path, name, alphabet)
+    except OSError as e:  # permission denied, unreadable folder entries, ...
+        raise UsageError(f"cannot read {e.filename or path} ({e.strerror}): "
+                         "check the path and its permissions") from None
+
+
+# ---------------------------------------------------------------- speech (espeak-ng)
+
+SPEECH_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                "yes", "no", "up", "down", "left", "right", "go", "stop", "on", "off",
+                "hello", "world", "cat", "dog", "bird", "red", "blue", "green", "house", "tree")
+SPEECH_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us+f3")
+SPEECH_SPEEDS = (140, 180)        # words per minute
+SPEECH_PITCHES = (35, 50, 70)     # espeak-ng pitch 0..99
+_SPEECH_VARIANTS = [(v, s, p) for v in SPEECH_VOICES for s in SPEECH_SPEEDS for p in SPEECH_PITCHES]
+_SILENCE = 0.02                   # trim threshold, fraction of the clip's peak
+_SPEECH_VERSION = 1               # bump when the recipe below changes in a way the hash cannot see
+
+
+def _speech_cache_file(cache_dir: Path | None) -> Path:
+    """<cache_dir>/speech-v<version>-<recipe hash>.npz."""
+    if cache_dir is None:
+        cache_dir = Path(os.environ.get("ARTRAIN_CACHE") or Path.home() / ".cache" / "artrain")
+    recipe = repr((SPEECH_WORDS, _SPEECH_VARIANTS, SAMPLE_RATE, _SILENCE)).encode()
+    return Path(cache_dir) / f"speech-v{_SPEECH_VERSION}-{hashlib.sha1(recipe).hexdigest()[:8]}.npz"
+
+
+def _speech_split_of(word: int, variant: int) -> int:
+    """Held-out rule: r = (variant + word) % 12; r == 11 -> test, r == 10 -> val, else train.
+
+    Over the 36 variants that is 3 test, 3 val and 30 train clips per word; the shift by word id
+    makes different (voice, speed, pitch) variants held out for different words.
+    """
+    r = (variant + word) % 12
+    return _TEST if r == 11 else _VAL if r == 10 else _TRAIN
+
+
+def _synthesise(word: str, voice: str, speed: int, pitch: int, wav: Path) -> np.ndarray:
+    """One espeak-ng clip -> (T,) int64 mu-law codes at 16 kHz, silence-trimmed and peak-normalised."""
+    cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), word]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        raise ArtrainError(f"espeak-ng failed on '{word}' with voice {voice} ({e}): "
+                           "check the espeak-ng install (apt-get install espeak-ng)") from None
+    x = _read_wav(wav)                             # (T,) at 16 kHz
+    peak = np.abs(x).max(initial=0.0)
+    if peak == 0:
+        raise ArtrainError(f"espeak-ng produced silence for '{word}' with voice {voice}: "
+                           "check the espeak-ng install")
+    x = x / peak
+    loud = np.flatnonzero(np.abs(x) > _SILENCE)
+    return mulaw_encode(x[loud[0]:loud[-1] + 1])
+
+
+def _build_speech() -> dict[str, np.ndarray]:
+    """Synthesise every (word, variant) clip, word-major; returns the arrays stored in the cache."""
+    if shutil.which("espeak-ng") is None:
+        raise ArtrainError("espeak-ng is needed to build the 'speech' dataset and was not found: "
+                           "install it: apt-get install espeak-ng")
+    jobs = [(w, v) for w in range(len(SPEECH_WORDS)) for v in range(len(_SPEECH_VARIANTS))]
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=2) as pool:
+        def clip(job: tuple[int, int]) -> np.ndarray:
+            word, variant = job
+            return _synthesise(SPEECH_WORDS[word], *_SPEECH_VARIANTS[variant],
+                               Path(tmp) / f"{word}-{variant}.wav")
+        clips = list(pool.map(clip, jobs))
+    joined = _split(clips, [w for w, _ in jobs])
+    return {"tokens": joined.tokens.astype(np.uint8), "offsets": joined.offsets,
+            "labels": joined.labels, "split": np.array([_speech_split_of(w, v) for w, v in jobs])}
+
+
+def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez to a temp file beside path, then os.replace it onto path: no reader sees half a file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ArtrainError(f"cannot write the speech cache {path} ({e.strerror}): "
+                           "set ARTRAIN_CACHE to a writable folder") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when the file is missing or unreadable (it is then rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in ("tokens", "offsets", "labels", "split")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def _load_speech(cache_dir: Path | None) -> Dataset:
+    """The espeak-ng words dataset, built on first use and cached as one .npz.
+
+    30 words x 6 voices x 2 speeds x 3 pitches = 1080 clips; held out per `_speech_split_of`.
+    Deterministic for a given espeak-ng version.
+    """
+    path = _speech_cache_file(cache_dir)
+    arrays = _read_cache(path)
+    if arrays is None:
+        arrays = _build_speech()
+        _save_atomic(path, arrays)
+    offsets = arrays["offsets"]
+    seqs = np.split(arrays["tokens"].astype(np.int64), offsets[1:-1])  # n x (T_i,)
+    splits = _splits(seqs, arrays["labels"].tolist(), arrays["split"])
+    return Dataset("speech", "audio", 256, *splits, sample_rate=SAMPLE_RATE,
+                   class_names=SPEECH_WORDS)

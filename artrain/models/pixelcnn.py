@@ -1,0 +1,172 @@
+"""Gated PixelCNN (van den Oord et al. 2016, "Conditional Image Generation with PixelCNN Decoders"),
+with the cached step of Ramachandran et al. 2017 ("Fast Generation for Convolutional Autoregressive
+Models").
+
+A vertical stack sees every row above the current one (no blind spot), a horizontal stack sees the
+pixels to the left in the current row plus the vertical stack of that row; gated units; residual
+connections in the horizontal stack; class conditioning as a per-layer bias on the gates.
+With k = kernel_size and r = k // 2, layer 0 uses a vertical kernel over rows i-r..i-1 and a horizontal
+kernel over columns j-r..j-1 (the pixel itself is masked); later layers also include row i (vertical) and
+column j (horizontal). Pixels are in raster order: position p = i * W + j.
+
+Step state (L layers, C channels):
+- ``rows``  (B, L, C, r, W): each layer's vertical-stack inputs for the r most recent complete rows;
+- ``row``   (B, C, W): embeddings of the pixels of the row being generated (left of the current one);
+- ``vtoh``  (B, W, L, 2C): the vertical stack's contribution to the horizontal gates for the current row;
+- ``left``  (B, L, r, C): each layer's horizontal-stack inputs at the r columns left of the current one.
+At the first pixel of each row the step computes the vertical stack for that whole row, once (an ONNX
+``If``); every other pixel costs one horizontal stack evaluation: O(layers) work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import ARModel, gate
+
+
+@dataclass(frozen=True)
+class PixelCNNConfig:
+    vocab_size: int = 256      # pixel levels
+    height: int = 32
+    width: int = 32
+    num_classes: int = 0       # class ids for conditioning (0: unconditional)
+    layers: int = 8
+    channels: int = 64
+    kernel_size: int = 3       # odd; r = kernel_size // 2 rows/columns of context per layer
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and >= 3, got {self.kernel_size}")
+
+
+class GatedLayer(nn.Module):
+    def __init__(self, c: PixelCNNConfig, first: bool):
+        super().__init__()
+        self.first = first
+        self.r = r = c.kernel_size // 2
+        ch = c.channels
+        self.vconv = nn.Conv2d(ch, 2 * ch, (r if first else r + 1, c.kernel_size))
+        self.hconv = nn.Conv2d(ch, 2 * ch, (1, r if first else r + 1))
+        self.vtoh = nn.Conv2d(2 * ch, 2 * ch, 1)
+        self.hout = nn.Linear(ch, ch)
+        self.cond = nn.Embedding(c.num_classes, 4 * ch) if c.num_classes else None
+        self.drop = nn.Dropout(c.dropout)
+
+    def cond_bias(self, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | tuple[int, int]:
+        """-> (vertical bias (B, 2C), horizontal bias (B, 2C)), or zeros when unconditional."""
+        return (0, 0) if self.cond is None else self.cond(cond).chunk(2, dim=-1)
+
+    def vertical(self, rows: torch.Tensor, cond_v) -> torch.Tensor:
+        """rows (B, C, R, W) padded above -> gate pre-activations (B, 2C, R - kh + 1, W)."""
+        a = self.vconv(F.pad(rows, (self.r, self.r)))
+        return a if isinstance(cond_v, int) else a + cond_v[:, :, None, None]
+
+    def horizontal_out(self, a: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        """Gate pre-activations (..., 2C) channel-last -> layer output (..., C), residual after layer 0."""
+        out = self.hout(self.drop(gate(a, dim=-1)))
+        return out if self.first else out + h
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, cond: torch.Tensor | None):
+        """v, h (B, C, H, W) -> (v_out (B, C, H, W), h_out (B, C, H, W))."""
+        cond_v, cond_h = self.cond_bias(cond)
+        r = self.r
+        if self.first:  # shift down / right by dropping the last row / column: pixel (i, j) is masked
+            v_pre = self.vertical(F.pad(v[:, :, :-1], (0, 0, r, 0)), cond_v)  # (B, 2C, H, W)
+            h_pre = self.hconv(F.pad(h[:, :, :, :-1], (r, 0)))
+        else:
+            v_pre = self.vertical(F.pad(v, (0, 0, r, 0)), cond_v)
+            h_pre = self.hconv(F.pad(h, (r, 0)))
+        h_pre = (h_pre + self.vtoh(v_pre)).permute(0, 2, 3, 1)  # (B, H, W, 2C)
+        if not isinstance(cond_h, int):
+            h_pre = h_pre + cond_h[:, None, None]
+        h_out = self.horizontal_out(h_pre, h.permute(0, 2, 3, 1))  # (B, H, W, C)
+        return gate(v_pre, dim=1), h_out.permute(0, 3, 1, 2)
+
+    def horizontal_step(self, taps: torch.Tensor, vtoh: torch.Tensor, cond_h, h: torch.Tensor | None):
+        """taps (B, kw, C) inputs left of (and, after layer 0, at) the pixel; vtoh (B, 2C) -> (B, C)."""
+        weight = self.hconv.weight.permute(0, 2, 3, 1).flatten(1)  # (2C, kw * C), taps order
+        a = F.linear(taps.flatten(1), weight, self.hconv.bias) + vtoh + cond_h  # (B, 2C)
+        return self.horizontal_out(a, h)
+
+
+class PixelCNN(ARModel):
+    def __init__(self, config: PixelCNNConfig):
+        super().__init__()
+        self.config = c = config
+        self.embed = nn.Embedding(c.vocab_size, c.channels)
+        self.layers = nn.ModuleList(GatedLayer(c, first=i == 0) for i in range(c.layers))
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.channels, c.channels), nn.ReLU(), nn.Linear(c.channels, c.vocab_size))
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        c = self.config
+        r = c.kernel_size // 2
+        return {
+            "rows": (c.layers, c.channels, r, c.width),
+            "row": (c.channels, c.width),
+            "vtoh": (c.width, c.layers, 2 * c.channels),
+            "left": (c.layers, r, c.channels),
+        }
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, H, W) int64 levels -> logits (B, H, W, V); logits[:, i, j] predicts x[:, i, j]."""
+        v = h = self.embed(x).permute(0, 3, 1, 2)  # (B, C, H, W)
+        for layer in self.layers:
+            v, h = layer(v, h, cond)
+        return self.head(h.permute(0, 2, 3, 1))  # (B, H, W, V)
+
+    def sequence_logits(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        return self(x.view(-1, c.height, c.width), cond).flatten(1, 2)  # (B, H*W, V)
+
+    def _vertical_row(self, rows, row, cond=None):
+        """At the first pixel of a row: the completed row above enters the caches and the vertical stack
+        is evaluated for the new row. rows (B, L, C, r, W), row (B, C, W) -> (rows, vtoh (B, W, L, 2C))."""
+        x = row[:, :, None]  # (B, C, 1, W): layer 0's newest input row, the completed image row
+        new_rows, vtoh = [], []
+        for i, layer in enumerate(self.layers):
+            past = rows[:, i]  # (B, C, r, W)
+            if layer.first:
+                past = torch.cat([past[:, :, 1:], x], dim=2)
+                v_pre = layer.vertical(past, layer.cond_bias(cond)[0])  # (B, 2C, 1, W)
+            else:
+                v_pre = layer.vertical(torch.cat([past, x], dim=2), layer.cond_bias(cond)[0])
+                past = torch.cat([past[:, :, 1:], x], dim=2)
+            new_rows.append(past)
+            vtoh.append(layer.vtoh(v_pre)[:, :, 0].transpose(1, 2))  # (B, W, 2C)
+            x = gate(v_pre, dim=1)  # (B, C, 1, W): next layer's input at the new row
+        return torch.stack(new_rows, dim=1), torch.stack(vtoh, dim=2)
+
+    def step(self, token, pos, state, cond=None):
+        """token (B,) pixel pos - 1 (ignored at pos 0); pos in [0, H*W) -> (logits (B, V), new state)."""
+        c = self.config
+        col = pos % c.width
+        columns = torch.arange(c.width, device=token.device)  # (W,)
+        emb = self.embed(token.clamp(max=c.vocab_size - 1)) * (pos > 0)  # (B, C); nothing before pixel 0
+        row = torch.where(columns == (pos - 1) % c.width, emb[:, :, None], state["row"])  # (B, C, W)
+        operands = (state["rows"], row, state["vtoh"]) + (() if cond is None else (cond,))
+        rows, vtoh = torch.cond(
+            col == 0,
+            lambda rows, row, vtoh, *cond: self._vertical_row(rows, row, *cond),
+            lambda rows, row, vtoh, *cond: (rows.clone(), vtoh.clone()),
+            operands,
+        )
+        row = row * (col != 0)  # a new row starts empty
+        left = state["left"] * (col != 0)  # (B, L, r, C); zero padding left of column 0
+        h = None
+        new_left = []
+        vtoh_col = vtoh[:, col]  # (B, L, 2C)
+        for i, layer in enumerate(self.layers):
+            if layer.first:  # inputs: the embeddings of the r pixels to the left
+                taps = torch.cat([left[:, i, 1:], (emb * (col != 0))[:, None]], dim=1)  # (B, r, C)
+                new_left.append(taps)
+            else:  # inputs: the previous layer's outputs at the r pixels to the left and at this pixel
+                taps = torch.cat([left[:, i], h[:, None]], dim=1)  # (B, r + 1, C)
+                new_left.append(taps[:, 1:])
+            h = layer.horizontal_step(taps, vtoh_col[:, i], layer.cond_bias(cond)[1], h)  # (B, C)
+        state = {"rows": rows, "row": row, "vtoh": vtoh, "left": torch.stack(new_left, dim=1)}
+        return self.head(h), state
