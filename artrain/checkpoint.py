@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,3 +133,14 @@ def data_info(config: dict) -> DataInfo:
 
 def as_dict(info: DataInfo) -> dict:
     return asdict(info)
+
+
+class MetricsLog:
+    """Append-only JSONL log; each line is flushed so an interrupted run keeps what it logged."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def write(self, **record) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")

@@ -19,6 +19,11 @@ from torch import nn
 class ARModel(nn.Module):
     """Base class of the three families; subclasses define ``state_shapes`` and ``step``."""
 
+    @property
+    def max_length(self) -> int:
+        """Positions one sequence may have (0: unbounded); longer data is scored in chunks of this."""
+        return 0
+
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """State tensor name -> shape without the leading batch dimension (all float32, initially 0)."""
         raise NotImplementedError

@@ -102,6 +102,10 @@ class PixelCNN(ARModel):
         self.layers = nn.ModuleList(GatedLayer(c, first=i == 0) for i in range(c.layers))
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.channels, c.channels), nn.ReLU(), nn.Linear(c.channels, c.vocab_size))
 
+    @property
+    def max_length(self) -> int:
+        return self.config.height * self.config.width
+
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         c = self.config
         r = c.kernel_size // 2

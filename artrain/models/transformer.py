@@ -95,6 +95,10 @@ class Transformer(ARModel):
         self.ln_f = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.vocab_size)
 
+    @property
+    def max_length(self) -> int:
+        return self.config.max_len
+
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         c = self.config
         shape = (c.heads, c.max_len, c.d_model // c.heads)

@@ -1,0 +1,2 @@
+from artrain.cli import main
+main()

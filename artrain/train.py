@@ -1,0 +1,272 @@
+"""``artrain fit``: train one family on one dataset, checkpointing into a directory.
+
+Options come from three layers, later ones winning: the defaults for (family, data kind) below, a JSON
+config file (``--config``: keys of ``FitOptions`` plus ``"model"``, a dict of the family's config fields),
+and command-line flags. They are validated once, in ``resolve_options``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from . import checkpoint as ckpt
+from .data import Dataset, load_dataset, random_windows
+from .errors import ArtrainError, UsageError
+from .evaluate import evaluate
+from .models import FAMILIES, ARModel, build_model, make_config
+
+# Defaults per (family, data kind): sized to train a useful model in <= 15 min on 2 CPU cores.
+DEFAULTS: dict[tuple[str, str], dict] = {
+    ("pixelcnn", "image"): dict(steps=3000, batch_size=64, lr=2e-3,
+                                model=dict(layers=8, channels=64, dropout=0.1)),
+    ("transformer", "image"): dict(steps=3000, batch_size=64, lr=1e-3,
+                                   model=dict(layers=4, d_model=128, heads=4, dropout=0.1)),
+    ("wavenet", "image"): dict(steps=3000, batch_size=64, lr=2e-3,
+                               model=dict(stacks=2, layers_per_stack=6, residual_channels=64, skip_channels=128)),
+    ("transformer", "text"): dict(steps=2500, batch_size=32, seq_len=128, lr=2e-3,
+                                  model=dict(layers=4, d_model=128, heads=4, max_len=128, dropout=0.0)),
+    ("wavenet", "text"): dict(steps=2000, batch_size=16, seq_len=256, lr=2e-3,
+                              model=dict(stacks=1, layers_per_stack=8, residual_channels=64, skip_channels=128)),
+    ("wavenet", "audio"): dict(steps=1500, batch_size=8, seq_len=2048, lr=2e-3,
+                               model=dict(stacks=2, layers_per_stack=9, residual_channels=32, skip_channels=64)),
+    ("transformer", "audio"): dict(steps=1500, batch_size=16, seq_len=256, lr=1e-3,
+                                   model=dict(layers=4, d_model=128, heads=4, max_len=256)),
+}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    model: str                        # family: wavenet | pixelcnn | transformer
+    data: str = "digits"              # built-in name or a path
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "cpu"
+    seq_len: int = 0                  # training window for sequence data; 0: the model's max length
+    weight_decay: float = 0.01
+    warmup: int = 100
+    eval_every: int = 500
+    conditional: bool = True          # condition on the data's labels when it has them
+    model_config: dict = field(default_factory=dict)  # the family's config fields (data fields are set from the data)
+
+
+def resolve_options(model: str, data: str, config_file: Path | None, flags: dict) -> FitOptions:
+    """Defaults for (family, data kind) <- config file <- flags (None means not given); validated here."""
+    if model not in FAMILIES:
+        raise UsageError(f"unknown model {model!r}; choose one of {', '.join(FAMILIES)}")
+    kind = _data_kind(data)
+    base = dict(DEFAULTS.get((model, kind), {}))
+    base["model_config"] = base.pop("model", {})
+    if config_file is not None:
+        file_values = _read_config_file(config_file)
+        base["model_config"] = {**base["model_config"], **file_values.pop("model", {})}
+        base.update(file_values)
+    base.update({k: v for k, v in flags.items() if v is not None})
+    opts = FitOptions(model=model, data=data, **base)
+    for name in ("steps", "batch_size", "lr"):
+        if not getattr(opts, name) > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(opts, name)}")
+    if opts.seq_len < 0 or opts.eval_every <= 0 or opts.warmup < 0:
+        raise UsageError("seq_len and warmup must be >= 0 and eval_every > 0; fix the config")
+    if opts.device not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu or cuda, got {opts.device!r}")
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        raise ArtrainError("--device cuda was asked but PyTorch sees no CUDA device; use --device cpu or a CUDA build of torch")
+    return opts
+
+
+def _data_kind(data: str) -> str:
+    if data in ("digits", "text", "speech"):
+        return {"digits": "image", "text": "text", "speech": "audio"}[data]
+    path = Path(data)
+    return "audio" if path.is_dir() else "image" if path.suffix == ".npy" else "text"
+
+
+def _read_config_file(path: Path) -> dict:
+    try:
+        values = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist; give a JSON file of fit options") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"config file {path} is not valid JSON ({e}); fix it") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"config file {path} must hold a JSON object of fit options")
+    allowed = {f.name for f in fields(FitOptions)} - {"model", "data", "model_config"} | {"model"}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise UsageError(f"config file {path} has unknown keys: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    if not isinstance(values.get("model", {}), dict):
+        raise UsageError(f"config file {path}: \"model\" must be an object of {', '.join(FAMILIES)} config fields")
+    return values
+
+
+def model_config_for(opts: FitOptions, data: Dataset) -> dict:
+    """The family config: the options' fields plus what the data decides (levels, classes, image size)."""
+    cfg = dict(opts.model_config)
+    cfg["vocab_size"] = data.levels
+    cfg["num_classes"] = data.num_classes if opts.conditional else 0
+    if opts.model == "pixelcnn":
+        if data.image_shape is None:
+            raise UsageError(f"pixelcnn needs image data, and {data.name} is {data.kind}; use wavenet or transformer")
+        cfg["height"], cfg["width"] = data.image_shape
+    elif opts.model == "transformer" and data.image_shape is not None:
+        cfg["max_len"] = data.image_shape[0] * data.image_shape[1]
+    try:
+        make_config(opts.model, cfg)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"bad model config: {e}") from None
+    return cfg
+
+
+def train_length(opts: FitOptions, data: Dataset, model: ARModel) -> int:
+    if data.image_shape is not None:
+        return data.image_shape[0] * data.image_shape[1]
+    length = opts.seq_len or model.max_length
+    if not length:
+        raise UsageError("--seq-len is needed for an unbounded model on sequence data")
+    return min(length, model.max_length) if model.max_length else length
+
+
+def lr_at(step: int, opts: FitOptions) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak."""
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    progress = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
+    return opts.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class Trainer:
+    """One training run: model, optimizer, data stream and RNGs; all of it saved for an exact resume."""
+
+    def __init__(self, opts: FitOptions, out: Path, data: Dataset):
+        self.opts, self.out, self.data = opts, Path(out), data
+        torch.manual_seed(opts.seed)
+        self.rng = np.random.default_rng(opts.seed)
+        self.model = build_model(opts.model, model_config_for(opts, data)).to(opts.device)
+        self.length = train_length(opts, data, self.model)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": opts.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=opts.lr, betas=(0.9, 0.99))
+        self.step = 0
+
+    def config(self, evaluation: dict | None = None) -> dict:
+        return {
+            "format_version": ckpt.FORMAT_VERSION,
+            "family": self.opts.model,
+            "model": asdict(self.model.config),
+            "data": asdict(ckpt.DataInfo.of(self.data)),
+            "train": {**asdict(self.opts), "train_length": self.length},
+            "step": self.step,
+            "eval": evaluation,
+        }
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, labels = random_windows(self.data.train, self.opts.batch_size, self.length, self.rng)
+        cond = torch.from_numpy(labels).to(self.opts.device) if self.model.config.num_classes else None
+        return torch.from_numpy(x).to(self.opts.device), cond
+
+    def train_step(self) -> float:
+        """One optimizer step; returns the batch loss in bits/dim."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.opts)
+        x, cond = self.batch()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.opts.device == "cuda"):
+            logits = self.model.sequence_logits(x, cond)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), x.flatten())
+        if not torch.isfinite(loss):
+            raise ArtrainError(f"the loss became {loss.item()} at step {self.step}; the last good checkpoint is in "
+                               f"{self.out}; lower --lr and continue with --resume")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.step += 1
+        return loss.item() / math.log(2)
+
+    def save(self, evaluation: dict | None = None) -> None:
+        tensors = {}
+        opt_state = self.optimizer.state_dict()
+        for index, state in opt_state["state"].items():
+            for key, value in state.items():
+                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().clone()
+        tensors["rng.torch"] = torch.get_rng_state()
+        meta = {"step": self.step, "param_groups": opt_state["param_groups"], "numpy_rng": self.rng.bit_generator.state}
+        ckpt.save_checkpoint(self.out, self.model, self.config(evaluation), tensors, meta)
+
+    def restore(self) -> None:
+        """Continue from the checkpoint in ``out``: weights, optimizer, RNG states and step."""
+        weights = ckpt.read_safetensors(self.out / ckpt.WEIGHTS)
+        self.model.load_state_dict(weights)
+        path = self.out / ckpt.TRAINER
+        tensors = ckpt.read_safetensors(path)
+        with safe_open(path, "pt") as f:
+            meta = json.loads(f.metadata()["trainer"])
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value.to(self.opts.device) if name != "step" else value
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        torch.set_rng_state(tensors["rng.torch"])
+        self.rng.bit_generator.state = meta["numpy_rng"]
+        self.step = meta["step"]
+
+
+def fit(opts: FitOptions, out: Path, *, resume: bool = False, log=print) -> dict:
+    """Train per ``opts`` into ``out``; returns the final config (with the test-split evaluation).
+    KeyboardInterrupt saves a checkpoint at the current step and propagates."""
+    out = Path(out)
+    if not resume and (out / ckpt.CONFIG).exists():
+        old = json.loads((out / ckpt.CONFIG).read_text()).get("family", "?")
+        raise UsageError(f"{out} already holds a {old} checkpoint; choose another --out, or continue it with --resume {out}")
+    data = load_dataset(opts.data)
+    trainer = Trainer(opts, out, data)
+    if resume:
+        trainer.restore()
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = ckpt.MetricsLog(out / ckpt.METRICS)
+    log(f"training {opts.model} ({sum(p.numel() for p in trainer.model.parameters()):,} parameters) on {data.name} "
+        f"for {opts.steps} steps, batch {opts.batch_size} x {trainer.length}, from step {trainer.step}")
+    try:
+        _loop(trainer, metrics, log)
+    except KeyboardInterrupt:
+        trainer.save()
+        raise
+    result = evaluate(trainer.model, data.test)
+    evaluation = {"split": "test", **asdict(result), "data": data.name}
+    metrics.write(event="test", step=trainer.step, **asdict(result))
+    trainer.save(evaluation)
+    log(f"test: {result.bits_per_dim:.4f} bits/dim over {result.n_dims:,} dims; checkpoint in {out}")
+    return trainer.config(evaluation)
+
+
+def _loop(trainer: Trainer, metrics: "ckpt.MetricsLog", log) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    opts = trainer.opts
+    columns = (TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("fit", total=opts.steps, completed=trainer.step, info="")
+        started, first = time.perf_counter(), trainer.step
+        while trainer.step < opts.steps:
+            bits = trainer.train_step()
+            rate = (trainer.step - first) / (time.perf_counter() - started)
+            bar.update(task, completed=trainer.step, info=f"loss {bits:.3f} bits/dim  {rate:.1f} steps/s")
+            if trainer.step % 50 == 0:
+                metrics.write(event="train", step=trainer.step, bits_per_dim=bits, lr=lr_at(trainer.step - 1, opts))
+            if trainer.step % opts.eval_every == 0 or trainer.step == opts.steps:
+                result = evaluate(trainer.model, trainer.data.val)
+                metrics.write(event="val", step=trainer.step, **asdict(result))
+                bar.console.print(f"step {trainer.step}: val {result.bits_per_dim:.4f} bits/dim")
+                trainer.save()

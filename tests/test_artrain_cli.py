@@ -1,0 +1,144 @@
+"""artrain through its command line: fit a few steps, eval, resume, and bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from artrain.cli import app
+
+TINY_MODELS = {
+    "pixelcnn": {"layers": 2, "channels": 8},
+    "transformer": {"layers": 1, "d_model": 16, "heads": 2, "max_len": 32},
+    "wavenet": {"stacks": 1, "layers_per_stack": 3, "residual_channels": 8, "skip_channels": 8},
+}
+
+
+def tiny_config(tmp_path, family, **extra):
+    path = tmp_path / f"{family}.json"
+    path.write_text(json.dumps({"model": TINY_MODELS[family], "eval_every": 2, "batch_size": 4, "warmup": 1, **extra}))
+    return str(path)
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "tiny.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    return path
+
+
+@pytest.mark.parametrize("family", ["pixelcnn", "transformer", "wavenet"])
+def test_fit_then_eval_digits(tmp_path, family):
+    out = tmp_path / "run"
+    result = invoke("fit", "--model", family, "--data", "digits", "--steps", 3, "--out", out,
+                    "--config", tiny_config(tmp_path, family))
+    assert result.exit_code == 0, result.output
+    for name in ("model.safetensors", "config.json", "metrics.jsonl", "trainer.safetensors"):
+        assert (out / name).is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["family"] == family and config["step"] == 3
+    assert config["model"]["num_classes"] == 10 and config["data"]["levels"] == 17
+    events = [json.loads(line)["event"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert events.count("val") == 2 and events[-1] == "test"
+
+    result = invoke("eval", out, "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["split"] == "test" and record["data"] == "digits" and record["n_dims"] == 447 * 64
+    assert record["bits_per_dim"] == pytest.approx(config["eval"]["bits_per_dim"], abs=1e-9)
+    assert record["nats_per_dim"] == pytest.approx(record["bits_per_dim"] * 0.6931471805599453)
+    assert 0 < record["bits_per_dim"] < 5  # log2(17) ~ 4.09 is uniform; a few steps stay near it
+
+
+@pytest.mark.parametrize("family", ["transformer", "wavenet"])
+def test_fit_text_file(tmp_path, family, text_file):
+    out = tmp_path / "run"
+    result = invoke("fit", "--model", family, "--data", text_file, "--steps", 2, "--seq-len", 16, "--out", out,
+                    "--config", tiny_config(tmp_path, family))
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["alphabet"] == "".join(sorted(set(text_file.read_text())))
+    result = invoke("eval", out, "--split", "val", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["split"] == "val"
+
+
+def test_fit_is_deterministic(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        assert invoke("fit", "--model", "pixelcnn", "--steps", 2, "--out", tmp_path / name, "--seed", 7,
+                      "--config", tiny_config(tmp_path, "pixelcnn")).exit_code == 0
+        runs.append((tmp_path / name / "model.safetensors").read_bytes())
+    assert runs[0] == runs[1]
+
+
+def error_line(result, code):
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_bad_input(tmp_path, text_file):
+    cfg = tiny_config(tmp_path, "pixelcnn")
+    assert "digits, text, speech" in error_line(invoke("fit", "--model", "wavenet", "--data", "nonsense", "--config", cfg), 2)
+    assert "nor an existing path" in error_line(invoke("fit", "--model", "wavenet", "--data", tmp_path / "missing.txt"), 2)
+    bad_text = tmp_path / "latin1.txt"
+    bad_text.write_bytes("caf\xe9".encode("latin-1") * 10)
+    assert "UTF-8" in error_line(invoke("fit", "--model", "transformer", "--data", bad_text), 2)
+    empty_wavs = tmp_path / "wavs"
+    empty_wavs.mkdir()
+    for name in ("a.wav", "b.wav", "c.wav"):
+        (empty_wavs / name).write_bytes(b"")
+    assert "a.wav" in error_line(invoke("fit", "--model", "wavenet", "--data", empty_wavs), 2)
+    for flag in ("--steps", "--batch-size", "--lr"):
+        assert flag in error_line(invoke("fit", "--model", "pixelcnn", flag, 0, "--config", cfg), 2)
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"stepz": 3}))
+    assert "stepz" in error_line(invoke("fit", "--model", "pixelcnn", "--config", unknown), 2)
+    bad_model_key = tmp_path / "bad_model.json"
+    bad_model_key.write_text(json.dumps({"model": {"depth": 3}}))
+    assert "depth" in error_line(invoke("fit", "--model", "pixelcnn", "--config", bad_model_key), 2)
+    assert "image data" in error_line(invoke("fit", "--model", "pixelcnn", "--data", text_file), 2)
+    # an output directory that already holds a model
+    out = tmp_path / "taken"
+    assert invoke("fit", "--model", "pixelcnn", "--steps", 1, "--out", out, "--config", cfg).exit_code == 0
+    assert "already holds a pixelcnn" in error_line(invoke("fit", "--model", "wavenet", "--out", out), 2)
+    # eval of something that is not a checkpoint
+    assert "does not exist" in error_line(invoke("eval", tmp_path / "nothing"), 2)
+    assert "not a complete checkpoint" in error_line(invoke("eval", empty_wavs), 2)
+    assert "image data with 17" in error_line(invoke("eval", out, "--data", text_file), 2)
+
+
+def test_unknown_model_is_a_usage_error():
+    result = invoke("fit", "--model", "rnn")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_ctrl_c_leaves_a_checkpoint_that_resume_continues(tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, "pixelcnn", eval_every=100000)
+    cmd = [sys.executable, "-m", "artrain", "fit", "--model", "pixelcnn", "--steps", "100000", "--out", str(out), "--config", cfg]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():  # written at step 50
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert "--resume" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
+    step = json.loads((out / "config.json").read_text())["step"]
+    assert step >= 50
+    result = invoke("fit", "--resume", out, "--steps", step + 2)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["step"] == step + 2 and config["eval"]["split"] == "test"
