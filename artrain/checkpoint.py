@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import UsageError
+from .errors import ArtrainError, UsageError
 from .models import ARModel, build_model
 
 FORMAT_VERSION = 1
@@ -72,14 +72,18 @@ def write_json(path: Path, obj) -> None:
 def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, torch.Tensor] | None = None,
                     trainer_meta: dict | None = None) -> None:
     """Write weights (and the resume state when given), then config.json."""
-    out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     step = {"step": str(config.get("step", 0))}
-    atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp, metadata=step))
-    if trainer is not None:
-        meta = {**step, "trainer": json.dumps(trainer_meta or {})}
-        atomic_write(out / TRAINER, lambda tmp: save_file(trainer, tmp, metadata=meta))
-    write_json(out / CONFIG, config)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp, metadata=step))
+        if trainer is not None:
+            meta = {**step, "trainer": json.dumps(trainer_meta or {})}
+            atomic_write(out / TRAINER, lambda tmp: save_file(trainer, tmp, metadata=meta))
+        write_json(out / CONFIG, config)
+    except OSError as e:
+        raise ArtrainError(f"cannot write the checkpoint in {out} ({e.strerror or e}); free disk space or choose "
+                           "another --out (the previous checkpoint there is intact)") from None
 
 
 def read_config(path: Path) -> dict:

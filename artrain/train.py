@@ -16,9 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
+from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from .data import Dataset, load_dataset, random_windows
+from .distributed import Distributed
 from .errors import ArtrainError, UsageError
 from .evaluate import evaluate
 from .models import FAMILIES, ARModel, build_model, make_config
@@ -147,11 +149,16 @@ def lr_at(step: int, opts: FitOptions) -> float:
 class Trainer:
     """One training run: model, optimizer, data stream and RNGs; all of it saved for an exact resume."""
 
-    def __init__(self, opts: FitOptions, out: Path, data: Dataset):
-        self.opts, self.out, self.data = opts, Path(out), data
+    def __init__(self, opts: FitOptions, out: Path, data: Dataset, ranks: Distributed = Distributed()):
+        self.opts, self.out, self.data, self.ranks = opts, Path(out), data, ranks
+        self.device = ranks.device(opts.device)
+        self.rows = ranks.shard(opts.batch_size)
         torch.manual_seed(opts.seed)
         self.rng = np.random.default_rng(opts.seed)
-        self.model = build_model(opts.model, model_config_for(opts, data)).to(opts.device)
+        self.model = build_model(opts.model, model_config_for(opts, data)).to(self.device)
+        self.logits = _SequenceLogits(self.model)
+        if ranks.world_size > 1:
+            self.logits = DistributedDataParallel(self.logits)
         self.length = train_length(opts, data, self.model)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
@@ -172,9 +179,10 @@ class Trainer:
         }
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's shard of the global batch: x (B / world, T), labels (B / world,) or None."""
         x, labels = random_windows(self.data.train, self.opts.batch_size, self.length, self.rng)
-        cond = torch.from_numpy(labels).to(self.opts.device) if self.model.config.num_classes else None
-        return torch.from_numpy(x).to(self.opts.device), cond
+        cond = torch.from_numpy(labels[self.rows]).to(self.device) if self.model.config.num_classes else None
+        return torch.from_numpy(x[self.rows]).to(self.device), cond
 
     def train_step(self) -> float:
         """One optimizer step; returns the batch loss in bits/dim."""
@@ -182,7 +190,7 @@ class Trainer:
             group["lr"] = lr_at(self.step, self.opts)
         x, cond = self.batch()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.opts.device == "cuda"):
-            logits = self.model.sequence_logits(x, cond)  # (B, T, V)
+            logits = self.logits(x, cond)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), x.flatten())
         if not torch.isfinite(loss):
             raise ArtrainError(f"the loss became {loss.item()} at step {self.step}; the last good checkpoint is in "
@@ -192,7 +200,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         self.step += 1
-        return loss.item() / math.log(2)
+        return self.ranks.mean(loss.detach()).item() / math.log(2)
 
     def save(self, evaluation: dict | None = None) -> None:
         tensors = {}
@@ -216,7 +224,7 @@ class Trainer:
         for key, value in tensors.items():
             if key.startswith("optimizer."):
                 _, index, name = key.split(".", 2)
-                state.setdefault(int(index), {})[name] = value.to(self.opts.device) if name != "step" else value
+                state.setdefault(int(index), {})[name] = value.to(self.device) if name != "step" else value
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         torch.set_rng_state(tensors["rng.torch"])
         self.rng.bit_generator.state = meta["numpy_rng"]
@@ -225,48 +233,85 @@ class Trainer:
 
 def fit(opts: FitOptions, out: Path, *, resume: bool = False, log=print) -> dict:
     """Train per ``opts`` into ``out``; returns the final config (with the test-split evaluation).
-    KeyboardInterrupt saves a checkpoint at the current step and propagates."""
+    Under torchrun every rank trains; rank 0 alone logs, evaluates and writes. KeyboardInterrupt saves a
+    checkpoint at the current step and propagates."""
     out = Path(out)
+    ranks = Distributed.from_env(opts.device)
+    try:
+        return _fit(opts, out, resume, log if ranks.is_main else lambda msg: None, ranks)
+    finally:
+        ranks.close()
+
+
+def _fit(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -> dict:
     if not resume and (out / ckpt.CONFIG).exists():
         old = json.loads((out / ckpt.CONFIG).read_text()).get("family", "?")
         raise UsageError(f"{out} already holds a {old} checkpoint; choose another --out, or continue it with --resume {out}")
+    if not ranks.is_main:
+        ranks.barrier()  # rank 0 builds any data cache first
     data = load_dataset(opts.data)
-    trainer = Trainer(opts, out, data)
+    if ranks.is_main:
+        ranks.barrier()
+    trainer = Trainer(opts, out, data, ranks)
     if resume:
         trainer.restore()
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = ckpt.MetricsLog(out / ckpt.METRICS)
+    metrics = ckpt.MetricsLog(out / ckpt.METRICS) if ranks.is_main else None
+    if metrics:
+        out.mkdir(parents=True, exist_ok=True)
     log(f"training {opts.model} ({sum(p.numel() for p in trainer.model.parameters()):,} parameters) on {data.name} "
-        f"for {opts.steps} steps, batch {opts.batch_size} x {trainer.length}, from step {trainer.step}")
+        f"for {opts.steps} steps, batch {opts.batch_size} x {trainer.length} on {ranks.world_size} process(es), "
+        f"from step {trainer.step}")
     try:
-        _loop(trainer, metrics, log)
+        _loop(trainer, metrics)
     except KeyboardInterrupt:
-        trainer.save()
+        if metrics:
+            trainer.save()
         raise
-    result = evaluate(trainer.model, data.test)
-    evaluation = {"split": "test", **asdict(result), "data": data.name}
-    metrics.write(event="test", step=trainer.step, **asdict(result))
-    trainer.save(evaluation)
-    log(f"test: {result.bits_per_dim:.4f} bits/dim over {result.n_dims:,} dims; checkpoint in {out}")
+    evaluation = None
+    if metrics:
+        result = evaluate(trainer.model, data.test)
+        evaluation = {"split": "test", **asdict(result), "data": data.name}
+        metrics.write(event="test", step=trainer.step, **asdict(result))
+        trainer.save(evaluation)
+        log(f"test: {result.bits_per_dim:.4f} bits/dim over {result.n_dims:,} dims; checkpoint in {out}")
+    ranks.barrier()
     return trainer.config(evaluation)
 
 
-def _loop(trainer: Trainer, metrics: "ckpt.MetricsLog", log) -> None:
+def _loop(trainer: Trainer, metrics: ckpt.MetricsLog | None) -> None:
+    """Train to opts.steps; on rank 0 (``metrics`` given) log, evaluate and checkpoint along the way."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     opts = trainer.opts
     columns = (TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as bar:
+    with Progress(*columns, transient=False, disable=metrics is None) as bar:
         task = bar.add_task("fit", total=opts.steps, completed=trainer.step, info="")
         started, first = time.perf_counter(), trainer.step
         while trainer.step < opts.steps:
             bits = trainer.train_step()
+            if metrics is None:
+                if trainer.step % opts.eval_every == 0:
+                    trainer.ranks.barrier()  # wait while rank 0 evaluates and saves
+                continue
             rate = (trainer.step - first) / (time.perf_counter() - started)
             bar.update(task, completed=trainer.step, info=f"loss {bits:.3f} bits/dim  {rate:.1f} steps/s")
-            if trainer.step % 50 == 0:
+            if trainer.step % 10 == 0:
                 metrics.write(event="train", step=trainer.step, bits_per_dim=bits, lr=lr_at(trainer.step - 1, opts))
             if trainer.step % opts.eval_every == 0 or trainer.step == opts.steps:
                 result = evaluate(trainer.model, trainer.data.val)
                 metrics.write(event="val", step=trainer.step, **asdict(result))
                 bar.console.print(f"step {trainer.step}: val {result.bits_per_dim:.4f} bits/dim")
                 trainer.save()
+                if trainer.step % opts.eval_every == 0:
+                    trainer.ranks.barrier()
+
+
+class _SequenceLogits(torch.nn.Module):
+    """model.sequence_logits as a forward, the call DistributedDataParallel hooks."""
+
+    def __init__(self, model: ARModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return self.model.sequence_logits(x, cond)

@@ -130,14 +130,14 @@ def test_ctrl_c_leaves_a_checkpoint_that_resume_continues(tmp_path):
     cmd = [sys.executable, "-m", "artrain", "fit", "--model", "pixelcnn", "--steps", "100000", "--out", str(out), "--config", cfg]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not (out / "metrics.jsonl").exists():  # written at step 50
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():  # written at step 10
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stderr
     assert "--resume" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
     step = json.loads((out / "config.json").read_text())["step"]
-    assert step >= 50
+    assert step >= 10
     result = invoke("fit", "--resume", out, "--steps", step + 2)
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())

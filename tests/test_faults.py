@@ -1,0 +1,149 @@
+"""Training at scale and under faults: torchrun DDP equivalence, exact resume after SIGINT/SIGKILL,
+atomic checkpoint writes, hostile checkpoints, NaN stop, unwritable output."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from artrain import checkpoint as ckpt
+from artrain.data import load_dataset
+from artrain.errors import ArtrainError, UsageError
+from artrain.train import FitOptions, Trainer
+
+TINY = {"model": {"layers": 1, "d_model": 16, "heads": 2, "dropout": 0.0}, "batch_size": 8, "warmup": 2,
+        "eval_every": 5}
+
+
+def config_file(tmp_path, **extra):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps({**TINY, **extra}))
+    return str(path)
+
+
+def fit_cmd(out, cfg, steps, launcher=()):
+    return [*launcher, "-m", "artrain", "fit", "--model", "transformer", "--data", "digits", "--steps", str(steps),
+            "--out", str(out), "--config", cfg, "--seed", "3"]
+
+
+def run(cmd, **kw):
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def train_losses(out):
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["bits_per_dim"]) for r in map(json.loads, lines) if r["event"] == "train"]
+
+
+def test_two_gloo_processes_follow_the_single_process_curve(tmp_path):
+    cfg = config_file(tmp_path)
+    run([sys.executable, *fit_cmd(tmp_path / "one", cfg, 20)])
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517")
+    run(fit_cmd(tmp_path / "two", cfg, 20, torchrun), env={**os.environ, "OMP_NUM_THREADS": "1"})
+    one, two = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+    assert [s for s, _ in one] == [s for s, _ in two] == [10, 20]
+    for (_, a), (_, b) in zip(one, two):
+        assert abs(a - b) < 1e-5
+    w1, w2 = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 2e-4  # Adam divides by sqrt(v): float noise grows
+    e1, e2 = (json.loads((tmp_path / d / "config.json").read_text())["eval"] for d in ("one", "two"))
+    assert abs(e1["bits_per_dim"] - e2["bits_per_dim"]) < 1e-5
+
+
+def wait_for_step(out, step, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "metrics.jsonl").exists() and any(s >= step for s, _ in train_losses(out)):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the run did not reach the step in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_resume_after_signal_is_bitwise_exact(tmp_path, sig):
+    cfg = config_file(tmp_path, model={**TINY["model"], "dropout": 0.1})  # dropout: the torch RNG must resume too
+    steps = 40
+    run([sys.executable, *fit_cmd(tmp_path / "straight", cfg, steps)])
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, *fit_cmd(out, cfg, steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_step(out, 10, proc)
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    cut_at = json.loads((out / "config.json").read_text())["step"]
+    assert 5 <= cut_at < steps
+    run([sys.executable, "-m", "artrain", "fit", "--resume", str(out)])
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(out / "model.safetensors")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    evals = [json.loads((d / "config.json").read_text())["eval"] for d in (tmp_path / "straight", out)]
+    assert evals[0] == evals[1]
+
+
+def tiny_trainer(tmp_path):
+    opts = FitOptions(model="transformer", data="digits", steps=4, batch_size=4, model_config=TINY["model"])
+    return Trainer(opts, tmp_path / "run", load_dataset("digits"))
+
+
+def test_interrupted_write_leaves_the_old_checkpoint(tmp_path, monkeypatch):
+    trainer = tiny_trainer(tmp_path)
+    trainer.save()
+    before = (trainer.out / "model.safetensors").read_bytes()
+    trainer.train_step()
+
+    def crash(tensors, path, metadata=None):
+        open(path, "wb").write(b"half a file")
+        raise KeyboardInterrupt  # the process dies mid-write
+
+    monkeypatch.setattr(ckpt, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save()
+    assert (trainer.out / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in trainer.out.iterdir()) == ["config.json", "model.safetensors", "trainer.safetensors"]
+    model, config = ckpt.load_checkpoint(trainer.out)
+    assert config["step"] == 0
+
+
+def test_disk_full_is_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    trainer = tiny_trainer(tmp_path)
+    trainer.save()
+
+    def full(tensors, path, metadata=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    with pytest.raises(ArtrainError, match="No space left on device.*previous checkpoint there is intact"):
+        trainer.save()
+    ckpt.load_checkpoint(trainer.out)
+
+
+def test_pickle_checkpoint_is_refused_without_running_it(tmp_path):
+    trainer = tiny_trainer(tmp_path)
+    trainer.save()
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import pickle
+
+    (trainer.out / "model.safetensors").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(UsageError, match="not safetensors"):
+        ckpt.load_checkpoint(trainer.out)
+    assert not marker.exists()
+
+
+def test_nan_loss_stops_with_the_step(tmp_path):
+    trainer = tiny_trainer(tmp_path)
+    trainer.train_step()
+    with torch.no_grad():
+        trainer.model.head.weight.fill_(float("nan"))
+    with pytest.raises(ArtrainError, match="at step 1; the last good checkpoint"):
+        trainer.train_step()
