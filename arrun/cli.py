@@ -1,0 +1,149 @@
+"""The ``arrun`` command line: thin Typer commands over the workers in ``commands.py``.
+
+Library code raises RunError; only ``_run`` here turns it into one ``error: ...`` line on stderr and an
+exit code (1 runtime, 2 usage). AR_DEBUG=1 shows the traceback instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from .errors import RunError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Sample, score and benchmark exported autoregressive models on onnxruntime (no torch).")
+
+
+class Provider(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+ModelArg = Annotated[Path, typer.Argument(help="The .onnx file written by `arexport onnx`.", show_default=False)]
+ProviderOpt = Annotated[Provider, typer.Option(help="Where to run: cpu, or cuda (needs `pip install .[gpu]`).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+@app.command()
+def sample(
+    model: ModelArg,
+    provider: ProviderOpt = Provider.cpu,
+    num_samples: Annotated[int, typer.Option(
+        "-n", "--num-samples",
+        help="Samples to generate (per class when the model is conditional and --condition is not given).")] = 1,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Samples run together (default: all of them, up to 64).")] = None,
+    temperature: Annotated[float, typer.Option(
+        help="Divide the logits by this; 0 picks the most likely element (greedy).")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample only among the k most likely elements (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option(
+        help="Sample only among the most likely elements holding this probability mass (1: all).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed; sample i draws from its own generator seeded by (seed, i).")] = 0,
+    condition: Annotated[Optional[int], typer.Option(help="Class (or word) id for a conditional model.")] = None,
+    prompt: Annotated[str, typer.Option(help="Text the sample starts with (text models).")] = "",
+    length: Annotated[Optional[int], typer.Option(
+        help="Elements to generate (text and audio; default: the rest of the context, or 1 s of audio).")] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads per step (0: one per core).")] = 1,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Output file: .png (+ .npy) for images (default samples.png), .wav for audio (default samples.wav), "
+             "a text file for text (default: stdout only).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate samples: a PNG grid and .npy for images, WAV files for audio, text on stdout."""
+    from .commands import sample as work
+    from .generate import SampleOptions
+    from .sampling import SamplingOptions
+
+    options = SampleOptions(num_samples, batch_size, SamplingOptions(temperature, top_k, top_p), seed, condition,
+                            prompt, length)
+    stream = None if json_out else sys.stdout
+    record = _run(lambda: work(model, options=options, provider=provider.value, threads=threads, out=out,
+                               stream=stream, progress=sys.stderr.isatty()))
+    if json_out:
+        typer.echo(json.dumps(record))
+    else:
+        files = ", ".join(record["files"]) or "stdout"
+        typer.echo(f"{record['num_samples']} sample(s) of {record['length']} to {files}: {record['steps']} steps in "
+                   f"{record['seconds']:.2f} s ({record['steps_per_s'] or 0:,.0f} steps/s)", err=True)
+
+
+@app.command()
+def info(model: ModelArg, json_out: JsonOpt = False) -> None:
+    """Describe a model: family, graph, data and decoding, state, I/O names, versions, recorded bits/dim."""
+    from .commands import info as work
+
+    record = _run(lambda: work(model))
+    if json_out:
+        typer.echo(json.dumps(record))
+        return
+    for key, value in record.items():
+        if key == "state":
+            value = "; ".join(f"{s['name']} {s['shape']} {s['dtype']}" for s in value) or "none"
+        elif isinstance(value, (list, dict)):
+            value = json.dumps(value)
+        elif key == "alphabet" and value:
+            value = repr(value)
+        typer.echo(f"{key:>16}: {value}")
+
+
+@app.command()
+def score(
+    model: ModelArg,
+    data: Annotated[Path, typer.Argument(
+        help="Images (.npy of levels, PNG or a folder of PNGs), audio (WAV or a folder of WAVs) or a UTF-8 text file.",
+        show_default=False)],
+    condition: Annotated[Optional[int], typer.Option(help="Class id to score under (conditional models).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Negative log-likelihood of DATA in bits per dimension (and nats), scored like `artrain eval`."""
+    from .commands import score as work
+
+    record = _run(lambda: work(model, data, condition=condition))
+    if json_out:
+        typer.echo(json.dumps(record))
+    else:
+        typer.echo(f"{record['bits_per_dim']:.4f} bits/dim, {record['nats_per_dim']:.4f} nats/dim over "
+                   f"{record['n_dims']:,} dims ({record['n_sequences']} sequences, {record['graph']} graph)")
+
+
+@app.command()
+def bench(
+    model: ModelArg,
+    provider: ProviderOpt = Provider.cpu,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 1,
+    steps: Annotated[int, typer.Option(help="Timed steps of each loop (after a warm-up).")] = 600,
+    json_out: JsonOpt = False,
+) -> None:
+    """Steps/s and per-step latency of the sampling loop, and the bare session.run rate beside it."""
+    from .commands import bench as work
+
+    record = _run(lambda: work(model, provider=provider.value, batch_size=batch_size, steps=steps))
+    if json_out:
+        typer.echo(json.dumps(record))
+    else:
+        r = record
+        typer.echo(f"sampling loop: {r['steps_per_s']:,.0f} steps/s ({r['tokens_per_s']:,.0f} tokens/s), "
+                   f"latency p50 {r['p50_ms']:.3f} ms, p90 {r['p90_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms\n"
+                   f"bare session.run: {r['bare_steps_per_s']:,.0f} steps/s; the loop reaches "
+                   f"{100 * r['loop_vs_bare']:.0f} % of it ({r['provider']}, batch {r['batch_size']})")
+
+
+def _run(work: Callable[[], dict]) -> dict:
+    """The CLI edge: RunError -> 'error: ...' on stderr and its exit code; AR_DEBUG=1 shows tracebacks."""
+    try:
+        return work()
+    except RunError as e:
+        if os.environ.get("AR_DEBUG") == "1":
+            raise
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=e.exit_code) from None
+
+
+def main() -> None:
+    app()

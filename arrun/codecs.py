@@ -1,0 +1,158 @@
+"""File formats without extra dependencies: mu-law, 8-bit grayscale PNG (zlib + struct), PCM WAV
+(stdlib ``wave``) and text through a model's alphabet. Pure functions; bad input raises UsageError."""
+from __future__ import annotations
+
+import struct
+import wave
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- mu-law (as artrain.data)
+
+def mulaw_encode(x: np.ndarray, levels: int = 256) -> np.ndarray:
+    """Float samples in [-1, 1] (clipped) -> int64 codes in [0, levels); 0.0 -> levels // 2."""
+    mu = levels - 1
+    x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
+    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    return np.floor((y + 1.0) / 2.0 * mu + 0.5).astype(np.int64)
+
+
+def mulaw_decode(codes: np.ndarray, levels: int = 256) -> np.ndarray:
+    """Int codes in [0, levels) -> float32 samples in [-1, 1]."""
+    mu = levels - 1
+    y = 2.0 * np.asarray(codes, dtype=np.float64) / mu - 1.0
+    return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
+
+
+def to_pcm16(x: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] -> little-endian 16-bit PCM bytes."""
+    return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+# ---------------------------------------------------------------- PNG
+
+def png_encode(gray: np.ndarray) -> bytes:
+    """(H, W) uint8 -> an 8-bit grayscale PNG file's bytes (filter 0 on every row)."""
+    h, w = gray.shape
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), gray.astype(np.uint8)], axis=1).tobytes()
+    return (PNG_SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b""))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_decode(data: bytes, source: str) -> np.ndarray:
+    """An 8-bit grayscale, non-interlaced PNG -> (H, W) uint8; anything else -> UsageError."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise UsageError(f"{source} is not a PNG file: give 8-bit grayscale PNGs or a .npy of levels")
+    pos, header, idat = len(PNG_SIGNATURE), None, []
+    try:
+        while pos < len(data):
+            length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+            body = data[pos + 8:pos + 8 + length]
+            if len(body) != length:
+                raise ValueError("truncated chunk")
+            if kind == b"IHDR":
+                header = struct.unpack(">IIBBBBB", body)
+            elif kind == b"IDAT":
+                idat.append(body)
+            elif kind == b"IEND":
+                break
+            pos += 12 + length
+        if header is None:
+            raise ValueError("no IHDR chunk")
+        w, h, depth, color, _, _, interlace = header
+        if (depth, color, interlace) != (8, 0, 0):
+            raise UsageError(f"{source} is not an 8-bit grayscale non-interlaced PNG (bit depth {depth}, "
+                             f"color type {color}): convert it, e.g. `convert IN -depth 8 -colorspace gray OUT`")
+        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
+        if raw.size != h * (w + 1):
+            raise ValueError("image data has the wrong size")
+    except (struct.error, zlib.error, ValueError) as e:
+        raise UsageError(f"{source} is a corrupt PNG ({e}): re-save it") from None
+    return _unfilter(raw.reshape(h, w + 1))
+
+
+def _unfilter(rows: np.ndarray) -> np.ndarray:
+    """(H, 1 + W) filter byte + filtered bytes -> (H, W) uint8 (one byte per pixel)."""
+    h, w = rows.shape[0], rows.shape[1] - 1
+    out = np.zeros((h, w), np.int64)
+    prev = np.zeros(w, np.int64)
+    for i in range(h):
+        kind, line = rows[i, 0], rows[i, 1:].astype(np.int64)
+        if kind == 0:
+            cur = line
+        elif kind == 1:  # Sub: cumulative sum modulo 256
+            cur = np.cumsum(line) & 255
+        elif kind == 2:  # Up
+            cur = (line + prev) & 255
+        elif kind in (3, 4):  # Average, Paeth: sequential along the row
+            cur = np.zeros(w, np.int64)
+            for j in range(w):
+                left = cur[j - 1] if j else 0
+                upper_left = prev[j - 1] if j else 0
+                pred = (left + prev[j]) // 2 if kind == 3 else _paeth(left, prev[j], upper_left)
+                cur[j] = (line[j] + pred) & 255
+        else:
+            raise UsageError(f"PNG row {i} has unknown filter type {kind}: re-save the image")
+        out[i] = prev = cur
+    return out.astype(np.uint8)
+
+
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+
+# ---------------------------------------------------------------- WAV
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A PCM WAV (8/16/24/32-bit, any channels) -> ((T,) float64 mono in [-1, 1], sample rate)."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
+            raw = w.readframes(w.getnframes())
+    except (wave.Error, EOFError, OSError) as e:
+        raise UsageError(f"{path} is not a readable PCM WAV file ({e}): re-save it as 16-bit PCM WAV") from None
+    raw = raw[:len(raw) - len(raw) % (width * channels)]
+    if not raw:
+        raise UsageError(f"{path} holds no audio: give a WAV file with some samples")
+    if width == 1:  # 8-bit WAV is unsigned
+        x = (np.frombuffer(raw, np.uint8) - 128.0) / 128.0
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        x = ((b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16) << 8 >> 8) / 2.0 ** 23  # sign-extend 24 bits
+    else:
+        x = np.frombuffer(raw, f"<i{width}") / 2.0 ** (8 * width - 1)
+    return x.reshape(-1, channels).mean(axis=1), rate
+
+
+def resample_linear(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """(T,) at ``rate`` Hz -> (round(T * target / rate),) at ``target`` Hz by linear interpolation."""
+    if rate == target:
+        return x
+    n = max(1, round(len(x) * target / rate))
+    return np.interp(np.arange(n) * (rate / target), np.arange(len(x)), x)
+
+
+# ---------------------------------------------------------------- text
+
+def encode_text(text: str, alphabet: str, source: str) -> np.ndarray:
+    """Text -> (len(text),) int64 indices into ``alphabet``; a character outside it -> UsageError."""
+    index = {c: i for i, c in enumerate(alphabet)}
+    outside = sorted({c for c in text if c not in index})
+    if outside:
+        shown = "".join(outside[:10])
+        raise UsageError(f"{source} has characters outside the model's alphabet ({shown!r}): remove them "
+                         "(`arrun info` lists the alphabet)")
+    return np.fromiter((index[c] for c in text), dtype=np.int64, count=len(text))

@@ -1,0 +1,213 @@
+"""Where samples go, by data kind. Nothing appears at an output path until it is complete: files are
+written under a temporary name in the same folder and renamed at the end; on any error the temporary
+files are removed (``discard``).
+
+- image: one PNG grid (levels scaled to 0..255; one row per class when every class was sampled) and the
+  raw levels as .npy (N, H, W) int64;
+- audio: one 16-bit PCM WAV per sample (mu-law decoded), written as it is generated to ``NAME.part``
+  (its header already announces the planned length, so it plays while it grows) and renamed when done;
+- text: characters streamed to a text stream as they are generated, and written to ``--out`` if given.
+With more than one sample, audio and text files are numbered: out-000.wav, out-001.wav, ...
+"""
+from __future__ import annotations
+
+import io
+import os
+import wave
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+import numpy as np
+
+from .codecs import mulaw_decode, png_encode, to_pcm16
+from .errors import UsageError
+from .generate import Plan
+from .schema import ModelInfo
+
+TILE = 32  # small images are scaled up by an integer factor to about this many pixels
+
+
+def check_output(path: Path) -> None:
+    """``path`` can be created or replaced: its folder exists and is writable, it is no folder."""
+    if path.is_dir():
+        raise UsageError(f"output path {path} is a directory: give a file name with --out")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"output directory {folder} does not exist: create it or choose another --out")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to the output directory {folder}: choose another --out")
+
+
+def numbered(path: Path, i: int, n: int) -> Path:
+    """out.wav -> out-003.wav when there are several samples, else out.wav."""
+    return path if n == 1 else path.with_name(f"{path.stem}-{i:0{max(3, len(str(n - 1)))}d}{path.suffix}")
+
+
+def write_files(contents: dict[Path, bytes]) -> None:
+    """Write every file under a temporary name in its folder, then rename them all: no file ever
+    appears half-written, and a failed write leaves no temporary file behind."""
+    temps = {}
+    try:
+        for path, data in contents.items():
+            temps[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(temps[path], "wb") as f:  # plain open: the user's umask applies, unlike mkstemp
+                f.write(data)
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    except OSError as e:
+        raise UsageError(f"cannot write {e.filename or 'the output'} ({e.strerror}): choose another --out") from None
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+
+
+class ImageSink:
+    """Collects (N, H*W) levels; ``commit`` writes the PNG grid and the .npy."""
+
+    def __init__(self, out: Path, info: ModelInfo, plan: Plan):
+        self.png, self.npy = out.with_suffix(".png"), out.with_suffix(".npy")
+        for path in (self.png, self.npy):
+            check_output(path)
+        self.info, self.plan = info, plan
+        self.images = np.zeros((plan.n, *info.image_shape), np.int64)  # (N, H, W)
+        self._indices = range(0)
+
+    def begin(self, indices: range) -> None:
+        self._indices = indices
+
+    def update(self, tokens: np.ndarray, done: int) -> None:
+        pass
+
+    def end(self, tokens: np.ndarray) -> None:
+        self.images[self._indices.start:self._indices.stop] = tokens.reshape(-1, *self.info.image_shape)
+
+    def commit(self) -> list[Path]:
+        cols = len(self.images) // self.info.num_classes if self.plan.per_class else None
+        grid = image_grid(self.images, self.info.vocab_size, cols)
+        write_files({self.png: png_encode(grid), self.npy: npy_bytes(self.images)})
+        return [self.png, self.npy]
+
+    def discard(self) -> None:
+        pass
+
+
+def image_grid(images: np.ndarray, levels: int, cols: int | None = None) -> np.ndarray:
+    """(N, H, W) levels -> (rows * (h + 1) + 1, cols * (w + 1) + 1) uint8 grid with 1-pixel white lines;
+    levels are scaled to 0..255 and small images magnified. cols None: about square."""
+    n, h, w = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    scale = max(1, TILE // max(h, w))
+    tiles = np.round(images * (255.0 / max(levels - 1, 1))).astype(np.uint8)
+    tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)  # (N, h*s, w*s)
+    th, tw = h * scale, w * scale
+    grid = np.full((rows * (th + 1) + 1, cols * (tw + 1) + 1), 255, np.uint8)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        grid[1 + r * (th + 1):1 + r * (th + 1) + th, 1 + c * (tw + 1):1 + c * (tw + 1) + tw] = tile
+    return grid
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+class AudioSink:
+    """One growing WAV per sample: decoded and appended every ``chunk`` steps."""
+
+    def __init__(self, out: Path, info: ModelInfo, plan: Plan):
+        self.paths = [numbered(out, i, plan.n) for i in range(plan.n)]
+        for path in self.paths:
+            check_output(path)
+        self.info, self.plan = info, plan
+        self.chunk = max(1, info.sample_rate // 10)  # 0.1 s of audio
+        self._open: list[tuple[Path, BinaryIO, wave.Wave_write]] = []
+        self._written = 0
+        self._parts: list[Path] = []
+
+    def begin(self, indices: range) -> None:
+        self._written, self._open = 0, []
+        for i in indices:
+            part = self.paths[i].with_name(self.paths[i].name + ".part")
+            try:
+                f = open(part, "wb")
+            except OSError as e:
+                raise UsageError(f"cannot write {part} ({e.strerror}): choose another --out") from None
+            self._parts.append(part)
+            w = wave.open(f, "wb")
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(self.info.sample_rate)
+            w.setnframes(self.plan.total_length)  # the header tells players the planned length
+            self._open.append((part, f, w))
+
+    def update(self, tokens: np.ndarray, done: int) -> None:
+        if done - self._written >= self.chunk or done == tokens.shape[1]:
+            pcm = mulaw_decode(tokens[:, self._written:done], self.info.vocab_size)  # (B, chunk)
+            for row, (_, f, w) in zip(pcm, self._open):
+                w.writeframesraw(to_pcm16(row))
+                f.flush()
+            self._written = done
+
+    def end(self, tokens: np.ndarray) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        for _, f, w in self._open:
+            w.close()  # patches the header if the length differs from the plan
+            f.close()
+        self._open = []
+
+    def commit(self) -> list[Path]:
+        for part, path in zip(self._parts, self.paths):
+            os.replace(part, path)
+        self._parts = []
+        return list(self.paths)
+
+    def discard(self) -> None:
+        self._close()
+        for part in self._parts:
+            part.unlink(missing_ok=True)
+
+
+class TextSink:
+    """Decodes tokens through the alphabet; streams characters as they come when one sample runs at a
+    time (otherwise each sample as its batch ends)."""
+
+    def __init__(self, out: Path | None, info: ModelInfo, plan: Plan, stream: TextIO | None):
+        self.paths = [numbered(out, i, plan.n) for i in range(plan.n)] if out else []
+        for path in self.paths:
+            check_output(path)
+        self.alphabet, self.stream, self.plan = info.alphabet, stream, plan
+        self.texts: list[str] = []
+        self.tokens: list[list[int]] = []
+        self._live = False
+        self._shown = 0
+
+    def begin(self, indices: range) -> None:
+        self._live, self._shown = self.stream is not None and len(indices) == 1, 0
+        if self.stream is not None and indices.start > 0:
+            self.stream.write("\n")  # a blank line between samples
+
+    def update(self, tokens: np.ndarray, done: int) -> None:
+        if self._live:
+            self.stream.write("".join(self.alphabet[t] for t in tokens[0, self._shown:done]))
+            self.stream.flush()
+            self._shown = done
+
+    def end(self, tokens: np.ndarray) -> None:
+        texts = ["".join(self.alphabet[t] for t in row) for row in tokens]
+        if self.stream is not None:
+            self.stream.write("\n" if self._live else "\n\n".join(texts) + "\n")
+            self.stream.flush()
+        self.texts.extend(texts)
+        self.tokens.extend(tokens.tolist())
+
+    def commit(self) -> list[Path]:
+        write_files({path: text.encode("utf-8") for path, text in zip(self.paths, self.texts)})
+        return list(self.paths)
+
+    def discard(self) -> None:
+        pass

@@ -1,0 +1,137 @@
+"""Open an exported model: file checks, onnxruntime session on the asked provider, strict metadata read,
+and the graph's inputs and outputs checked against the metadata, so later code binds by name safely."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
+
+from .errors import RunError, UsageError, first_line
+from .schema import CONDITION_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, ModelInfo, SchemaError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+GPU_HINT = ("install the GPU build of onnxruntime with `pip uninstall onnxruntime && pip install .[gpu]` "
+            "on a machine with an NVIDIA driver, or use --provider cpu")
+# What onnxruntime raises when a run fails (its pybind classes, not RuntimeError subclasses).
+ORT_ERRORS = (_ort_state.Fail, _ort_state.InvalidArgument, _ort_state.RuntimeException, _ort_state.EPFail,
+              _ort_state.NotImplemented, _ort_state.InvalidGraph, _ort_state.EngineError)
+_ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64": "tensor(double)"}
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model: its metadata and a session whose I/O match it."""
+    path: Path
+    info: ModelInfo
+    session: ort.InferenceSession
+    provider: str  # 'cpu' | 'cuda'
+
+
+def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: str | None = None,
+               command: str = "arrun") -> Model:
+    """Load ``path`` on ``provider`` ('cpu' | 'cuda') with ``threads`` intra-op threads (0: all cores).
+
+    graph: the graph kind the command needs ('step' | 'full'), or None for either.
+    Raises UsageError for a bad file, metadata or graph, RunError when the provider cannot run."""
+    path = Path(path)
+    _check_file(path)
+    if provider not in PROVIDERS:
+        raise UsageError(f"unknown provider {provider!r}: use cpu or cuda")
+    if threads < 0:
+        raise UsageError(f"--threads must be >= 0 (0 = one per core), got {threads}")
+    wanted = PROVIDERS[provider]
+    if wanted not in ort.get_available_providers():
+        raise RunError(f"this onnxruntime ({ort.__version__}) has no {wanted} "
+                       f"(it offers {', '.join(ort.get_available_providers())}): {GPU_HINT}")
+    session = _create_session(path, wanted, threads)
+    if session.get_providers()[0] != wanted:
+        raise RunError(f"onnxruntime could not start {wanted} (the session runs on "
+                       f"{', '.join(session.get_providers())}; check the driver, CUDA and cuDNN): {GPU_HINT}")
+    try:
+        info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+    except SchemaError as e:
+        raise UsageError(str(e)) from None
+    check_graph(session, info, path)
+    if graph is not None and info.graph != graph:
+        raise UsageError(f"{path} is a {info.graph} graph and `{command}` needs the {graph} graph: "
+                         f"export it with `arexport onnx CHECKPOINT_DIR --{graph}-graph`")
+    return Model(path, info, session, provider)
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory: give the .onnx file exported by `arexport onnx`")
+    if not path.exists():
+        raise UsageError(f"{path} does not exist: give the .onnx file exported by `arexport onnx`")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot read {path} ({e.strerror}): check its permissions") from None
+
+
+def _create_session(path: Path, provider: str, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    # arrun reports every failure itself in one line; onnxruntime's own log only with AR_DEBUG=1.
+    options.log_severity_level = 2 if os.environ.get("AR_DEBUG") == "1" else 4
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle threads spinning between steps steal the core the Python loop needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=[provider])
+    except Exception as e:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
+        first = first_line(e, 300)
+        if provider != "CPUExecutionProvider" and "cuda" in first.lower():
+            raise RunError(f"onnxruntime could not start {provider} ({first}): {GPU_HINT}") from None
+        raise UsageError(f"{path} is not a loadable ONNX model ({first}): "
+                         "re-export it with `arexport onnx`") from None
+
+
+def check_graph(session: ort.InferenceSession, info: ModelInfo, path: Path) -> None:
+    """The session's inputs and outputs must be exactly those the metadata promises, with the right
+    dtypes and, where the graph fixes them, shapes; otherwise UsageError naming the first mismatch."""
+    inputs = {a.name: a for a in session.get_inputs()}
+    outputs = {a.name: a for a in session.get_outputs()}
+    problems = (_name_problems("inputs", inputs, info.input_names())
+                + _name_problems("outputs", outputs, info.output_names()))
+    if not problems:
+        want = _expected_args(info)
+        problems = [p for arg in [*inputs.values(), *outputs.values()] if (p := _arg_problem(arg, *want[arg.name]))]
+    if problems:
+        raise UsageError(f"the graph of {path} disagrees with its metadata ({problems[0]}): "
+                         "re-export it with `arexport onnx`")
+
+
+def _expected_args(info: ModelInfo) -> dict[str, tuple[str, list]]:
+    """Graph input/output name -> (onnxruntime type, shape with None for dynamic dimensions)."""
+    rank = 1 if info.graph == "step" else 2  # (B,) or (B, T)
+    want = {TOKEN_INPUT: ("tensor(int64)", [None] * rank), CONDITION_INPUT: ("tensor(int64)", [None]),
+            POSITION_INPUT: ("tensor(int64)", []), LOGITS_OUTPUT: ("tensor(float)", [None] * rank + [info.vocab_size])}
+    for s in info.state:
+        want[s.input] = want[s.output] = (_ORT_TYPES.get(s.dtype, s.dtype), [None, *s.shape[1:]])
+    return want
+
+
+def _name_problems(kind: str, actual: dict, expected: list[str]) -> list[str]:
+    missing = [n for n in expected if n not in actual]
+    extra = [n for n in actual if n not in expected]
+    return ([f"{kind} missing: {', '.join(missing)}"] if missing else []) + \
+           ([f"unexpected {kind}: {', '.join(extra)}"] if extra else [])
+
+
+def _arg_problem(arg, dtype: str, shape: list) -> str | None:
+    """shape: None where the dimension is dynamic (batch, time) or not checked."""
+    if arg.type != dtype:
+        return f"{arg.name} is {arg.type}, expected {dtype}"
+    if arg.shape is None or len(arg.shape) != len(shape):
+        return f"{arg.name} has shape {arg.shape}, expected rank {len(shape)}"
+    for have, want in zip(arg.shape, shape):
+        if want is not None and isinstance(have, int) and have != want:
+            return f"{arg.name} has shape {arg.shape}, expected {['B' if w is None else w for w in shape]}"
+    return None

@@ -1,0 +1,170 @@
+"""arrun on tiny exported models of each family: the step loop against eager PyTorch, every command
+through the CLI, determinism, and the sampled distribution."""
+import json
+import wave
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from typer.testing import CliRunner
+
+from arrun import commands
+from arrun.cli import app
+from arrun.codecs import mulaw_decode, png_decode
+from arrun.generate import SampleOptions, Stepper
+from arrun.sampling import SamplingOptions
+from arrun.session import open_model
+from test_arrun_support import ALPHABET, SAMPLE_RATE, exported, tiny_model
+
+KINDS = [("audio", 0), ("image", 3), ("text", 0)]
+
+
+def cli(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def cli_json(*args):
+    return json.loads(cli(*args, "--json").stdout)
+
+
+@pytest.mark.parametrize("kind,classes", KINDS)
+def test_step_loop_equals_eager_forward(kind, classes):
+    """The IO-bound, double-buffered loop reproduces the PyTorch model's logits at every position."""
+    model, _ = tiny_model(kind, classes)
+    runner = Stepper(open_model(exported(kind, "step", classes)), 3)
+    T = runner.info.max_length or 40
+    x = np.random.default_rng(0).integers(0, runner.info.vocab_size, (3, T))
+    cond = np.array([0, 2, 1]) if classes else None
+    runner.reset(cond)
+    feed, logits = np.full(3, runner.info.start_token), []
+    for t in range(T):
+        logits.append(runner.step(feed, t).copy())
+        feed = x[:, t].copy()
+    with torch.no_grad():
+        ref = model.sequence_logits(torch.from_numpy(x), None if cond is None else torch.from_numpy(cond))
+    assert np.abs(np.stack(logits, axis=1) - ref.numpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize("kind,classes", KINDS)
+def test_info_json(kind, classes):
+    path = exported(kind, "step", classes)
+    record = cli_json("info", path)
+    family = {"audio": "wavenet", "image": "pixelcnn", "text": "transformer"}[kind]
+    assert (record["family"], record["graph"], record["data_kind"]) == (family, "step", kind)
+    model, _ = tiny_model(kind, classes)
+    assert [(s["name"], s["shape"][1:], s["dtype"]) for s in record["state"]] == \
+        [(n, list(shape), "float32") for n, shape in model.state_shapes().items()]
+    assert record["inputs"][0] == "input_ids" and record["outputs"][0] == "logits"
+    assert set(record["inputs"]) >= {s["input"] for s in record["state"]}
+    assert "family: " + family in cli("info", path).stdout
+
+
+def test_sample_image_grid_per_class(tmp_path):
+    out = tmp_path / "grid.png"
+    record = cli_json("sample", exported("image", "step", 3), "-n", 4, "--out", out)
+    images = np.load(tmp_path / "grid.npy")
+    assert images.shape == (12, 5, 4) and images.dtype == np.int64
+    assert images.min() >= 0 and images.max() < 4
+    assert record["files"] == [str(out), str(tmp_path / "grid.npy")]
+    assert record["conditions"] == [0] * 4 + [1] * 4 + [2] * 4
+    grid = png_decode(out.read_bytes(), str(out))
+    scale = 32 // 5  # tiles magnified to about 32 pixels
+    assert grid.shape == (3 * (5 * scale + 1) + 1, 4 * (4 * scale + 1) + 1)  # one row per class
+    first = grid[1:1 + 5 * scale:scale, 1:1 + 4 * scale:scale]
+    assert np.array_equal(first, np.round(images[0] * 255 / 3).astype(np.uint8))
+    one_class = cli_json("sample", exported("image", "step", 3), "-n", 2, "--condition", 2, "--out", out)
+    assert one_class["conditions"] == [2, 2] and np.load(tmp_path / "grid.npy").shape == (2, 5, 4)
+
+
+def test_sample_audio_wav(tmp_path):
+    out = tmp_path / "a.wav"
+    record = cli_json("sample", exported("audio"), "-n", 2, "--length", 900, "--out", out, "--seed", 3)
+    paths = [tmp_path / "a-000.wav", tmp_path / "a-001.wav"]
+    assert record["files"] == [str(p) for p in paths]
+    assert sorted(tmp_path.iterdir()) == paths  # no .part left behind
+    for path in paths:
+        with wave.open(str(path)) as w:
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (1, 2, SAMPLE_RATE, 900)
+            pcm = np.frombuffer(w.readframes(900), "<i2")
+        assert np.abs(pcm).max() > 0
+        levels = np.round(mulaw_decode(np.arange(256)) * 32767)
+        assert np.isin(pcm, levels).all()  # every frame is a decoded mu-law code
+
+
+def test_sample_text_streams_and_writes(tmp_path):
+    result = cli("sample", exported("text"), "--prompt", "ab c", "--length", 12, "--seed", 5)
+    text = result.stdout.rstrip("\n")
+    assert text.startswith("ab c") and len(text) == 16 and set(text) <= set(ALPHABET)
+    record = cli_json("sample", exported("text"), "--prompt", "ab c", "--length", 12, "--seed", 5,
+                      "--out", tmp_path / "t.txt")
+    assert record["text"] == [text] and (tmp_path / "t.txt").read_text() == text
+    assert record["tokens"] == [[ALPHABET.index(c) for c in text]]
+    assert record["steps_per_s"] > 0
+
+
+def test_text_fills_the_context_and_stops_there():
+    record = cli_json("sample", exported("text"), "--prompt", "abc")
+    assert len(record["text"][0]) == 24  # the context, prompt included
+
+
+def test_greedy_equals_eager_argmax():
+    model, _ = tiny_model("text")
+    record = cli_json("sample", exported("text"), "--temperature", 0, "--prompt", "h", "--length", 23)
+    x = torch.tensor([[ALPHABET.index("h")]])
+    with torch.no_grad():
+        while x.shape[1] < 24:  # logits[:, t] predict x_t: append a placeholder to read the next one
+            logits = model(torch.cat([x, torch.zeros(1, 1, dtype=torch.long)], dim=1))[:, -1]
+            x = torch.cat([x, logits.argmax(-1, keepdim=True)], dim=1)
+    assert record["tokens"][0] == x[0].tolist()
+
+
+@pytest.mark.parametrize("kind,classes,args", [("image", 3, ["-n", 2]), ("audio", 0, ["-n", 3, "--length", 300]),
+                                               ("text", 0, ["-n", 3, "--top-p", 0.9])])
+def test_same_seed_same_bytes_any_batch_size(tmp_path, kind, classes, args):
+    model = exported(kind, "step", classes)
+    suffix = {"image": ".png", "audio": ".wav", "text": ".txt"}[kind]
+    runs = {}
+    for name, batch in (("a", None), ("b", None), ("c", 1), ("d", 2)):
+        folder = tmp_path / name
+        folder.mkdir()
+        cli("sample", model, *args, "--seed", 11, "--out", folder / f"s{suffix}",
+            *(["--batch-size", batch] if batch else []))
+        runs[name] = {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    assert len(runs["a"]) >= 2
+    assert runs["a"] == runs["b"] == runs["c"] == runs["d"]
+    other = tmp_path / "e"
+    other.mkdir()
+    cli("sample", model, *args, "--seed", 12, "--out", other / f"s{suffix}")
+    assert {p.name: p.read_bytes() for p in other.iterdir()} != runs["a"]
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.7, 0, 1.0), (1.0, 3, 1.0), (1.3, 0, 0.8)])
+def test_first_tokens_follow_the_softmax(temperature, top_k, top_p):
+    """Chi-square: 2000 first tokens against softmax(logits / T) restricted to the top k or top p."""
+    model, _ = tiny_model("text")
+    with torch.no_grad():
+        logits = model(torch.zeros(1, 1, dtype=torch.long))[0, 0].double() / temperature  # position 0
+    p = torch.softmax(logits, 0)
+    order = torch.argsort(p, descending=True, stable=True)
+    n_keep = top_k or int((torch.cumsum(p[order], 0) < top_p).sum()) + 1
+    expected = torch.zeros_like(p)
+    expected[order[:n_keep]] = p[order[:n_keep]]
+    expected = (expected / expected.sum()).numpy()
+    options = SampleOptions(num_samples=2000, sampling=SamplingOptions(temperature, top_k, top_p), seed=1, length=1)
+    record = commands.sample(exported("text"), options=options)
+    counts = np.bincount([t[0] for t in record["tokens"]], minlength=len(expected))
+    assert (counts[expected == 0] == 0).all()
+    kept = expected > 0
+    statistic, p_value = stats.chisquare(counts[kept], 2000 * expected[kept])
+    assert p_value > 1e-3, (counts, np.round(2000 * expected))
+
+
+def test_bench_reports_both_loops():
+    record = cli_json("bench", exported("text"), "--steps", 60, "--batch-size", 2)
+    assert record["steps"] == 60 and record["batch_size"] == 2
+    assert record["steps_per_s"] > 0 and record["bare_steps_per_s"] > 0 and record["loop_vs_bare"] > 0
+    assert record["p50_ms"] <= record["p90_ms"] <= record["p99_ms"]
+    assert "bare session.run" in cli("bench", exported("audio"), "--steps", 30).stdout

@@ -1,0 +1,107 @@
+"""arrun's dependency-free file formats: mu-law (as artrain), PNG (every filter type), WAV, resampling."""
+import struct
+import wave
+import zlib
+
+import numpy as np
+import pytest
+
+from artrain.data import mulaw_decode as artrain_decode, mulaw_encode as artrain_encode
+from arrun.codecs import (mulaw_decode, mulaw_encode, png_decode, png_encode, read_wav, resample_linear,
+                          to_pcm16)
+from arrun.errors import UsageError
+
+
+def test_mulaw_matches_artrain():
+    x = np.linspace(-1.2, 1.2, 10001)
+    assert (mulaw_encode(x) == artrain_encode(x)).all()
+    codes = np.arange(256)
+    assert np.array_equal(mulaw_decode(codes), artrain_decode(codes))
+    assert (mulaw_encode(mulaw_decode(codes)) == codes).all()
+
+
+def _png_with_filters(gray: np.ndarray, filters: list[int]) -> bytes:
+    """A reference PNG encoder applying filter type filters[i] to row i (bpp = 1)."""
+    h, w = gray.shape
+    img = gray.astype(np.int64)
+    raw = bytearray()
+    for i in range(h):
+        prev = img[i - 1] if i else np.zeros(w, np.int64)
+        left = np.concatenate([[0], img[i, :-1]])
+        upper_left = np.concatenate([[0], prev[:-1]])
+        f = filters[i]
+        if f == 0:
+            pred = np.zeros(w, np.int64)
+        elif f == 1:
+            pred = left
+        elif f == 2:
+            pred = prev
+        elif f == 3:
+            pred = (left + prev) // 2
+        else:
+            p = left + prev - upper_left
+            pa, pb, pc = abs(p - left), abs(p - prev), abs(p - upper_left)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, upper_left))
+        raw += bytes([f]) + bytes(((img[i] - pred) & 255).astype(np.uint8))
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+
+
+def test_png_round_trip_and_every_filter():
+    gray = np.random.default_rng(0).integers(0, 256, (10, 7)).astype(np.uint8)
+    assert np.array_equal(png_decode(png_encode(gray), "x"), gray)
+    assert np.array_equal(png_decode(_png_with_filters(gray, [0, 1, 2, 3, 4, 4, 3, 2, 1, 0]), "x"), gray)
+
+
+@pytest.mark.parametrize("data", [b"not a png", b"\x89PNG\r\n\x1a\n\x00\x00", b""])
+def test_bad_png_is_a_usage_error(data):
+    with pytest.raises(UsageError):
+        png_decode(data, "x.png")
+
+
+def test_rgb_png_is_refused():
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    data = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header + crc
+    with pytest.raises(UsageError, match="grayscale"):
+        png_decode(data, "x.png")
+
+
+@pytest.mark.parametrize("width,channels", [(1, 1), (2, 2), (3, 1), (4, 2)])
+def test_read_wav_widths_and_channels(tmp_path, width, channels):
+    x = np.sin(np.linspace(0, 20, 500)) * 0.5
+    full = np.round(x * (2 ** (8 * width - 1) - 1)).astype(np.int64)
+    frames = np.repeat(full[:, None], channels, axis=1).reshape(-1)
+    if width == 1:
+        raw = (frames + 128).astype(np.uint8).tobytes()
+    else:
+        raw = b"".join(int(v).to_bytes(width, "little", signed=True) for v in frames)
+    path = tmp_path / "x.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(8000)
+        w.writeframes(raw)
+    y, rate = read_wav(path)
+    assert rate == 8000 and y.shape == (500,)
+    assert np.abs(y - x).max() < 2.0 / 2 ** (8 * width - 1) + 1e-9
+
+
+def test_read_wav_refuses_other_files(tmp_path):
+    (tmp_path / "x.wav").write_bytes(b"RIFF....")
+    with pytest.raises(UsageError, match="WAV"):
+        read_wav(tmp_path / "x.wav")
+
+
+def test_resample_linear():
+    x = np.arange(8.0)
+    assert np.allclose(resample_linear(x, 8000, 16000)[:15], np.arange(15) / 2)
+    assert resample_linear(x, 16000, 8000).tolist() == [0.0, 2.0, 4.0, 6.0]
+    assert resample_linear(x, 100, 100) is x
+
+
+def test_pcm16():
+    pcm = np.frombuffer(to_pcm16(np.array([-2.0, -1.0, 0.0, 0.5, 1.0])), "<i2")
+    assert pcm.tolist() == [-32767, -32767, 0, 16384, 32767]
