@@ -27,8 +27,8 @@ from .models import FAMILIES, ARModel, build_model, make_config
 
 # Defaults per (family, data kind): sized to train a useful model in <= 15 min on 2 CPU cores.
 DEFAULTS: dict[tuple[str, str], dict] = {
-    ("pixelcnn", "image"): dict(steps=3000, batch_size=64, lr=2e-3,
-                                model=dict(layers=8, channels=64, dropout=0.1)),
+    ("pixelcnn", "image"): dict(steps=800, batch_size=32, lr=2e-3, eval_every=200,
+                                model=dict(layers=6, channels=32, dropout=0.3)),
     ("transformer", "image"): dict(steps=3000, batch_size=64, lr=1e-3,
                                    model=dict(layers=4, d_model=128, heads=4, dropout=0.1)),
     ("wavenet", "image"): dict(steps=3000, batch_size=64, lr=2e-3,
