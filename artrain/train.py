@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -203,7 +205,9 @@ class Trainer:
         return self.ranks.mean(loss.detach()).item() / math.log(2)
 
     def save(self, evaluation: dict | None = None) -> None:
-        tensors = {}
+        """Checkpoint. trainer.safetensors alone holds everything a resume reads (weights included), so a
+        process killed between two file renames still leaves one consistent resume state."""
+        tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         opt_state = self.optimizer.state_dict()
         for index, state in opt_state["state"].items():
             for key, value in state.items():
@@ -214,10 +218,9 @@ class Trainer:
 
     def restore(self) -> None:
         """Continue from the checkpoint in ``out``: weights, optimizer, RNG states and step."""
-        weights = ckpt.read_safetensors(self.out / ckpt.WEIGHTS)
-        self.model.load_state_dict(weights)
         path = self.out / ckpt.TRAINER
         tensors = ckpt.read_safetensors(path)
+        self.model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
         with safe_open(path, "pt") as f:
             meta = json.loads(f.metadata()["trainer"])
         state: dict[int, dict] = {}
@@ -287,23 +290,50 @@ def _loop(trainer: Trainer, metrics: ckpt.MetricsLog | None) -> None:
     with Progress(*columns, transient=False, disable=metrics is None) as bar:
         task = bar.add_task("fit", total=opts.steps, completed=trainer.step, info="")
         started, first = time.perf_counter(), trainer.step
-        while trainer.step < opts.steps:
-            bits = trainer.train_step()
-            if metrics is None:
-                if trainer.step % opts.eval_every == 0:
-                    trainer.ranks.barrier()  # wait while rank 0 evaluates and saves
-                continue
-            rate = (trainer.step - first) / (time.perf_counter() - started)
-            bar.update(task, completed=trainer.step, info=f"loss {bits:.3f} bits/dim  {rate:.1f} steps/s")
-            if trainer.step % 10 == 0:
-                metrics.write(event="train", step=trainer.step, bits_per_dim=bits, lr=lr_at(trainer.step - 1, opts))
-            if trainer.step % opts.eval_every == 0 or trainer.step == opts.steps:
-                result = evaluate(trainer.model, trainer.data.val)
-                metrics.write(event="val", step=trainer.step, **asdict(result))
-                bar.console.print(f"step {trainer.step}: val {result.bits_per_dim:.4f} bits/dim")
-                trainer.save()
-                if trainer.step % opts.eval_every == 0:
-                    trainer.ranks.barrier()
+        with _StopAtStepBoundary() as stop:
+            while trainer.step < opts.steps:
+                if stop.requested:
+                    raise KeyboardInterrupt
+                bits = trainer.train_step()
+                _after_step(trainer, metrics, bar, task, bits, rate=(trainer.step - first) / (time.perf_counter() - started))
+
+
+def _after_step(trainer: Trainer, metrics: ckpt.MetricsLog | None, bar, task, bits: float, rate: float) -> None:
+    """Rank 0 logs, evaluates and checkpoints on schedule; the other ranks wait for it at the barrier."""
+    opts, step = trainer.opts, trainer.step
+    if metrics is not None:
+        bar.update(task, completed=step, info=f"loss {bits:.3f} bits/dim  {rate:.1f} steps/s")
+        if step % 10 == 0:
+            metrics.write(event="train", step=step, bits_per_dim=bits, lr=lr_at(step - 1, opts))
+        if step % opts.eval_every == 0 or step == opts.steps:
+            result = evaluate(trainer.model, trainer.data.val)
+            metrics.write(event="val", step=step, **asdict(result))
+            bar.console.print(f"step {step}: val {result.bits_per_dim:.4f} bits/dim")
+            trainer.save()
+    if step % opts.eval_every == 0:
+        trainer.ranks.barrier()  # the other ranks wait while rank 0 evaluates and saves
+
+
+class _StopAtStepBoundary:
+    """Ctrl-C (SIGINT) during training is deferred to the end of the current step, so the checkpoint saved
+    on interrupt is a consistent state a resume continues exactly; a second Ctrl-C stops at once."""
+
+    def __enter__(self):
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 class _SequenceLogits(torch.nn.Module):

@@ -27,7 +27,8 @@ def make_config(family: str, values: dict):
 
 
 def build_model(family: str, values: dict) -> ARModel:
-    return FAMILIES[family][0](make_config(family, values))
+    config = make_config(family, values)
+    return FAMILIES[family][0](config)
 
 
 def family_of(model: ARModel) -> str:

@@ -55,12 +55,13 @@ class SelfAttention(nn.Module):
     def step(self, x, pos, past_key, past_value):
         """x (B, 1, D) at pos; past caches (B, nh, L, hd) -> (y (B, 1, D), present key, present value)."""
         B, _, D = x.shape
+        hd = D // self.heads
         q, k, v = self._split(x)  # (B, nh, 1, hd)
+        at = pos.view(1, 1, 1, 1).expand(B, self.heads, 1, hd)
+        key, value = past_key.scatter(2, at, k), past_value.scatter(2, at, v)  # (B, nh, L, hd), written at pos
         slots = torch.arange(past_key.shape[2], device=x.device)  # (L,)
-        write = (slots == pos)[:, None]  # (L, 1)
-        key = torch.where(write, k, past_key)  # (B, nh, L, hd)
-        value = torch.where(write, v, past_value)
-        y = F.scaled_dot_product_attention(q, key, value, attn_mask=(slots <= pos)[None])  # (B, nh, 1, hd)
+        att = (q * hd**-0.5) @ key.transpose(-2, -1)  # (B, nh, 1, L)
+        y = att.masked_fill(slots > pos, float("-inf")).softmax(-1) @ value  # (B, nh, 1, hd); later slots masked
         return self.proj(y.transpose(1, 2).reshape(B, 1, D)), key, value
 
 

@@ -1,0 +1,303 @@
+"""Checkpoint -> one self-describing .onnx: a single-step graph with explicit state, or the full graph.
+
+    arexport onnx CHECKPOINT_DIR --step-graph|--full-graph [--out FILE] [--opset 18..20] [--no-verify] [--force] [--json]
+    arexport verify MODEL.onnx CHECKPOINT_DIR [--json]
+
+The checkpoint alone decides the architecture (its config.json rebuilds the model). The graph is traced
+with ``torch.onnx.export(..., dynamo=True)`` (torch.export + onnxscript); I/O names and metadata come
+from ``arrun.schema``; the file is written under a temporary name beside the target, verified
+(``verify.py``), and only then renamed: a failure leaves no .onnx and no temporary file behind.
+
+Graphs (B = batch, dynamic in every graph; V = vocabulary size):
+- step: ``input_ids`` (B,) int64 [+ ``position`` () int64] [+ ``condition`` (B,) int64] + one input per
+  state tensor -> ``logits`` (B, V) float32 + one output per state tensor with its input's shape and
+  dtype, fed straight back. Names pair up ``in.<s>`` -> ``out.<s>``; the KV cache uses the
+  Optimum/onnxruntime-genai names ``past_key_values.{i}.key|value`` -> ``present.{i}.key|value``.
+  The transformer and PixelCNN take ``position``; WaveNet's queues carry time, so its graph has none.
+- full: ``input_ids`` (B, T) int64 [+ ``condition`` (B,)] -> ``logits`` (B, T, V), logits[:, t]
+  predicting x_t from x_<t; T is dynamic up to max_len (transformer), unbounded (WaveNet) or H*W (PixelCNN).
+
+State layouts (float32, initially 0, fixed shapes apart from the batch, so a runtime allocates once;
+a step does O(layers) work; the graph is a pure function, so each step writes fresh state tensors):
+- WaveNet ``queue.{i}`` (B, d_i, C): layer i's inputs at t-d_i .. t-1, oldest first, a shift queue: the
+  step reads entry 0 and appends the newest (Slice + Concat). That moves every queue once per sample
+  (sum of dilations x C floats: 0.5 MB at the standard size); a ring buffer would move less but needs
+  a position input the WaveNet step does not take.
+- Transformer ``past_key_values.{i}.key|value`` (B, heads, max_len, head_dim): fixed capacity; the step
+  writes the new key/value at slot ``position`` and attends over slots <= position (later slots are
+  masked, their content never matters). Runtimes stop at ``ar.max_length``.
+- PixelCNN ``rows`` (B, L, C, r, W): each layer's vertical-stack inputs of the r most recent complete
+  rows; ``row`` (B, C, W): embeddings of the current row so far; ``vtoh`` (B, W, L, 2C): the vertical
+  stack's contribution to the current row's horizontal gates; ``left`` (B, L, r, C): each layer's
+  horizontal inputs at the r columns to the left. At column 0 an ONNX ``If`` runs the vertical stack for
+  the whole new row once; every other pixel costs one horizontal-stack evaluation.
+
+Metadata (``arrun.schema.Key``): state spec entries {name, input, output, shape ['batch', ...],
+dtype 'float32', init 0.0}; ``ar.max_length`` max_len (transformer), H*W (PixelCNN), 0 = unbounded
+(WaveNet); ``ar.start_token`` = V; ``ar.bits_per_dim`` and ``ar.bits_split`` from the checkpoint's
+evaluation ('nan' and '' when it has none); producer versions of torch, onnx, onnxscript, onnxruntime
+and arexport.
+
+Versions: opset 18 by default (18..20 accepted); the IR version is the lowest the opset allows (8 for
+opset 18) after dropping the exporter's IR-10 node annotations (stack traces); weights stay inside the
+one file. ``ar.min_onnxruntime`` records the oldest onnxruntime verified for the opset (MIN_ONNXRUNTIME).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import onnxruntime
+import onnxscript
+import torch
+from torch import nn
+
+from artrain.checkpoint import CONFIG, METRICS, TRAINER, WEIGHTS, data_info
+from artrain.errors import UsageError
+from artrain.models import ARModel, family_of
+from arrun.schema import BATCH_DIM, GRAPH_KINDS, ModelInfo, SchemaError, StateSpec, state_io_names
+
+from . import __version__
+from .errors import ExportError, first_line
+from .verify import VerifyReport, load_model, verify_onnx
+
+DEFAULT_OPSET = 18
+# Opset -> the oldest onnxruntime that ran every family's step and full graphs (conditional or not)
+# within the verify_onnx figures, one throwaway environment per release. 1.14.1 is the first release
+# with opset 18 (checked on Python 3.10, against torch figures computed beforehand); 1.15.1 has no
+# opset-19 kernels and 1.16.3 rejects opset 20. Opset 17 is not offered: the exporter's down-conversion
+# keeps opset-18 Split attributes, which the checker rejects.
+MIN_ONNXRUNTIME = {18: "1.14.1", 19: "1.16.3", 20: "1.17.3"}
+SUPPORTED_OPSETS = tuple(MIN_ONNXRUNTIME)
+
+USES_POSITION = {"wavenet": False, "pixelcnn": True, "transformer": True}
+_EXAMPLE_BATCH = 2  # export traces batch 2, so batch 1 and 3 in verification are sizes it never saw
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    info: ModelInfo
+    size_bytes: int
+    ir_version: int
+    export_seconds: float
+    report: VerifyReport | None  # None with verify=False
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "family": self.info.family, "graph": self.info.graph,
+                "opset": self.info.opset, "ir_version": self.ir_version, "size_bytes": self.size_bytes,
+                "inputs": self.info.input_names(), "outputs": self.info.output_names(),
+                "min_onnxruntime": self.info.min_onnxruntime, "export_seconds": round(self.export_seconds, 2),
+                "verification": self.report.to_dict() if self.report else None}
+
+
+def max_length(model: ARModel) -> int:
+    """Positions a sequence may have (0: unbounded): the transformer's context, PixelCNN's H*W."""
+    c, family = model.config, family_of(model)
+    if family == "transformer":
+        return c.max_len
+    return c.height * c.width if family == "pixelcnn" else 0
+
+
+def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInfo:
+    """The metadata contract of ``model`` (rebuilt from checkpoint ``config``) exported as ``graph``."""
+    family, c, data = family_of(model), model.config, data_info(config)
+    if data.levels != c.vocab_size:
+        raise UsageError(f"the checkpoint's data has {data.levels} levels but its {family} model "
+                         f"{c.vocab_size} outputs; the checkpoint is mixed, train again")
+    if family == "pixelcnn" and tuple(data.image_shape or ()) != (c.height, c.width):
+        raise UsageError(f"the checkpoint's images are {data.image_shape} but its PixelCNN is "
+                         f"{c.height}x{c.width}; the checkpoint is mixed, train again")
+    state = ()
+    if graph == "step":
+        state = tuple(StateSpec(name, *state_io_names(name), (BATCH_DIM, *shape))
+                      for name, shape in model.state_shapes().items())
+    evaluation = config.get("eval") or {}
+    bits = evaluation.get("bits_per_dim")
+    info = ModelInfo(
+        family=family, graph=graph, data_kind=data.kind, vocab_size=c.vocab_size, start_token=c.vocab_size,
+        max_length=max_length(model), state=state, image_shape=tuple(data.image_shape or ()),
+        alphabet=data.alphabet or "", sample_rate=data.sample_rate or 0, num_classes=c.num_classes,
+        class_names=tuple(data.class_names) if c.num_classes else (),
+        uses_position=graph == "step" and USES_POSITION[family],
+        bits_per_dim=math.nan if bits is None else float(bits), bits_split=evaluation.get("split") or "",
+        opset=opset, min_onnxruntime=MIN_ONNXRUNTIME[opset], producer=_producer_versions())
+    try:
+        info.validate("the checkpoint")
+    except SchemaError as e:
+        problems = str(e).rsplit("; re-export", 1)[0]  # the schema's advice is for files, not checkpoints
+        raise UsageError(f"{problems}; fix the checkpoint's config.json or train again") from None
+    return info
+
+
+class StepGraph(nn.Module):
+    """forward(input_ids, [position], [condition], *state_in) -> (logits, *state_out), state in spec order."""
+
+    def __init__(self, model: ARModel, info: ModelInfo):
+        super().__init__()
+        self.model, self.names = model, [s.name for s in info.state]
+        self.uses_position, self.conditional = info.uses_position, info.num_classes > 0
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        token, rest = inputs[0], list(inputs[1:])
+        pos = rest.pop(0) if self.uses_position else None
+        cond = rest.pop(0) if self.conditional else None
+        logits, new_state = self.model.step(token, pos, dict(zip(self.names, rest)), cond)
+        return (logits, *(new_state[name] for name in self.names))
+
+
+class FullGraph(nn.Module):
+    """forward(input_ids (B, T), [condition (B,)]) -> logits (B, T, V)."""
+
+    def __init__(self, model: ARModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.sequence_logits(*inputs)
+
+
+def _example(model: ARModel, info: ModelInfo) -> tuple[tuple, tuple]:
+    """Example inputs in graph-input order and their dynamic shapes: batch everywhere, and the full
+    graph's length T unless PixelCNN fixes it to H*W (dynamic dims need an example of size >= 2)."""
+    B = _EXAMPLE_BATCH
+    batch = torch.export.Dim(BATCH_DIM, min=1, max=4096)
+    cond = [torch.zeros(B, dtype=torch.long)] if info.num_classes else []
+    if info.graph == "step":
+        state = model.init_state(B)
+        pos = [torch.tensor(0)] if info.uses_position else []
+        args = [torch.full((B,), info.start_token), *pos, *cond, *(state[s.name] for s in info.state)]
+        shapes = [{0: batch}, *[None] * len(pos), *[{0: batch}] * (len(cond) + len(info.state))]
+        return tuple(args), (tuple(shapes),)
+    if info.family == "pixelcnn":
+        tokens, length = torch.zeros(B, info.max_length, dtype=torch.long), {0: batch}
+    else:
+        bound = {"max": info.max_length} if info.max_length else {}
+        T = min(3, info.max_length or 3)
+        tokens = torch.zeros(B, T, dtype=torch.long)
+        length = {0: batch, 1: torch.export.Dim("length", min=1, **bound)} if T >= 2 else {0: batch}
+    return (tokens, *cond), ((length, *[{0: batch}] * len(cond)),)
+
+
+def to_onnx(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
+    """Trace ``model`` as ``info.graph`` -> ModelProto with the metadata, at the lowest IR version its opset allows."""
+    wrapper = StepGraph(model, info) if info.graph == "step" else FullGraph(model)
+    args, dynamic_shapes = _example(model, info)
+    with _quiet():
+        try:
+            program = torch.onnx.export(wrapper.eval(), args, dynamo=True, dynamic_shapes=dynamic_shapes,
+                                        input_names=info.input_names(), output_names=info.output_names(),
+                                        opset_version=info.opset, external_data=False, verbose=False)
+            proto = program.model_proto
+        except Exception as e:
+            raise ExportError(f"torch.onnx could not export the {info.family} {info.graph} graph "
+                              f"({type(e).__name__}: {first_line(e)}); rerun with AR_DEBUG=1 for the exporter's log") from e
+    _strip_ir10_fields(proto.graph)  # node/value metadata (IR 10): the exporter's stack traces
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
+    proto.producer_name, proto.producer_version = "arexport", __version__
+    del proto.metadata_props[:]
+    for key, value in info.to_metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    return proto
+
+
+def export_onnx(checkpoint_dir: Path | str, out: Path | str | None = None, *, graph: str = "step",
+                opset: int = DEFAULT_OPSET, force: bool = False, verify: bool = True) -> ExportResult:
+    """Export the checkpoint's model as the ``graph`` ('step' | 'full') graph to ``out`` (default
+    CHECKPOINT_DIR/<graph>.onnx) and, unless verify=False, prove parity before the file appears.
+
+    Raises UsageError (bad checkpoint, output path, opset, graph) or ExportError (export or verification
+    failed); in both cases nothing is left at ``out`` or beside it.
+    """
+    if graph not in GRAPH_KINDS:
+        raise UsageError(f"unknown graph kind {graph!r}; choose one of {', '.join(GRAPH_KINDS)}")
+    if opset not in SUPPORTED_OPSETS:
+        raise UsageError(f"opset {opset} is not supported; choose one of {SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]} "
+                         f"(default {DEFAULT_OPSET})")
+    checkpoint_dir = Path(checkpoint_dir)
+    model, config = load_model(checkpoint_dir)
+    out = Path(out) if out is not None else checkpoint_dir / f"{graph}.onnx"
+    if out.parent.resolve() == checkpoint_dir.resolve() and out.name in (WEIGHTS, CONFIG, TRAINER, METRICS):
+        raise UsageError(f"--out {out} would replace a file of the checkpoint; choose another name")
+    info = model_info(model, config, graph, opset)
+    tmp = _reserve(out, force)
+    try:
+        start = time.perf_counter()
+        proto = to_onnx(model, info)
+        seconds = time.perf_counter() - start
+        try:
+            onnx.save_model(proto, tmp, save_as_external_data=False)
+        except (OSError, ValueError) as e:
+            raise ExportError(f"could not write {out} ({first_line(e)}); check the disk space and the path") from e
+        report = verify_onnx(tmp, model, name=str(out)) if verify else None
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return ExportResult(out, info, out.stat().st_size, proto.ir_version, seconds, report)
+
+
+def _reserve(out: Path, force: bool) -> Path:
+    """Check ``out`` may be (over)written and create the temporary file beside it -> its path."""
+    if out.is_dir():
+        raise UsageError(f"output path {out} is a directory; give a file name with --out")
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists; pass --force to overwrite it or choose another --out")
+    if not out.parent.is_dir():
+        raise UsageError(f"output directory {out.parent} does not exist or is not a directory; create it or "
+                         "choose another --out")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UsageError(f"cannot write to {out.parent} ({e.strerror}); choose another --out") from None
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the .onnx gets the usual permissions
+    return Path(tmp)
+
+
+def _strip_ir10_fields(graph: onnx.GraphProto) -> None:
+    """Drop metadata_props (an IR 10 field) from the graph, its nodes, values and subgraphs."""
+    graph.ClearField("metadata_props")
+    for value in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        value.ClearField("metadata_props")
+    for node in graph.node:
+        node.ClearField("metadata_props")
+        for attr in node.attribute:
+            for sub in [attr.g] * attr.HasField("g") + list(attr.graphs):
+                _strip_ir10_fields(sub)
+
+
+def _producer_versions() -> dict[str, str]:
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
+            "onnxruntime": onnxruntime.__version__, "arexport": __version__}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Swallow the exporter's progress prints, warnings and log lines, unless AR_DEBUG=1."""
+    if os.environ.get("AR_DEBUG") == "1":
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)

@@ -1,0 +1,397 @@
+"""arexport: parity of the exported graphs with the eager model, the metadata contract, the CLI, bad input.
+
+Every export is a few seconds of CPU, so each tiny model is exported once per module and shared; the
+parity figures themselves come from ``verify_onnx`` (onnxruntime vs torch step rollout and forward).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import arexport.export
+from arexport import ExportError, ParityError, export_onnx, verify_onnx
+from arexport.cli import app
+from artrain.checkpoint import DataInfo, save_checkpoint
+from artrain.errors import UsageError
+from artrain.models import build_model
+from arrun.schema import BATCH_DIM, ModelInfo
+
+CLASSES = ("zero", "one", "two")
+# family -> (model config without num_classes, data info); max lengths 20 so the last position is cheap
+TINY = {
+    "wavenet": (dict(vocab_size=11, stacks=2, layers_per_stack=3, residual_channels=8, skip_channels=12),
+                dict(name="tiny-audio", kind="audio", levels=11, sample_rate=8000)),
+    "pixelcnn": (dict(vocab_size=11, height=5, width=4, layers=3, channels=8),
+                 dict(name="tiny-image", kind="image", levels=11, image_shape=(5, 4))),
+    "transformer": (dict(vocab_size=11, max_len=20, layers=2, d_model=16, heads=2),
+                    dict(name="tiny-text", kind="text", levels=11, alphabet="abcdefgh .\n")),
+}
+FAMILIES = list(TINY)
+EVAL = {"split": "test", "bits_per_dim": 1.25}  # recorded with the conditional checkpoints
+STEP_CASES = [(family, classes) for family in FAMILIES for classes in (0, 3)]
+FULL_CASES = [("wavenet", 3), ("pixelcnn", 0), ("transformer", 3)]
+
+
+def make_checkpoint(path: Path, family: str, num_classes: int, seed: int = 0):
+    """A tiny random model saved as an artrain checkpoint -> (model, path)."""
+    config, data = TINY[family]
+    torch.manual_seed(seed)
+    model = build_model(family, {**config, "num_classes": num_classes}).eval()
+    for p in model.parameters():  # random, not near-zero, so a wrong tap or a swapped state shows up
+        torch.nn.init.normal_(p, std=0.3)
+    info = DataInfo(**data, class_names=CLASSES[:num_classes])
+    save_checkpoint(path, model, {"format_version": 1, "family": family, "model": asdict(model.config),
+                                  "data": asdict(info), "train": {}, "step": 0,
+                                  "eval": EVAL if num_classes else None})
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """(family, num_classes) -> (model, checkpoint dir), built once per module."""
+    root, cache = tmp_path_factory.mktemp("checkpoints"), {}
+
+    def get(family: str, num_classes: int):
+        if (family, num_classes) not in cache:
+            cache[family, num_classes] = make_checkpoint(root / f"{family}-{num_classes}", family, num_classes)
+        return cache[family, num_classes]
+    return get
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    """(family, graph, num_classes) -> path of the exported .onnx (unverified: the tests verify it)."""
+    root, cache = tmp_path_factory.mktemp("exported"), {}
+
+    def get(family: str, graph: str, num_classes: int) -> Path:
+        if (family, graph, num_classes) not in cache:
+            out = root / f"{family}-{graph}-{num_classes}.onnx"
+            export_onnx(checkpoint(family, num_classes)[1], out, graph=graph, verify=False)
+            cache[family, graph, num_classes] = out
+        return cache[family, graph, num_classes]
+    return get
+
+
+def read_info(path: Path) -> ModelInfo:
+    return ModelInfo.from_metadata({p.key: p.value for p in onnx.load(path).metadata_props}, source=str(path))
+
+
+def session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # tiny inputs; a spinning pool only slows a shared machine down
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# ---- parity -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family,num_classes", STEP_CASES)
+def test_step_graph_parity(exported, checkpoint, family, num_classes):
+    """ORT step rollout (teacher-forced and greedy) vs torch step and forward, batch 1 and 3 (export traced
+    batch 2, so both are batch sizes the exporter never saw), up to the last position before max length."""
+    path = exported(family, "step", num_classes)
+    report = verify_onnx(path, checkpoint(family, num_classes)[1], steps=64, batches=(1, 3))
+    assert report.passed and report.max_abs_diff <= 1e-4
+    assert {(c.what, c.batch) for c in report.comparisons} == {
+        (what, b) for what in ("onnx step vs torch step", "onnx step vs torch forward", "onnx greedy vs torch greedy")
+        for b in (1, 3)}
+    assert all(c.token_mismatches == 0 for c in report.comparisons)
+    max_length = read_info(path).max_length
+    assert all(c.positions == (max_length or 64) for c in report.comparisons)  # 20: pos 19 is the last one
+
+
+@pytest.mark.parametrize("family,num_classes", FULL_CASES)
+def test_full_graph_parity(exported, checkpoint, family, num_classes):
+    report = verify_onnx(exported(family, "full", num_classes), checkpoint(family, num_classes)[1])
+    assert report.passed and report.max_abs_diff <= 1e-4
+    assert [(c.what, c.batch) for c in report.comparisons] == [("onnx full vs torch forward", 1),
+                                                                ("onnx full vs torch forward", 3)]
+
+
+@pytest.mark.parametrize("family,num_classes", FULL_CASES)
+def test_full_graph_dynamic_batch_and_length(exported, checkpoint, family, num_classes):
+    """Batch 5 and, where the length is free, 1 and the maximum (transformer) or beyond the trace (WaveNet)."""
+    path, model = exported(family, "full", num_classes), checkpoint(family, num_classes)[0]
+    lengths = {"wavenet": (1, 100), "pixelcnn": (20,), "transformer": (1, 20)}[family]
+    rng = np.random.default_rng(1)
+    for T in lengths:
+        x = rng.integers(0, 11, (5, T))
+        cond = rng.integers(0, num_classes, 5) if num_classes else None
+        feed = {"input_ids": x} | ({"condition": cond} if num_classes else {})
+        with torch.no_grad():
+            want = model.sequence_logits(torch.from_numpy(x), None if cond is None else torch.from_numpy(cond)).numpy()
+        got = session(path).run(["logits"], feed)[0]
+        assert got.shape == (5, T, 11) and np.abs(got - want).max() <= 1e-4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_initial_state_from_metadata(exported, checkpoint, family):
+    """The state a runtime builds from the metadata alone is the model's initial state, and the first
+    step from it gives forward's logits at position 0; every state output has its input's shape."""
+    path, model = exported(family, "step", 0), checkpoint(family, 0)[0]
+    info = read_info(path)
+    batch = 4
+    state = {s.input: np.full((batch, *s.shape[1:]), s.init, dtype=s.dtype) for s in info.state}
+    init = model.init_state(batch)
+    assert [s.name for s in info.state] == list(init)
+    for spec in info.state:
+        assert spec.shape[0] == BATCH_DIM and np.array_equal(state[spec.input], init[spec.name].numpy())
+    feed = {"input_ids": np.full(batch, info.start_token), **state}
+    if info.uses_position:
+        feed["position"] = np.array(0)
+    outs = dict(zip(info.output_names(), session(path).run(info.output_names(), feed)))
+    for spec in info.state:
+        assert outs[spec.output].shape == state[spec.input].shape and outs[spec.output].dtype == np.float32
+    x = torch.randint(0, 11, (batch, info.max_length or 8))
+    with torch.no_grad():
+        first = model.sequence_logits(x)[:, 0].numpy()
+    assert np.abs(outs["logits"] - first).max() <= 1e-4
+
+
+def test_step_graph_batch_seven(exported, checkpoint):
+    """A batch size far from the traced one, through the verification itself."""
+    report = verify_onnx(exported("transformer", "step", 3), checkpoint("transformer", 3)[1], steps=6, batches=(7,))
+    assert report.passed and {c.positions for c in report.comparisons} == {6}
+
+
+# ---- the contract -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family,graph,num_classes", [(f, "step", c) for f, c in STEP_CASES] +
+                         [(f, "full", c) for f, c in FULL_CASES])
+def test_metadata_round_trip(exported, checkpoint, family, graph, num_classes):
+    path = exported(family, graph, num_classes)
+    model = checkpoint(family, num_classes)[0]
+    proto = onnx.load(path)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    info = ModelInfo.from_metadata(meta)
+    assert info.to_metadata() == meta
+    assert [v.name for v in proto.graph.input] == info.input_names()
+    assert [v.name for v in proto.graph.output] == info.output_names()
+    data = TINY[family][1]
+    expected_length = {"wavenet": 0, "pixelcnn": 20, "transformer": 20}[family]
+    assert (info.family, info.graph, info.data_kind) == (family, graph, data["kind"])
+    assert (info.vocab_size, info.start_token, info.max_length) == (11, 11, expected_length)
+    assert (info.num_classes, info.class_names) == (num_classes, CLASSES[:num_classes])
+    assert info.image_shape == tuple(data.get("image_shape", ()))
+    assert (info.alphabet, info.sample_rate) == (data.get("alphabet", ""), data.get("sample_rate", 0))
+    assert info.uses_position == (graph == "step" and family != "wavenet")
+    if graph == "step":
+        assert {s.name: s.shape[1:] for s in info.state} == model.state_shapes()
+        assert all((s.dtype, s.init) == ("float32", 0.0) for s in info.state)
+    else:
+        assert info.state == ()
+    if num_classes:
+        assert (info.bits_per_dim, info.bits_split) == (1.25, "test")
+    else:
+        assert math.isnan(info.bits_per_dim) and info.bits_split == ""
+    assert (info.opset, info.min_onnxruntime) == (18, "1.14.1")
+    assert set(info.producer) == {"torch", "onnx", "onnxscript", "onnxruntime", "arexport"}
+    assert proto.ir_version == 8 and [(o.domain, o.version) for o in proto.opset_import] == [("", 18)]
+    assert not any(node.metadata_props for node in proto.graph.node)  # IR 10 fields stripped
+
+
+def test_kv_cache_names(exported):
+    info = read_info(exported("transformer", "step", 0))
+    assert info.input_names()[:2] == ["input_ids", "position"]
+    assert [s.input for s in info.state][:2] == ["past_key_values.0.key", "past_key_values.0.value"]
+    assert [s.output for s in info.state][:2] == ["present.0.key", "present.0.value"]
+    wavenet = read_info(exported("wavenet", "step", 3))
+    assert wavenet.input_names()[:3] == ["input_ids", "condition", "in.queue.0"]  # no position
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A checkpoint written by `artrain fit`: a tiny class-conditional transformer, 2 steps on digits."""
+    from artrain.cli import app as artrain
+    root = tmp_path_factory.mktemp("trained")
+    (root / "tiny.json").write_text(json.dumps({"model": {"layers": 1, "d_model": 16, "heads": 2, "max_len": 64},
+                                                "batch_size": 4, "eval_every": 2, "warmup": 1}))
+    result = CliRunner().invoke(artrain, ["fit", "--model", "transformer", "--data", "digits", "--steps", "2",
+                                          "--out", str(root / "run"), "--config", str(root / "tiny.json")])
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def cli_export(trained, tmp_path_factory):
+    """`arexport onnx trained --step-graph --out FILE --force --json` over an older file -> (result, FILE)."""
+    out = tmp_path_factory.mktemp("cli") / "model.onnx"
+    out.write_text("an older file")
+    return invoke("onnx", trained, "--step-graph", "--out", out, "--force", "--json"), out
+
+
+def test_cli_export(cli_export):
+    result, out = cli_export
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["path"] == str(out) and summary["size_bytes"] == out.stat().st_size
+    assert summary["inputs"][:3] == ["input_ids", "position", "condition"]
+    assert summary["verification"]["passed"] and summary["verification"]["max_abs_diff"] <= 1e-4
+    assert {c["positions"] for c in summary["verification"]["comparisons"]} == {64}  # max_len: all positions
+    assert _files(out.parent) == {"model.onnx"}  # the temporary file is gone
+    info = read_info(out)
+    assert (info.data_kind, info.image_shape, info.num_classes, info.bits_split) == ("image", (8, 8), 10, "test")
+    assert info.class_names == tuple("0123456789") and 0 < info.bits_per_dim < 10
+
+
+def test_cli_verify(cli_export, trained):
+    result = invoke("verify", cli_export[1], trained)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "verification passed" in lines[1] and len(lines) == 8  # header, verdict, 3 comparisons x 2 batches
+    assert json.loads(invoke("verify", cli_export[1], trained, "--json").stdout)["passed"]
+
+
+def test_cli_default_output_and_text_report(cli_export, trained, monkeypatch):
+    """Without --out the file goes beside the checkpoint, with a short text report; a second export
+    needs --force. (The graph traced above is handed back instead of re-tracing; it is still verified.)"""
+    monkeypatch.setattr(arexport.export, "to_onnx", lambda model, info: onnx.load(cli_export[1]))
+    result = invoke("onnx", trained, "--step-graph")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"wrote {trained / 'step.onnx'} (") and "opset 18, IR 8, onnxruntime >= 1.14.1" in lines[0]
+    assert lines[3].startswith("verification passed") and len(lines) == 10
+    assert_one_line_error(invoke("onnx", trained, "--step-graph"), 2, "already exists", "--force")
+
+
+def assert_one_line_error(result, code: int, *words: str, stdout: str = ""):
+    assert result.exit_code == code, result.output
+    assert result.stdout == stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and ";" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def _files(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir()}
+
+
+BAD_CHECKPOINTS = {
+    "missing directory": (lambda d: d.rename(d.with_name("gone")), "does not exist"),
+    "missing config": (lambda d: (d / "config.json").unlink(), "config.json is missing"),
+    "missing weights": (lambda d: (d / "model.safetensors").unlink(), "model.safetensors is missing"),
+    "truncated weights": (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:100]),
+                          "corrupt"),
+    "unknown family": (lambda d: _edit_config(d, family="lstm"), "unknown model family 'lstm'"),
+    "config not json": (lambda d: (d / "config.json").write_text("{not json"), "corrupt"),
+    "weights of another model": (lambda d: _edit_config(d, model={**TINY["wavenet"][0], "layers_per_stack": 2}),
+                                 "does not match"),
+}
+
+
+def _edit_config(directory: Path, **changes) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, **changes}))
+
+
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_bad_checkpoint(tmp_path, case):
+    _, ckpt = make_checkpoint(tmp_path / "run", "wavenet", 0)
+    damage, words = BAD_CHECKPOINTS[case]
+    damage(ckpt)
+    result = invoke("onnx", ckpt, "--step-graph", "--out", tmp_path / "x.onnx")
+    assert_one_line_error(result, 2, words)
+    assert not (tmp_path / "x.onnx").exists() and _files(tmp_path) <= {"run", "gone"}
+
+
+@pytest.mark.parametrize("case", ["exists", "parent missing", "parent is a file", "is a directory", "checkpoint file",
+                                  "opset 17", "opset 21", "no graph", "both graphs"])
+def test_bad_arguments(tmp_path, case):
+    _, ckpt = make_checkpoint(tmp_path / "run", "wavenet", 0)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "taken.onnx").write_text("keep me")
+    out, extra, words = {
+        "exists": (tmp_path / "taken.onnx", ["--step-graph"], "--force"),
+        "parent missing": (tmp_path / "nowhere" / "x.onnx", ["--step-graph"], "does not exist"),
+        "parent is a file": (tmp_path / "file" / "x.onnx", ["--step-graph"], "does not exist"),
+        "is a directory": (tmp_path / "run", ["--step-graph"], "is a directory"),
+        "checkpoint file": (tmp_path / "run" / "model.safetensors", ["--step-graph", "--force"], "checkpoint"),
+        "opset 17": (tmp_path / "x.onnx", ["--step-graph", "--opset", "17"], "18..20"),
+        "opset 21": (tmp_path / "x.onnx", ["--full-graph", "--opset", "21"], "18..20"),
+        "no graph": (tmp_path / "x.onnx", [], "--step-graph or --full-graph"),
+        "both graphs": (tmp_path / "x.onnx", ["--step-graph", "--full-graph"], "--step-graph or --full-graph"),
+    }[case]
+    assert_one_line_error(invoke("onnx", ckpt, "--out", out, *extra), 2, words)
+    assert _files(tmp_path) == {"run", "file", "taken.onnx"} and (tmp_path / "taken.onnx").read_text() == "keep me"
+    assert _files(ckpt) == {"config.json", "model.safetensors"}
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes to read-only directories")
+def test_unwritable_output_directory(tmp_path):
+    _, ckpt = make_checkpoint(tmp_path / "run", "wavenet", 0)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        assert_one_line_error(invoke("onnx", ckpt, "--step-graph", "--out", locked / "x.onnx"), 2, "cannot write")
+        assert not any(locked.iterdir())
+    finally:
+        locked.chmod(0o700)
+
+
+def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
+    _, ckpt = make_checkpoint(tmp_path / "run", "wavenet", 0)
+
+    def broken(*args, **kwargs):
+        print("[torch.onnx] noise that must not reach the user")
+        raise RuntimeError("unsupported operator aten::frobnicate\nsecond line")
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    result = invoke("onnx", ckpt, "--step-graph")
+    assert_one_line_error(result, 1, "could not export", "aten::frobnicate", "AR_DEBUG=1")
+    assert "noise" not in result.output and _files(ckpt) == {"config.json", "model.safetensors"}
+
+
+def test_failed_verification_leaves_nothing(exported, tmp_path, monkeypatch):
+    """A graph that does not reproduce the checkpoint (here: another seed's weights) is never written."""
+    _, twin = make_checkpoint(tmp_path / "twin", "transformer", 0, seed=1)
+    other = onnx.load(exported("transformer", "step", 0))
+    monkeypatch.setattr(arexport.export, "to_onnx", lambda model, info: other)
+    result = invoke("onnx", twin, "--step-graph")
+    report = result.stdout.splitlines()  # every figure, then the one-line error on stderr
+    assert report[0].startswith("verification FAILED") and len(report) == 7
+    assert_one_line_error(result, 1, "fails verification", "max |diff|", str(twin / "step.onnx"), stdout=result.stdout)
+    assert _files(twin) == {"config.json", "model.safetensors"}
+    with pytest.raises(ParityError) as failure:
+        export_onnx(twin, graph="step")
+    assert not failure.value.report.passed and failure.value.report.max_abs_diff > 1e-4
+
+
+def test_verify_bad_input(exported, checkpoint, tmp_path):
+    path = exported("pixelcnn", "step", 3)
+    ckpt = checkpoint("pixelcnn", 3)[1]
+    assert_one_line_error(invoke("verify", tmp_path / "none.onnx", ckpt), 2, "does not exist")
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x07junk" * 10)
+    assert_one_line_error(invoke("verify", tmp_path / "junk.onnx", ckpt), 1, "not a valid ONNX model")
+    proto = onnx.load(path)
+    del proto.metadata_props[:]
+    onnx.save(proto, tmp_path / "bare.onnx")
+    assert_one_line_error(invoke("verify", tmp_path / "bare.onnx", ckpt), 1, "'ar.format_version' does not exist")
+    assert_one_line_error(invoke("verify", path, checkpoint("pixelcnn", 0)[1]), 2, "was not exported from this checkpoint")
+    assert_one_line_error(invoke("verify", path, tmp_path / "nothing"), 2, "does not exist")
+
+
+def test_debug_shows_the_exception(tmp_path):
+    result = invoke("onnx", tmp_path / "nothing", "--step-graph", env={"AR_DEBUG": "1"})
+    assert result.exit_code != 0 and isinstance(result.exception, UsageError)
+
+
+def test_worker_raises_domain_errors(tmp_path):
+    with pytest.raises(UsageError, match="graph kind"):
+        export_onnx(tmp_path, graph="both")
+    assert issubclass(ParityError, ExportError) and ExportError.exit_code == 1
