@@ -33,7 +33,7 @@ DEFAULTS: dict[tuple[str, str], dict] = {
                                 model=dict(layers=6, channels=32, dropout=0.3)),
     ("transformer", "image"): dict(steps=1500, batch_size=64, lr=2e-3, eval_every=250,
                                    model=dict(layers=4, d_model=64, heads=4, dropout=0.2)),
-    ("wavenet", "image"): dict(steps=1500, batch_size=64, lr=2e-3, eval_every=250,
+    ("wavenet", "image"): dict(steps=300, batch_size=64, lr=2e-3, eval_every=100,
                                model=dict(stacks=2, layers_per_stack=6, residual_channels=32, skip_channels=64)),
     ("transformer", "text"): dict(steps=2700, batch_size=32, seq_len=128, lr=2e-3,
                                   model=dict(layers=4, d_model=128, heads=4, max_len=128, dropout=0.1)),
