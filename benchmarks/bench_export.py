@@ -16,15 +16,15 @@ timings interleaved round by round and the median round kept. Prints a markdown 
 The ratios use the IO-binding loop (two preallocated state sets bound once, each step's outputs written
 into the next step's inputs, no numpy round trip); the plain ``session.run`` loop is reported beside it.
 
-Measured on a shared 2-vCPU AMD EPYC (load ~3), onnxruntime 1.32, torch 2.13 (ms per generated element):
+Measured 2026-11-29 on a 2-vCPU AMD EPYC, onnxruntime 1.32, torch 2.13 (ms per generated element):
 
 | model | ORT step (IO binding) | ORT step (session.run) | baseline | baseline time | ratio | target |
 |---|---|---|---|---|---|---|
-| wavenet | 0.201 ms | 0.247 ms | recompute, ORT full graph | 34.215 ms | **170.1x** | >= 150x (met) |
-| wavenet | 0.201 ms | 0.247 ms | torch eager step | 1.117 ms | **5.6x** | >= 3x (met) |
-| pixelcnn | 0.118 ms | 0.153 ms | recompute, ORT full graph | 15.308 ms | **129.3x** | >= 20x (met) |
-| transformer | 1.039 ms | 1.099 ms | recompute, ORT full graph | 11.432 ms | **11.0x** | >= 5x (met) |
-| transformer | 1.039 ms | 1.099 ms | torch eager step | 2.729 ms | **2.6x** | >= 2.5x (met) |
+| wavenet | 0.213 ms | 0.268 ms | recompute, ORT full graph | 35.836 ms | **168.4x** | >= 150x (met) |
+| wavenet | 0.213 ms | 0.268 ms | torch eager step | 1.297 ms | **6.1x** | >= 3x (met) |
+| pixelcnn | 0.113 ms | 0.132 ms | recompute, ORT full graph | 15.152 ms | **134.4x** | >= 20x (met) |
+| transformer | 0.809 ms | 0.870 ms | recompute, ORT full graph | 12.073 ms | **14.9x** | >= 5x (met) |
+| transformer | 0.809 ms | 0.870 ms | torch eager step | 3.142 ms | **3.9x** | >= 2.5x (met) |
 """
 from __future__ import annotations
 
