@@ -1,6 +1,7 @@
 """Training at scale and under faults: torchrun DDP equivalence, exact resume after SIGINT/SIGKILL,
 atomic checkpoint writes, hostile checkpoints, NaN stop, unwritable output."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -147,3 +148,13 @@ def test_nan_loss_stops_with_the_step(tmp_path):
         trainer.model.head.weight.fill_(float("nan"))
     with pytest.raises(ArtrainError, match="at step 1; the last good checkpoint"):
         trainer.train_step()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bf16 autocast path)")
+def test_cuda_training_with_bf16_autocast(tmp_path):
+    opts = FitOptions(model="transformer", data="digits", steps=3, batch_size=4, device="cuda",
+                      model_config=TINY["model"])
+    trainer = Trainer(opts, tmp_path / "run", load_dataset("digits"))
+    losses = [trainer.train_step() for _ in range(3)]
+    assert all(math.isfinite(b) for b in losses)
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in trainer.model.parameters())  # fp32 master weights
