@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from arrun.codecs import mulaw_decode, mulaw_encode  # the runtime owns the audio contract
 from artrain.errors import ArtrainError, UsageError
 
 SAMPLE_RATE = 16000  # Hz, for every audio dataset
@@ -145,24 +146,6 @@ def random_windows(split: Split, batch_size: int, length: int,
 
 
 # ---------------------------------------------------------------- mu-law
-
-def mulaw_encode(x: np.ndarray, levels: int = 256) -> np.ndarray:
-    """Float samples in [-1, 1] (outside values are clipped) -> int64 mu-law codes in [0, levels).
-
-    mu = levels - 1; 0.0 maps to the middle code levels // 2.
-    """
-    mu = levels - 1
-    x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
-    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)  # in [-1, 1]
-    return np.floor((y + 1.0) / 2.0 * mu + 0.5).astype(np.int64)
-
-
-def mulaw_decode(codes: np.ndarray, levels: int = 256) -> np.ndarray:
-    """Int mu-law codes in [0, levels) -> float32 samples in [-1, 1] (inverse of mulaw_encode)."""
-    mu = levels - 1
-    y = 2.0 * np.asarray(codes, dtype=np.float64) / mu - 1.0
-    return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
-
 
 # ---------------------------------------------------------------- images
 
