@@ -14,7 +14,7 @@ import json
 import os
 import time
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -135,9 +135,6 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def data_info(config: dict) -> DataInfo:
     return DataInfo.from_dict(config["data"])
 
-
-def as_dict(info: DataInfo) -> dict:
-    return asdict(info)
 
 
 class MetricsLog:

@@ -104,7 +104,7 @@ def _read_config_file(path: Path) -> dict:
         raise UsageError(f"config file {path} is not valid JSON ({e}); fix it") from None
     if not isinstance(values, dict):
         raise UsageError(f"config file {path} must hold a JSON object of fit options")
-    allowed = {f.name for f in fields(FitOptions)} - {"model", "data", "model_config"} | {"model"}
+    allowed = {f.name for f in fields(FitOptions)} - {"data", "model_config"}  # "model": the family's config fields
     unknown = sorted(set(values) - allowed)
     if unknown:
         raise UsageError(f"config file {path} has unknown keys: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")

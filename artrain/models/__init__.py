@@ -1,7 +1,7 @@
 """The three families and how to build one from a config dict (as stored with a checkpoint)."""
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 
 from .base import ARModel
 from .pixelcnn import PixelCNN, PixelCNNConfig
@@ -35,4 +35,4 @@ def family_of(model: ARModel) -> str:
     return next(name for name, (cls, _) in FAMILIES.items() if isinstance(model, cls))
 
 
-__all__ = ["ARModel", "FAMILIES", "make_config", "build_model", "family_of", "asdict"]
+__all__ = ["ARModel", "FAMILIES", "make_config", "build_model", "family_of"]
