@@ -61,14 +61,14 @@ import onnxscript
 import torch
 from torch import nn
 
-from artrain.checkpoint import CONFIG, METRICS, TRAINER, WEIGHTS, data_info
+from artrain.checkpoint import CONFIG, METRICS, TRAINER, WEIGHTS, data_info, load_checkpoint
 from artrain.errors import UsageError
 from artrain.models import ARModel, family_of
 from arrun.schema import BATCH_DIM, GRAPH_KINDS, ModelInfo, SchemaError, StateSpec, state_io_names
 
 from . import __version__
 from .errors import ExportError, first_line
-from .verify import VerifyReport, load_model, verify_onnx
+from .verify import VerifyReport, verify_onnx
 
 DEFAULT_OPSET = 18
 # Opset -> the oldest onnxruntime that ran every family's step and full graphs (conditional or not)
@@ -79,7 +79,6 @@ DEFAULT_OPSET = 18
 MIN_ONNXRUNTIME = {18: "1.14.1", 19: "1.16.3", 20: "1.17.3"}
 SUPPORTED_OPSETS = tuple(MIN_ONNXRUNTIME)
 
-USES_POSITION = {"wavenet": False, "pixelcnn": True, "transformer": True}
 _EXAMPLE_BATCH = 2  # export traces batch 2, so batch 1 and 3 in verification are sizes it never saw
 
 
@@ -100,14 +99,6 @@ class ExportResult:
                 "verification": self.report.to_dict() if self.report else None}
 
 
-def max_length(model: ARModel) -> int:
-    """Positions a sequence may have (0: unbounded): the transformer's context, PixelCNN's H*W."""
-    c, family = model.config, family_of(model)
-    if family == "transformer":
-        return c.max_len
-    return c.height * c.width if family == "pixelcnn" else 0
-
-
 def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInfo:
     """The metadata contract of ``model`` (rebuilt from checkpoint ``config``) exported as ``graph``."""
     family, c, data = family_of(model), model.config, data_info(config)
@@ -125,10 +116,10 @@ def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInf
     bits = evaluation.get("bits_per_dim")
     info = ModelInfo(
         family=family, graph=graph, data_kind=data.kind, vocab_size=c.vocab_size, start_token=c.vocab_size,
-        max_length=max_length(model), state=state, image_shape=tuple(data.image_shape or ()),
+        max_length=model.max_length, state=state, image_shape=tuple(data.image_shape or ()),
         alphabet=data.alphabet or "", sample_rate=data.sample_rate or 0, num_classes=c.num_classes,
         class_names=tuple(data.class_names) if c.num_classes else (),
-        uses_position=graph == "step" and USES_POSITION[family],
+        uses_position=graph == "step" and model.uses_position,
         bits_per_dim=math.nan if bits is None else float(bits), bits_split=evaluation.get("split") or "",
         opset=opset, min_onnxruntime=MIN_ONNXRUNTIME[opset], producer=_producer_versions())
     try:
@@ -224,7 +215,7 @@ def export_onnx(checkpoint_dir: Path | str, out: Path | str | None = None, *, gr
         raise UsageError(f"opset {opset} is not supported; choose one of {SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]} "
                          f"(default {DEFAULT_OPSET})")
     checkpoint_dir = Path(checkpoint_dir)
-    model, config = load_model(checkpoint_dir)
+    model, config = load_checkpoint(checkpoint_dir)
     out = Path(out) if out is not None else checkpoint_dir / f"{graph}.onnx"
     if out.parent.resolve() == checkpoint_dir.resolve() and out.name in (WEIGHTS, CONFIG, TRAINER, METRICS):
         raise UsageError(f"--out {out} would replace a file of the checkpoint; choose another name")

@@ -25,9 +25,9 @@ import onnxruntime as ort
 import torch
 from google.protobuf.message import DecodeError
 
-from artrain.checkpoint import CONFIG, load_checkpoint, read_config
+from artrain.checkpoint import load_checkpoint
 from artrain.errors import UsageError
-from artrain.models import FAMILIES, ARModel, family_of
+from artrain.models import ARModel, family_of
 from arrun.schema import CONDITION_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, ModelInfo, SchemaError
 
 from .errors import ExportError, first_line
@@ -95,7 +95,7 @@ def verify_onnx(onnx_path: Path | str, checkpoint: Path | str | ARModel, *, step
     """
     name = name or str(onnx_path)
     info = check_structure(onnx_path, name)
-    model = checkpoint if isinstance(checkpoint, ARModel) else load_model(checkpoint)[0]
+    model = checkpoint if isinstance(checkpoint, ARModel) else load_checkpoint(checkpoint)[0]
     _check_pairing(model, info, name)
     session = _session(onnx_path)
     rng = np.random.default_rng(seed)
@@ -110,16 +110,6 @@ def verify_onnx(onnx_path: Path | str, checkpoint: Path | str | ARModel, *, step
                           "not reproduce the model (is this the checkpoint it was exported from?): do not ship it, "
                           "report the figures", report)
     return report
-
-
-def load_model(checkpoint_dir: Path | str) -> tuple[ARModel, dict]:
-    """``load_checkpoint`` -> (model in eval mode, config); every bad checkpoint raises UsageError."""
-    path = Path(checkpoint_dir)
-    family = read_config(path)["family"]
-    if family not in FAMILIES:  # build_model raises a bare KeyError for it
-        raise UsageError(f"{path / CONFIG}: unknown model family {family!r}, expected one of {', '.join(FAMILIES)}; "
-                         "fix the config or train again")
-    return load_checkpoint(path)
 
 
 def check_structure(onnx_path: Path | str, name: str | None = None) -> ModelInfo:

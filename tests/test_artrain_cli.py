@@ -1,6 +1,5 @@
 """artrain through its command line: fit a few steps, eval, resume, and bad input."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -19,6 +19,8 @@ from torch import nn
 class ARModel(nn.Module):
     """Base class of the three families; subclasses define ``state_shapes`` and ``step``."""
 
+    uses_position = True  # whether ``step`` reads ``pos`` (an exported step graph then takes it as an input)
+
     @property
     def max_length(self) -> int:
         """Positions one sequence may have (0: unbounded); longer data is scored in chunks of this."""

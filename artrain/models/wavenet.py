@@ -70,6 +70,8 @@ class ResidualLayer(nn.Module):
 
 
 class WaveNet(ARModel):
+    uses_position = False  # the queues carry time
+
     def __init__(self, config: WaveNetConfig):
         super().__init__()
         self.config = config
