@@ -1,21 +1,20 @@
 """`arexport`: thin Typer commands over ``export_onnx`` and ``verify_onnx``.
 
-Errors become one line on stderr, ``error: <what>; <what to do>``, and an exit code: 2 for bad input
-(arguments, checkpoint, paths), 1 when export or verification fails. Tracebacks only with AR_DEBUG=1.
+Errors become one line on stderr through ``arrun.contract.edge``, ``error: <what>; <what to do>``, and an
+exit code: 2 for bad input (arguments, checkpoint, paths), 1 when export or verification fails (a parity
+failure prints its full report on stdout first), 130 when interrupted. Tracebacks only with AR_DEBUG=1.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from artrain.errors import ArtrainError, UsageError
+from arrun.contract import edge
+from arrun.contract.errors import UsageError
 
-from .errors import first_line
 from .export import DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS, ExportResult, export_onnx
 from .verify import ParityError, verify_onnx
 
@@ -38,12 +37,13 @@ def onnx_command(
     as_json: JsonOption = False,
 ) -> None:
     """Export a checkpoint's model as an ONNX step graph or full graph, verified by default."""
-    with _errors(as_json):
+    def work() -> ExportResult:
         if step_graph == full_graph:
             raise UsageError("choose exactly one graph kind; pass --step-graph or --full-graph")
-        result = export_onnx(checkpoint_dir, out, graph="step" if step_graph else "full", opset=opset,
-                             force=force, verify=verify)
-        typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(_export_lines(result)))
+        return export_onnx(checkpoint_dir, out, graph="step" if step_graph else "full", opset=opset,
+                           force=force, verify=verify)
+    result = edge.run(_reporting_parity(work, as_json))
+    typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(_export_lines(result)))
 
 
 @app.command("verify")
@@ -53,10 +53,9 @@ def verify_command(
     as_json: JsonOption = False,
 ) -> None:
     """Check an exported file and prove its parity with the checkpoint it came from."""
-    with _errors(as_json):
-        report = verify_onnx(model, checkpoint_dir)
-        lines = [f"{model}: {report.family} {report.graph} graph", *report.lines()]
-        typer.echo(json.dumps(report.to_dict()) if as_json else "\n".join(lines))
+    report = edge.run(_reporting_parity(lambda: verify_onnx(model, checkpoint_dir), as_json))
+    lines = [f"{model}: {report.family} {report.graph} graph", *report.lines()]
+    typer.echo(json.dumps(report.to_dict()) if as_json else "\n".join(lines))
 
 
 def _export_lines(result: ExportResult) -> list[str]:
@@ -71,27 +70,15 @@ def _names(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:4])}, ..., {names[-1]} ({len(names)} in all)"
 
 
-@contextlib.contextmanager
-def _errors(as_json: bool):
-    """Domain errors -> 'error: ...' on stderr and their exit code (a parity failure prints its full
-    report on stdout first); anything else is a bug (exit 1)."""
-    if os.environ.get("AR_DEBUG") == "1":
-        yield
-        return
-    try:
-        yield
-    except ArtrainError as e:
-        if isinstance(e, ParityError):
+def _reporting_parity(work, as_json: bool):
+    """``work`` that prints a parity failure's full report on stdout before the edge prints the error."""
+    def run():
+        try:
+            return work()
+        except ParityError as e:
             typer.echo(json.dumps(e.report.to_dict()) if as_json else "\n".join(e.report.lines()))
-        typer.echo(f"error: {' '.join(str(e).split())}", err=True)
-        raise typer.Exit(e.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted; nothing was written", err=True)
-        raise typer.Exit(130) from None
-    except Exception as e:
-        typer.echo(f"error: unexpected {type(e).__name__}: {first_line(e)}; rerun with AR_DEBUG=1 and report the "
-                   "traceback", err=True)
-        raise typer.Exit(1) from None
+            raise
+    return run
 
 
 def main() -> None:

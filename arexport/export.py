@@ -5,36 +5,27 @@
 
 The checkpoint alone decides the architecture (its config.json rebuilds the model). The graph is traced
 with ``torch.onnx.export(..., dynamo=True)`` (torch.export + onnxscript); I/O names and metadata come
-from ``arrun.schema``; the file is written under a temporary name beside the target, verified
-(``verify.py``), and only then renamed: a failure leaves no .onnx and no temporary file behind.
+from ``arrun.contract.schema``, the state spec from the model itself (``ARModel.state_spec``: this module
+only serialises it); the file is written to a ``PendingFile`` beside the target, verified (``verify.py``),
+and only then renamed: a failure leaves no .onnx and no temporary file behind.
 
 Graphs (B = batch, dynamic in every graph; V = vocabulary size):
 - step: ``input_ids`` (B,) int64 [+ ``position`` () int64] [+ ``condition`` (B,) int64] + one input per
   state tensor -> ``logits`` (B, V) float32 + one output per state tensor with its input's shape and
   dtype, fed straight back. Names pair up ``in.<s>`` -> ``out.<s>``; the KV cache uses the
   Optimum/onnxruntime-genai names ``past_key_values.{i}.key|value`` -> ``present.{i}.key|value``.
-  The transformer and PixelCNN take ``position``; WaveNet's queues carry time, so its graph has none.
+  ``position`` is there when the model's step reads it (``ARModel.uses_position``).
 - full: ``input_ids`` (B, T) int64 [+ ``condition`` (B,)] -> ``logits`` (B, T, V), logits[:, t]
-  predicting x_t from x_<t; T is dynamic up to max_len (transformer), unbounded (WaveNet) or H*W (PixelCNN).
+  predicting x_t from x_<t; T is dynamic up to the model's maximum length (or unbounded), or fixed where the
+  model fixes it (``ARModel.fixed_length``: an image's H*W).
 
-State layouts (float32, initially 0, fixed shapes apart from the batch, so a runtime allocates once;
-a step does O(layers) work; the graph is a pure function, so each step writes fresh state tensors):
-- WaveNet ``queue.{i}`` (B, d_i, C): layer i's inputs at t-d_i .. t-1, oldest first, a shift queue: the
-  step reads entry 0 and appends the newest (Slice + Concat). That moves every queue once per sample
-  (sum of dilations x C floats: 0.5 MB at the standard size); a ring buffer would move less but needs
-  a position input the WaveNet step does not take.
-- Transformer ``past_key_values.{i}.key|value`` (B, heads, max_len, head_dim): fixed capacity; the step
-  writes the new key/value at slot ``position`` and attends over slots <= position (later slots are
-  masked, their content never matters). Runtimes stop at ``ar.max_length``.
-- PixelCNN ``rows`` (B, L, C, r, W): each layer's vertical-stack inputs of the r most recent complete
-  rows; ``row`` (B, C, W): embeddings of the current row so far; ``vtoh`` (B, W, L, 2C): the vertical
-  stack's contribution to the current row's horizontal gates; ``left`` (B, L, r, C): each layer's
-  horizontal inputs at the r columns to the left. At column 0 an ONNX ``If`` runs the vertical stack for
-  the whole new row once; every other pixel costs one horizontal-stack evaluation.
+State: whatever the model declares in ``state_spec()`` (fixed shapes apart from the batch, so a runtime
+allocates once; a step does O(layers) work; the graph is a pure function, so each step writes fresh state
+tensors). Each family's module in ``artrain/models`` documents its layout.
 
-Metadata (``arrun.schema.Key``): state spec entries {name, input, output, shape ['batch', ...],
-dtype 'float32', init 0.0}; ``ar.max_length`` max_len (transformer), H*W (PixelCNN), 0 = unbounded
-(WaveNet); ``ar.start_token`` = V; ``ar.bits_per_dim`` and ``ar.bits_split`` from the checkpoint's
+Metadata (``arrun.contract.schema.Key``): state spec entries {name, input, output, shape ['batch', ...],
+dtype, init} as the model declares them; ``ar.max_length`` the model's ``max_length`` (0 = unbounded);
+``ar.start_token`` = V; ``ar.bits_per_dim`` and ``ar.bits_split`` from the checkpoint's
 evaluation ('nan' and '' when it has none); producer versions of torch, onnx, onnxscript, onnxruntime
 and arexport.
 
@@ -48,8 +39,6 @@ import contextlib
 import io
 import logging
 import math
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -62,13 +51,15 @@ import torch
 from torch import nn
 
 from artrain.checkpoint import CONFIG, METRICS, TRAINER, WEIGHTS, data_info, load_checkpoint
-from artrain.errors import UsageError
-from artrain.models import ARModel, family_of
-from arrun.schema import BATCH_DIM, GRAPH_KINDS, ModelInfo, SchemaError, StateSpec, state_io_names
+from artrain.models import ARModel
+from arrun.contract import edge
+from arrun.contract.errors import UsageError, first_line
+from arrun.contract.files import PendingFile
+from arrun.contract.schema import BATCH_DIM, GRAPH_KINDS, ModelInfo, SchemaError
+from arrun.kinds import kind_of
 
 from . import __version__
-from .errors import ExportError, first_line
-from .verify import VerifyReport, verify_onnx
+from .verify import ExportError, VerifyReport, verify_onnx
 
 DEFAULT_OPSET = 18
 # Opset -> the oldest onnxruntime that ran every family's step and full graphs (conditional or not)
@@ -101,17 +92,14 @@ class ExportResult:
 
 def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInfo:
     """The metadata contract of ``model`` (rebuilt from checkpoint ``config``) exported as ``graph``."""
-    family, c, data = family_of(model), model.config, data_info(config)
+    family, c, data = model.family, model.config, data_info(config)
     if data.levels != c.vocab_size:
         raise UsageError(f"the checkpoint's data has {data.levels} levels but its {family} model "
                          f"{c.vocab_size} outputs; the checkpoint is mixed, train again")
-    if family == "pixelcnn" and tuple(data.image_shape or ()) != (c.height, c.width):
-        raise UsageError(f"the checkpoint's images are {data.image_shape} but its PixelCNN is "
-                         f"{c.height}x{c.width}; the checkpoint is mixed, train again")
-    state = ()
-    if graph == "step":
-        state = tuple(StateSpec(name, *state_io_names(name), (BATCH_DIM, *shape))
-                      for name, shape in model.state_shapes().items())
+    if model.fixed_length and model.fixed_length != math.prod(data.image_shape or (0,)):
+        raise UsageError(f"the checkpoint's images are {data.image_shape} but its {family} model takes "
+                         f"{model.fixed_length} pixels; the checkpoint is mixed, train again")
+    state = model.state_spec() if graph == "step" else ()
     evaluation = config.get("eval") or {}
     bits = evaluation.get("bits_per_dim")
     info = ModelInfo(
@@ -124,6 +112,7 @@ def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInf
         opset=opset, min_onnxruntime=MIN_ONNXRUNTIME[opset], producer=_producer_versions())
     try:
         info.validate("the checkpoint")
+        kind_of(info, "the checkpoint")
     except SchemaError as e:
         problems = str(e).rsplit("; re-export", 1)[0]  # the schema's advice is for files, not checkpoints
         raise UsageError(f"{problems}; fix the checkpoint's config.json or train again") from None
@@ -159,7 +148,7 @@ class FullGraph(nn.Module):
 
 def _example(model: ARModel, info: ModelInfo) -> tuple[tuple, tuple]:
     """Example inputs in graph-input order and their dynamic shapes: batch everywhere, and the full
-    graph's length T unless PixelCNN fixes it to H*W (dynamic dims need an example of size >= 2)."""
+    graph's length T unless the model fixes it (an image's H*W; dynamic dims need an example of size >= 2)."""
     B = _EXAMPLE_BATCH
     batch = torch.export.Dim(BATCH_DIM, min=1, max=4096)
     cond = [torch.zeros(B, dtype=torch.long)] if info.num_classes else []
@@ -169,8 +158,8 @@ def _example(model: ARModel, info: ModelInfo) -> tuple[tuple, tuple]:
         args = [torch.full((B,), info.start_token), *pos, *cond, *(state[s.name] for s in info.state)]
         shapes = [{0: batch}, *[None] * len(pos), *[{0: batch}] * (len(cond) + len(info.state))]
         return tuple(args), (tuple(shapes),)
-    if info.family == "pixelcnn":
-        tokens, length = torch.zeros(B, info.max_length, dtype=torch.long), {0: batch}
+    if model.fixed_length:
+        tokens, length = torch.zeros(B, model.fixed_length, dtype=torch.long), {0: batch}
     else:
         bound = {"max": info.max_length} if info.max_length else {}
         T = min(3, info.max_length or 3)
@@ -220,25 +209,26 @@ def export_onnx(checkpoint_dir: Path | str, out: Path | str | None = None, *, gr
     if out.parent.resolve() == checkpoint_dir.resolve() and out.name in (WEIGHTS, CONFIG, TRAINER, METRICS):
         raise UsageError(f"--out {out} would replace a file of the checkpoint; choose another name")
     info = model_info(model, config, graph, opset)
-    tmp = _reserve(out, force)
+    _check_output(out, force)
     try:
+        pending = PendingFile(out)
+    except OSError as e:
+        raise UsageError(f"cannot write to {out.parent} ({e.strerror}); choose another --out") from None
+    with pending:
         start = time.perf_counter()
         proto = to_onnx(model, info)
         seconds = time.perf_counter() - start
+        pending.file.close()
         try:
-            onnx.save_model(proto, tmp, save_as_external_data=False)
+            onnx.save_model(proto, pending.tmp, save_as_external_data=False)
         except (OSError, ValueError) as e:
             raise ExportError(f"could not write {out} ({first_line(e)}); check the disk space and the path") from e
-        report = verify_onnx(tmp, model, name=str(out)) if verify else None
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        report = verify_onnx(pending.tmp, model, name=str(out)) if verify else None
     return ExportResult(out, info, out.stat().st_size, proto.ir_version, seconds, report)
 
 
-def _reserve(out: Path, force: bool) -> Path:
-    """Check ``out`` may be (over)written and create the temporary file beside it -> its path."""
+def _check_output(out: Path, force: bool) -> None:
+    """``out`` may be (over)written: not a directory, not there unless ``force``, in an existing folder."""
     if out.is_dir():
         raise UsageError(f"output path {out} is a directory; give a file name with --out")
     if out.exists() and not force:
@@ -246,15 +236,6 @@ def _reserve(out: Path, force: bool) -> Path:
     if not out.parent.is_dir():
         raise UsageError(f"output directory {out.parent} does not exist or is not a directory; create it or "
                          "choose another --out")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UsageError(f"cannot write to {out.parent} ({e.strerror}); choose another --out") from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the .onnx gets the usual permissions
-    return Path(tmp)
 
 
 def _strip_ir10_fields(graph: onnx.GraphProto) -> None:
@@ -277,7 +258,7 @@ def _producer_versions() -> dict[str, str]:
 @contextlib.contextmanager
 def _quiet():
     """Swallow the exporter's progress prints, warnings and log lines, unless AR_DEBUG=1."""
-    if os.environ.get("AR_DEBUG") == "1":
+    if edge.debugging():
         yield
         return
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]

@@ -5,7 +5,9 @@ Checks, in order (the first failure raises):
    through ``arrun.schema.ModelInfo`` and written back unchanged, graph I/O names and shapes equal to
    the ones the metadata declares;
 2. parity on onnxruntime (CPU) at each batch size, on a random sequence of ``steps`` elements (or the
-   maximum length when shorter) with random condition ids where the model has them:
+   maximum length when shorter) with random condition ids where the model has them. The graph runs
+   through arrun's own ``runtime.Stepper`` (the loop that ships) opened by ``arrun.session.open_model``,
+   and the eager model through ``TorchStepper``, the same protocol:
    - step graph, teacher-forced from the initial state the metadata declares: logits vs the torch
      ``step`` rollout and vs torch ``forward`` (sequence_logits);
    - step graph, greedy: the tokens chosen by argmax are identical to torch's greedy ``step`` rollout;
@@ -17,22 +19,25 @@ from __future__ import annotations
 import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from google.protobuf.message import DecodeError
 
 from artrain.checkpoint import load_checkpoint
-from artrain.errors import UsageError
-from artrain.models import ARModel, family_of
-from arrun.schema import CONDITION_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, ModelInfo, SchemaError
-
-from .errors import ExportError, first_line
+from artrain.models import ARModel
+from arrun.contract.errors import ARError, UsageError, first_line
+from arrun.contract.schema import BATCH_DIM, LOGITS_OUTPUT, ModelInfo, SchemaError
+from arrun.kinds import kind_of
+from arrun.runtime import StepRunner, Stepper, full_logits
+from arrun.session import Model, open_model
 
 TOLERANCE = 1e-4
+
+
+class ExportError(ARError):
+    """Export or verification failed (exit code 1); the message says what and what to do next."""
 
 
 @dataclass(frozen=True)
@@ -97,12 +102,15 @@ def verify_onnx(onnx_path: Path | str, checkpoint: Path | str | ARModel, *, step
     info = check_structure(onnx_path, name)
     model = checkpoint if isinstance(checkpoint, ARModel) else load_checkpoint(checkpoint)[0]
     _check_pairing(model, info, name)
-    session = _session(onnx_path)
+    try:
+        runtime = open_model(Path(onnx_path), command="arexport verify")
+    except UsageError as e:
+        raise ExportError(f"arrun cannot load {name} ({e})") from None
     rng = np.random.default_rng(seed)
     comparisons = []
     with _one_torch_thread():
         for batch in batches:
-            comparisons += _compare(session, model, info, rng, batch, steps)
+            comparisons += _compare(runtime, model, rng, batch, steps)
     report = VerifyReport(name, info.family, info.graph, tolerance, tuple(comparisons))
     if not report.passed:
         worst = max(report.comparisons, key=lambda c: (not c.passed(tolerance), c.max_abs_diff))
@@ -127,6 +135,7 @@ def check_structure(onnx_path: Path | str, name: str | None = None) -> ModelInfo
     meta = {p.key: p.value for p in proto.metadata_props}
     try:
         info = ModelInfo.from_metadata(meta, source=name)
+        kind_of(info, name)
     except SchemaError as e:
         raise ExportError(str(e)) from None
     if info.to_metadata() != meta:
@@ -142,8 +151,8 @@ def check_structure(onnx_path: Path | str, name: str | None = None) -> ModelInfo
 
 def _check_shapes(graph: onnx.GraphProto, info: ModelInfo, name: str) -> None:
     values = {v.name: _dims(v) for v in [*graph.input, *graph.output]}
-    expected = {spec.input: list(spec.shape) for spec in info.state}
-    expected |= {spec.output: list(spec.shape) for spec in info.state}
+    expected = {spec.input: [BATCH_DIM, *spec.shape] for spec in info.state}
+    expected |= {spec.output: [BATCH_DIM, *spec.shape] for spec in info.state}
     for tensor, dims in expected.items():
         if values[tensor] != dims:
             raise ExportError(f"{name}: '{tensor}' has shape {values[tensor]}, the metadata declares {dims}; export it again")
@@ -158,19 +167,12 @@ def _dims(value: onnx.ValueInfoProto) -> list:
 def _check_pairing(model: ARModel, info: ModelInfo, name: str) -> None:
     """The model must be the one the file was exported from, as far as the metadata can tell."""
     c = model.config
-    ours = (family_of(model), c.vocab_size, c.num_classes)
+    ours = (model.family, c.vocab_size, c.num_classes)
     if ours != (info.family, info.vocab_size, info.num_classes) or \
-            (info.graph == "step" and {s.name: tuple(s.shape[1:]) for s in info.state} != model.state_shapes()):
+            (info.graph == "step" and info.state != model.state_spec()):
         raise UsageError(f"{name} was not exported from this checkpoint (the file: {info.family}, {info.vocab_size} tokens, "
                          f"{info.num_classes} classes; the checkpoint: {ours[0]}, {ours[1]} tokens, {ours[2]} classes"
                          "); give the checkpoint it came from")
-
-
-def _session(path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: initializer-pruning warnings are noise here
-    options.intra_op_num_threads = 1  # tiny batches: spinning thread pools only cost time
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 @contextlib.contextmanager
@@ -184,22 +186,23 @@ def _one_torch_thread():
         torch.set_num_threads(threads)
 
 
-def _compare(session, model: ARModel, info: ModelInfo, rng: np.random.Generator, batch: int, steps: int) -> list[Comparison]:
+def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: int, steps: int) -> list[Comparison]:
     """The comparisons at one batch size on one random sequence (and condition)."""
+    info = runtime.info
     T = min(steps, info.max_length) if info.max_length else steps
-    L = info.max_length if info.family == "pixelcnn" else T  # PixelCNN's forward takes whole images
+    L = model.fixed_length or T  # a model with a fixed length (whole images) takes only that in forward
     x = rng.integers(0, info.vocab_size, (batch, L), dtype=np.int64)
     cond = rng.integers(0, info.num_classes, batch, dtype=np.int64) if info.num_classes else None
     with torch.no_grad():
         forward = model.sequence_logits(torch.from_numpy(x), _tensor(cond)).numpy()  # (B, L, V)
     if info.graph == "full":
-        feed = {TOKEN_INPUT: x} | ({CONDITION_INPUT: cond} if cond is not None else {})
-        return [_comparison("onnx full vs torch forward", session.run([LOGITS_OUTPUT], feed)[0], forward)]
-    onnx_step, torch_step = _onnx_step(session, info, cond), _torch_step(model, cond)
-    onnx_logits, _ = rollout(onnx_step, _initial_state(info, batch), x[:, :T], info.start_token)
-    torch_logits, _ = rollout(torch_step, model.init_state(batch), x[:, :T], info.start_token)
-    onnx_greedy, onnx_tokens = rollout(onnx_step, _initial_state(info, batch), None, info.start_token, T)
-    torch_greedy, torch_tokens = rollout(torch_step, model.init_state(batch), None, info.start_token, T)
+        return [_comparison("onnx full vs torch forward", full_logits(runtime, x, cond), forward)]
+    onnx_step, torch_step = Stepper(runtime, batch), TorchStepper(model, batch)
+    start = info.start_token
+    onnx_logits, _ = rollout(onnx_step, start, cond, x[:, :T])
+    torch_logits, _ = rollout(torch_step, start, cond, x[:, :T])
+    onnx_greedy, onnx_tokens = rollout(onnx_step, start, cond, None, T)
+    torch_greedy, torch_tokens = rollout(torch_step, start, cond, None, T)
     greedy = _comparison("onnx greedy vs torch greedy", onnx_greedy, torch_greedy)
     return [_comparison("onnx step vs torch step", onnx_logits, torch_logits),
             _comparison("onnx step vs torch forward", onnx_logits, forward[:, :T]),
@@ -212,50 +215,35 @@ def _comparison(what: str, got: np.ndarray, want: np.ndarray) -> Comparison:
     return Comparison(what, got.shape[0], got.shape[1], float(np.abs(got - want).max()), mismatches)
 
 
-StepFn = Callable[[np.ndarray, int, dict], tuple[np.ndarray, dict]]
+class TorchStepper:
+    """The eager model behind arrun's step protocol (``runtime.StepRunner``): reset / step -> logits (B, V)."""
+
+    def __init__(self, model: ARModel, batch_size: int):
+        self.model, self.batch_size = model, batch_size
+
+    def reset(self, condition: np.ndarray | None = None) -> None:
+        self._state, self._cond = self.model.init_state(self.batch_size), _tensor(condition)
+
+    @torch.no_grad()
+    def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        logits, self._state = self.model.step(torch.from_numpy(tokens), torch.tensor(position), self._state, self._cond)
+        return logits.numpy()
 
 
-def rollout(step: StepFn, state: dict, tokens: np.ndarray | None, start_token: int,
+def rollout(stepper: StepRunner, start_token: int, condition: np.ndarray | None, tokens: np.ndarray | None,
             steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Roll ``step`` from ``state``: teacher-forced on tokens (B, T), or greedy (argmax fed back) when
-    tokens is None -> (logits (B, T, V), the tokens fed after each step (B, T))."""
-    B, T = tokens.shape if tokens is not None else (len(next(iter(state.values()))), steps)
-    token = np.full(B, start_token, dtype=np.int64)
+    """Reset ``stepper`` and roll it from ``start_token``: teacher-forced on tokens (B, T), or greedy (argmax
+    fed back) for ``steps`` steps when tokens is None -> (logits (B, T, V), the tokens fed after each step)."""
+    B, T = tokens.shape if tokens is not None else (stepper.batch_size, steps)
+    stepper.reset(condition)
+    token = np.full(B, start_token, np.int64)
     logits, fed = [], []
     for t in range(T):
-        out, state = step(token, t, state)  # (B, V)
+        out = stepper.step(token, t).copy()  # (B, V); the runtime's buffer is overwritten by the next step
         token = tokens[:, t] if tokens is not None else out.argmax(-1)
         logits.append(out)
         fed.append(token)
     return np.stack(logits, axis=1), np.stack(fed, axis=1)
-
-
-def _initial_state(info: ModelInfo, batch: int) -> dict[str, np.ndarray]:
-    """The state a runtime starts from, built from the metadata alone (keyed by graph input name)."""
-    return {s.input: np.full((batch, *s.shape[1:]), s.init, dtype=s.dtype) for s in info.state}
-
-
-def _onnx_step(session: ort.InferenceSession, info: ModelInfo, cond: np.ndarray | None) -> StepFn:
-    outputs = info.output_names()
-    fixed = {CONDITION_INPUT: cond} if cond is not None else {}
-
-    def step(token, t, state):
-        feed = {TOKEN_INPUT: token, **fixed, **state}
-        if info.uses_position:
-            feed[POSITION_INPUT] = np.array(t, dtype=np.int64)
-        values = dict(zip(outputs, session.run(outputs, feed)))
-        return values[LOGITS_OUTPUT], {s.input: values[s.output] for s in info.state}
-    return step
-
-
-def _torch_step(model: ARModel, cond: np.ndarray | None) -> StepFn:
-    cond = _tensor(cond)
-
-    def step(token, t, state):
-        with torch.no_grad():
-            logits, state = model.step(torch.from_numpy(token), torch.tensor(t), state, cond)
-        return logits.numpy(), state
-    return step
 
 
 def _tensor(a: np.ndarray | None) -> torch.Tensor | None:

@@ -1,6 +1,8 @@
 """arrun: sample, score and benchmark exported step graphs on onnxruntime, without torch.
 
-Data flow: ``session`` opens and checks a model (metadata read once through ``schema``), ``generate`` runs
-the step loop with ``sampling``'s numpy samplers, ``outputs`` writes what it produced, ``score`` and
-``bench`` reuse the same loop; ``commands`` holds the workers and ``cli`` only the Typer edge.
+Data flow: ``session`` opens and checks a model (metadata read once through ``contract.schema``, its
+data kind through ``kinds``), ``runtime`` holds the one step loop (``Stepper``) that ``generate``,
+``score``, ``bench``, ``arexport verify`` and ``benchmarks/`` all drive, ``sampling`` holds the numpy
+samplers, ``outputs`` the sinks; ``commands`` holds the workers and ``cli`` only the Typer edge.
+This module imports nothing, so ``arrun.contract`` can be imported without onnxruntime.
 """

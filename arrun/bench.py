@@ -1,7 +1,8 @@
 """Throughput of the sampling loop against the bare ``session.run`` loop on the same step graph.
 
-The loop is ``generate`` itself (IO binding, numpy sampling, token feedback) with a sink that keeps
-nothing; the bare loop feeds each state output back through ``session.run`` and never samples. Both
+The loop is ``generate`` itself (the shipped ``runtime.Stepper``, numpy sampling, token feedback) with a
+sink that keeps nothing; the bare loop is ``runtime.PlainStepper`` (``session.run``, state fed back by
+name) and never samples. Both
 restart from the initial state at the model's maximum length. The two alternate in rounds after a
 warm-up, so slow drifts of a shared machine hit both alike; each round's first step (which builds the
 bindings) is not timed.
@@ -13,8 +14,8 @@ import time
 import numpy as np
 
 from .generate import Plan, generate
+from .runtime import PlainStepper
 from .sampling import SamplingOptions
-from .schema import CONDITION_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT
 from .session import Model
 
 ROUNDS = 5
@@ -64,23 +65,16 @@ def _sample_loop(model: Model, batch_size: int, steps: int) -> np.ndarray:
 
 
 def _bare_loop(model: Model, batch_size: int, steps: int) -> float:
-    """Seconds for ``steps`` plain ``session.run`` calls with the state fed back by name, from the end of
-    the first one."""
-    info, session = model.info, model.session
+    """Seconds for ``steps`` plain ``session.run`` steps (``PlainStepper``), from the end of the first one."""
+    info = model.info
     L = info.max_length or steps
-    init = {s.input: np.full((batch_size, *s.shape[1:]), s.init, dtype=s.dtype) for s in info.state}
-    feeds = {TOKEN_INPUT: np.full(batch_size, info.start_token, np.int64), **init}
-    if info.num_classes:
-        feeds[CONDITION_INPUT] = np.zeros(batch_size, np.int64)
-    names = [LOGITS_OUTPUT] + [s.output for s in info.state]
+    stepper = PlainStepper(model, batch_size)
+    condition = np.zeros(batch_size, np.int64) if info.num_classes else None
+    token = np.full(batch_size, info.start_token, np.int64)
     for t in range(steps):
         if t == 1:
             start = time.perf_counter()
         if t % L == 0:
-            feeds.update(init)
-        if info.uses_position:
-            feeds[POSITION_INPUT] = np.array(t % L, np.int64)
-        outputs = session.run(names, feeds)
-        for spec, value in zip(info.state, outputs[1:]):
-            feeds[spec.input] = value
+            stepper.reset(condition)
+        stepper.step(token, t % L)
     return time.perf_counter() - start

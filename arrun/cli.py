@@ -1,20 +1,20 @@
 """The ``arrun`` command line: thin Typer commands over the workers in ``commands.py``.
 
-Library code raises RunError; only ``_run`` here turns it into one ``error: ...`` line on stderr and an
-exit code (1 runtime, 2 usage). AR_DEBUG=1 shows the traceback instead.
+Library code raises ``contract.errors.ARError``; only ``contract.edge.run`` turns it into one
+``error: ...`` line on stderr and an exit code (1 runtime, 2 usage, 130 interrupted). AR_DEBUG=1 shows the
+traceback instead.
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from .errors import RunError
+from .contract import edge
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Sample, score and benchmark exported autoregressive models on onnxruntime (no torch).")
@@ -63,7 +63,7 @@ def sample(
     options = SampleOptions(num_samples, batch_size, SamplingOptions(temperature, top_k, top_p), seed, condition,
                             prompt, length)
     stream = None if json_out else sys.stdout
-    record = _run(lambda: work(model, options=options, provider=provider.value, threads=threads, out=out,
+    record = edge.run(lambda: work(model, options=options, provider=provider.value, threads=threads, out=out,
                                stream=stream, progress=sys.stderr.isatty()))
     if json_out:
         typer.echo(json.dumps(record))
@@ -78,7 +78,7 @@ def info(model: ModelArg, json_out: JsonOpt = False) -> None:
     """Describe a model: family, graph, data and decoding, state, I/O names, versions, recorded bits/dim."""
     from .commands import info as work
 
-    record = _run(lambda: work(model))
+    record = edge.run(lambda: work(model))
     if json_out:
         typer.echo(json.dumps(record))
         return
@@ -104,11 +104,11 @@ def score(
     """Negative log-likelihood of DATA in bits per dimension (and nats), scored like `artrain eval`."""
     from .commands import score as work
 
-    record = _run(lambda: work(model, data, condition=condition))
+    record = edge.run(lambda: work(model, data, condition=condition))
     if json_out:
         typer.echo(json.dumps(record))
     else:
-        typer.echo(f"{record['bits_per_dim']:.4f} bits/dim, {record['nats_per_dim']:.4f} nats/dim over "
+        typer.echo(f"{record['bits_per_dim']:.4f} bits/dim (bits per {record['unit']}), {record['nats_per_dim']:.4f} nats/dim over "
                    f"{record['n_dims']:,} dims ({record['n_sequences']} sequences, {record['graph']} graph)")
 
 
@@ -123,7 +123,7 @@ def bench(
     """Steps/s and per-step latency of the sampling loop, and the bare session.run rate beside it."""
     from .commands import bench as work
 
-    record = _run(lambda: work(model, provider=provider.value, batch_size=batch_size, steps=steps))
+    record = edge.run(lambda: work(model, provider=provider.value, batch_size=batch_size, steps=steps))
     if json_out:
         typer.echo(json.dumps(record))
     else:
@@ -132,17 +132,6 @@ def bench(
                    f"latency p50 {r['p50_ms']:.3f} ms, p90 {r['p90_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms\n"
                    f"bare session.run: {r['bare_steps_per_s']:,.0f} steps/s; the loop reaches "
                    f"{100 * r['loop_vs_bare']:.0f} % of it ({r['provider']}, batch {r['batch_size']})")
-
-
-def _run(work: Callable[[], dict]) -> dict:
-    """The CLI edge: RunError -> 'error: ...' on stderr and its exit code; AR_DEBUG=1 shows tracebacks."""
-    try:
-        return work()
-    except RunError as e:
-        if os.environ.get("AR_DEBUG") == "1":
-            raise
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=e.exit_code) from None
 
 
 def main() -> None:

@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import TextIO
 
 from .bench import bench as run_bench
-from .errors import RunError, UsageError, first_line
+from .contract.errors import ARError, Interrupted, UsageError, first_line
 from .generate import SampleOptions, check_condition, generate, make_plan
-from .outputs import AudioSink, ImageSink, TextSink
+from .kinds import load_sequences
 from .progress import Progress
-from .schema import ModelInfo
-from .score import load_sequences, score as run_score
+from .score import score as run_score
 from .session import ORT_ERRORS, open_model
-
-DEFAULT_OUT = {"image": Path("samples.png"), "audio": Path("samples.wav")}
 
 
 def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", threads: int = 1,
@@ -27,26 +24,21 @@ def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", t
     model = open_model(model_path, provider=provider, threads=threads, graph="step", command="arrun sample")
     info = model.info
     plan = make_plan(options, info)
-    if info.data_kind == "image":
-        sink = ImageSink(out or DEFAULT_OUT["image"], info, plan)
-    elif info.data_kind == "audio":
-        sink = AudioSink(out or DEFAULT_OUT["audio"], info, plan)
-    else:
-        sink = TextSink(out, info, plan, stream)
-    streaming = info.data_kind == "text" and stream is not None  # the text itself shows the progress
-    bar = Progress(len(plan.batches()) * plan.total_length, "sampling") if progress and not streaming else None
+    sink = model.kind.sink(out, info, plan, stream)
+    showing = progress and not model.kind.shows_progress(stream)
+    bar = Progress(len(plan.batches()) * plan.total_length, "sampling") if showing else None
     try:
         stats = generate(model, plan, options.sampling, options.seed, sink, bar)
         files = sink.commit()
     except BaseException as e:
         sink.discard()  # no partial output file, whatever stopped the run
         if isinstance(e, ORT_ERRORS):
-            raise RunError(f"onnxruntime failed while sampling ({first_line(e)}); "
-                           "rerun with AR_DEBUG=1 for details") from None
+            raise ARError(f"onnxruntime failed while sampling ({first_line(e)}); "
+                          "rerun with AR_DEBUG=1 for details") from None
         if isinstance(e, KeyboardInterrupt):
-            raise RunError("interrupted: no output was written") from None
+            raise Interrupted("interrupted; no output was written") from None
         if isinstance(e, OSError):
-            raise RunError(f"cannot write the output ({e.strerror}): check the disk space and --out") from None
+            raise ARError(f"cannot write the output ({e.strerror}); check the disk space and --out") from None
         raise
     finally:
         if bar is not None:
@@ -60,37 +52,28 @@ def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", t
               "steps": stats.steps, "seconds": stats.seconds,
               "steps_per_s": stats.steps / stats.seconds if stats.seconds else None,
               "tokens_per_s": stats.tokens / stats.seconds if stats.seconds else None}
-    if info.data_kind == "text":
-        record.update(text=sink.texts, tokens=sink.tokens)
+    record.update(sink.record())
     return record
 
 
 def info(model_path: Path) -> dict:
-    """Everything the file says about itself, checked against its graph."""
+    """Everything the file says about itself, checked against its graph; kind-specific fields only
+    for its kind."""
     model = open_model(model_path)
     i = model.info
     return {
         "path": str(model_path), "family": i.family, "graph": i.graph, "data_kind": i.data_kind,
-        "decoding": _decoding(i), "vocab_size": i.vocab_size, "start_token": i.start_token,
-        "max_length": i.max_length, "image_shape": list(i.image_shape), "alphabet": i.alphabet,
-        "sample_rate": i.sample_rate, "num_classes": i.num_classes, "class_names": list(i.class_names),
-        "uses_position": i.uses_position,
+        "decoding": model.kind.describe(i), **model.kind.fields(i), "vocab_size": i.vocab_size,
+        "start_token": i.start_token, "max_length": i.max_length, "num_classes": i.num_classes,
+        "class_names": list(i.class_names), "uses_position": i.uses_position,
         "state": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "input": s.input, "output": s.output,
                    "init": s.init} for s in i.state],
         "inputs": [a.name for a in model.session.get_inputs()],
         "outputs": [a.name for a in model.session.get_outputs()],
         "opset": i.opset, "format_version": i.format_version, "min_onnxruntime": i.min_onnxruntime,
-        "producer": i.producer,
-        "bits_per_dim": None if math.isnan(i.bits_per_dim) else i.bits_per_dim, "bits_split": i.bits_split,
+        "producer": i.producer, "bits_per_dim": None if math.isnan(i.bits_per_dim) else i.bits_per_dim,
+        "bits_unit": model.kind.unit, "bits_split": i.bits_split,
     }
-
-
-def _decoding(i: ModelInfo) -> str:
-    if i.data_kind == "image":
-        return f"{i.image_shape[0]}x{i.image_shape[1]} grayscale, {i.vocab_size} levels, raster order"
-    if i.data_kind == "audio":
-        return f"{i.vocab_size}-level mu-law at {i.sample_rate} Hz"
-    return f"characters of a {len(i.alphabet)}-character alphabet"
 
 
 def score(model_path: Path, data: Path, *, condition: int | None = None, threads: int = 0) -> dict:
@@ -111,4 +94,4 @@ def bench(model_path: Path, *, provider: str = "cpu", batch_size: int = 1, steps
         return {"model": str(model_path), "family": model.info.family,
                 **run_bench(model, batch_size=batch_size, steps=steps)}
     except ORT_ERRORS as e:
-        raise RunError(f"onnxruntime failed while benchmarking ({first_line(e)})") from None
+        raise ARError(f"onnxruntime failed while benchmarking ({first_line(e)}); rerun with AR_DEBUG=1 for details") from None

@@ -1,10 +1,10 @@
-"""Where samples go, by data kind. Nothing appears at an output path until it is complete: files are
-written under a temporary name in the same folder and renamed at the end; on any error the temporary
-files are removed (``discard``).
+"""Where samples go, by data kind (``kinds`` picks the sink). Nothing appears at an output path until it
+is complete: every file is a ``contract.files.PendingFile`` (a unique temporary name in the same folder,
+renamed at the end; devices and FIFOs written straight through); on any error they are removed (``discard``).
 
 - image: one PNG grid (levels scaled to 0..255; one row per class when every class was sampled) and the
   raw levels as .npy (N, H, W) int64;
-- audio: one 16-bit PCM WAV per sample (mu-law decoded), written as it is generated to ``NAME.part``
+- audio: one 16-bit PCM WAV per sample (mu-law decoded), written as it is generated to its pending file
   (its header already announces the planned length, so it plays while it grows) and renamed when done;
 - text: characters streamed to a text stream as they are generated, and written to ``--out`` if given.
 With more than one sample, audio and text files are numbered: out-000.wav, out-001.wav, ...
@@ -15,14 +15,17 @@ import io
 import os
 import wave
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from .codecs import mulaw_decode, png_encode, to_pcm16
-from .errors import UsageError
-from .generate import Plan
-from .schema import ModelInfo
+from .contract.codecs import mulaw_decode, png_encode, to_pcm16
+from .contract.errors import UsageError
+from .contract.files import PendingFile
+from .contract.schema import ModelInfo
+
+if TYPE_CHECKING:
+    from .generate import Plan
 
 TILE = 32  # small images are scaled up by an integer factor to about this many pixels
 
@@ -30,12 +33,12 @@ TILE = 32  # small images are scaled up by an integer factor to about this many 
 def check_output(path: Path) -> None:
     """``path`` can be created or replaced: its folder exists and is writable, it is no folder."""
     if path.is_dir():
-        raise UsageError(f"output path {path} is a directory: give a file name with --out")
+        raise UsageError(f"output path {path} is a directory; give a file name with --out")
     folder = path.parent
     if not folder.is_dir():
-        raise UsageError(f"output directory {folder} does not exist: create it or choose another --out")
+        raise UsageError(f"output directory {folder} does not exist; create it or choose another --out")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to the output directory {folder}: choose another --out")
+        raise UsageError(f"cannot write to the output directory {folder}; choose another --out")
 
 
 def numbered(path: Path, i: int, n: int) -> Path:
@@ -44,21 +47,20 @@ def numbered(path: Path, i: int, n: int) -> Path:
 
 
 def write_files(contents: dict[Path, bytes]) -> None:
-    """Write every file under a temporary name in its folder, then rename them all: no file ever
-    appears half-written, and a failed write leaves no temporary file behind."""
-    temps = {}
+    """Write every file to its pending file, then commit them all: no file ever appears half-written, and
+    a failed write leaves no temporary file behind."""
+    pending: list[PendingFile] = []
     try:
         for path, data in contents.items():
-            temps[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(temps[path], "wb") as f:  # plain open: the user's umask applies, unlike mkstemp
-                f.write(data)
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
+            pending.append(PendingFile(path))
+            pending[-1].file.write(data)
+        for file in pending:
+            file.commit()
     except OSError as e:
-        raise UsageError(f"cannot write {e.filename or 'the output'} ({e.strerror}): choose another --out") from None
+        raise UsageError(f"cannot write {e.filename or 'the output'} ({e.strerror}); choose another --out") from None
     finally:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
+        for file in pending:
+            file.discard()
 
 
 class ImageSink:
@@ -80,6 +82,9 @@ class ImageSink:
 
     def end(self, tokens: np.ndarray) -> None:
         self.images[self._indices.start:self._indices.stop] = tokens.reshape(-1, *self.info.image_shape)
+
+    def record(self) -> dict:
+        return {}
 
     def commit(self) -> list[Path]:
         cols = len(self.images) // self.info.num_classes if self.plan.per_class else None
@@ -123,53 +128,52 @@ class AudioSink:
             check_output(path)
         self.info, self.plan = info, plan
         self.chunk = max(1, info.sample_rate // 10)  # 0.1 s of audio
-        self._open: list[tuple[Path, BinaryIO, wave.Wave_write]] = []
+        self._open: list[tuple[PendingFile, wave.Wave_write]] = []
         self._written = 0
-        self._parts: list[Path] = []
+        self._pending: list[PendingFile] = []
 
     def begin(self, indices: range) -> None:
         self._written, self._open = 0, []
         for i in indices:
-            part = self.paths[i].with_name(self.paths[i].name + ".part")
             try:
-                f = open(part, "wb")
+                pending = PendingFile(self.paths[i])
             except OSError as e:
-                raise UsageError(f"cannot write {part} ({e.strerror}): choose another --out") from None
-            self._parts.append(part)
-            w = wave.open(f, "wb")
+                raise UsageError(f"cannot write {self.paths[i]} ({e.strerror}); choose another --out") from None
+            self._pending.append(pending)
+            w = wave.open(pending.file, "wb")
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(self.info.sample_rate)
             w.setnframes(self.plan.total_length)  # the header tells players the planned length
-            self._open.append((part, f, w))
+            self._open.append((pending, w))
 
     def update(self, tokens: np.ndarray, done: int) -> None:
         if done - self._written >= self.chunk or done == tokens.shape[1]:
             pcm = mulaw_decode(tokens[:, self._written:done], self.info.vocab_size)  # (B, chunk)
-            for row, (_, f, w) in zip(pcm, self._open):
+            for row, (pending, w) in zip(pcm, self._open):
                 w.writeframesraw(to_pcm16(row))
-                f.flush()
+                pending.file.flush()
             self._written = done
 
     def end(self, tokens: np.ndarray) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        for _, f, w in self._open:
-            w.close()  # patches the header if the length differs from the plan
-            f.close()
+        for _, w in self._open:
+            w.close()  # patches the header if the length differs from the plan; leaves the file open
         self._open = []
 
+    def record(self) -> dict:
+        return {}
+
     def commit(self) -> list[Path]:
-        for part, path in zip(self._parts, self.paths):
-            os.replace(part, path)
-        self._parts = []
+        for pending in self._pending:
+            pending.commit()
+        self._pending = []
         return list(self.paths)
 
     def discard(self) -> None:
-        self._close()
-        for part in self._parts:
-            part.unlink(missing_ok=True)
+        self._open = []
+        for pending in self._pending:
+            pending.discard()
+        self._pending = []
 
 
 class TextSink:
@@ -204,6 +208,9 @@ class TextSink:
             self.stream.flush()
         self.texts.extend(texts)
         self.tokens.extend(tokens.tolist())
+
+    def record(self) -> dict:
+        return {"text": self.texts, "tokens": self.tokens}
 
     def commit(self) -> list[Path]:
         write_files({path: text.encode("utf-8") for path, text in zip(self.paths, self.texts)})

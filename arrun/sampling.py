@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import UsageError
+from .contract.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from pathlib import Path
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
-from .errors import RunError, UsageError, first_line
-from .schema import CONDITION_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, ModelInfo, SchemaError
+from .contract.errors import ARError, UsageError, first_line
+from .contract.schema import CONDITION_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, ModelInfo, SchemaError
+from .kinds import DataKind, kind_of
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 GPU_HINT = ("install the GPU build of onnxruntime with `pip uninstall onnxruntime && pip install .[gpu]` "
@@ -23,9 +24,10 @@ _ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64
 
 @dataclass(frozen=True)
 class Model:
-    """A loaded model: its metadata and a session whose I/O match it."""
+    """A loaded model: its metadata, its data kind's adapter and a session whose I/O match it."""
     path: Path
     info: ModelInfo
+    kind: DataKind
     session: ort.InferenceSession
     provider: str  # 'cpu' | 'cuda'
 
@@ -35,42 +37,43 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: st
     """Load ``path`` on ``provider`` ('cpu' | 'cuda') with ``threads`` intra-op threads (0: all cores).
 
     graph: the graph kind the command needs ('step' | 'full'), or None for either.
-    Raises UsageError for a bad file, metadata or graph, RunError when the provider cannot run."""
+    Raises UsageError for a bad file, metadata or graph, ARError when the provider cannot run."""
     path = Path(path)
     _check_file(path)
     if provider not in PROVIDERS:
-        raise UsageError(f"unknown provider {provider!r}: use cpu or cuda")
+        raise UsageError(f"unknown provider {provider!r}; use cpu or cuda")
     if threads < 0:
         raise UsageError(f"--threads must be >= 0 (0 = one per core), got {threads}")
     wanted = PROVIDERS[provider]
     if wanted not in ort.get_available_providers():
-        raise RunError(f"this onnxruntime ({ort.__version__}) has no {wanted} "
-                       f"(it offers {', '.join(ort.get_available_providers())}): {GPU_HINT}")
+        raise ARError(f"this onnxruntime ({ort.__version__}) has no {wanted} "
+                       f"(it offers {', '.join(ort.get_available_providers())}); {GPU_HINT}")
     session = _create_session(path, wanted, threads)
     if session.get_providers()[0] != wanted:
-        raise RunError(f"onnxruntime could not start {wanted} (the session runs on "
-                       f"{', '.join(session.get_providers())}; check the driver, CUDA and cuDNN): {GPU_HINT}")
+        raise ARError(f"onnxruntime could not start {wanted} (the session runs on "
+                       f"{', '.join(session.get_providers())}; check the driver, CUDA and cuDNN); {GPU_HINT}")
     try:
         info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+        kind = kind_of(info, str(path))
     except SchemaError as e:
         raise UsageError(str(e)) from None
     check_graph(session, info, path)
     if graph is not None and info.graph != graph:
-        raise UsageError(f"{path} is a {info.graph} graph and `{command}` needs the {graph} graph: "
+        raise UsageError(f"{path} is a {info.graph} graph and `{command}` needs the {graph} graph; "
                          f"export it with `arexport onnx CHECKPOINT_DIR --{graph}-graph`")
-    return Model(path, info, session, provider)
+    return Model(path, info, kind, session, provider)
 
 
 def _check_file(path: Path) -> None:
     if path.is_dir():
-        raise UsageError(f"{path} is a directory: give the .onnx file exported by `arexport onnx`")
+        raise UsageError(f"{path} is a directory; give the .onnx file exported by `arexport onnx`")
     if not path.exists():
-        raise UsageError(f"{path} does not exist: give the .onnx file exported by `arexport onnx`")
+        raise UsageError(f"{path} does not exist; give the .onnx file exported by `arexport onnx`")
     try:
         with open(path, "rb"):
             pass
     except OSError as e:
-        raise UsageError(f"cannot read {path} ({e.strerror}): check its permissions") from None
+        raise UsageError(f"cannot read {path} ({e.strerror}); check its permissions") from None
 
 
 def _create_session(path: Path, provider: str, threads: int) -> ort.InferenceSession:
@@ -88,8 +91,8 @@ def _create_session(path: Path, provider: str, threads: int) -> ort.InferenceSes
     except Exception as e:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
         first = first_line(e, 300)
         if provider != "CPUExecutionProvider" and "cuda" in first.lower():
-            raise RunError(f"onnxruntime could not start {provider} ({first}): {GPU_HINT}") from None
-        raise UsageError(f"{path} is not a loadable ONNX model ({first}): "
+            raise ARError(f"onnxruntime could not start {provider} ({first}); {GPU_HINT}") from None
+        raise UsageError(f"{path} is not a loadable ONNX model ({first}); "
                          "re-export it with `arexport onnx`") from None
 
 
@@ -104,7 +107,7 @@ def check_graph(session: ort.InferenceSession, info: ModelInfo, path: Path) -> N
         want = _expected_args(info)
         problems = [p for arg in [*inputs.values(), *outputs.values()] if (p := _arg_problem(arg, *want[arg.name]))]
     if problems:
-        raise UsageError(f"the graph of {path} disagrees with its metadata ({problems[0]}): "
+        raise UsageError(f"the graph of {path} disagrees with its metadata ({problems[0]}); "
                          "re-export it with `arexport onnx`")
 
 
@@ -114,7 +117,7 @@ def _expected_args(info: ModelInfo) -> dict[str, tuple[str, list]]:
     want = {TOKEN_INPUT: ("tensor(int64)", [None] * rank), CONDITION_INPUT: ("tensor(int64)", [None]),
             POSITION_INPUT: ("tensor(int64)", []), LOGITS_OUTPUT: ("tensor(float)", [None] * rank + [info.vocab_size])}
     for s in info.state:
-        want[s.input] = want[s.output] = (_ORT_TYPES.get(s.dtype, s.dtype), [None, *s.shape[1:]])
+        want[s.input] = want[s.output] = (_ORT_TYPES.get(s.dtype, s.dtype), [None, *s.shape])
     return want
 
 

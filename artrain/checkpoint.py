@@ -11,9 +11,7 @@ Every file is written to a temporary name, flushed, fsynced and renamed, config.
 from __future__ import annotations
 
 import json
-import os
 import time
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +19,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ArtrainError, UsageError
+from arrun.contract.errors import ARError, UsageError
+from arrun.contract.files import write_atomic
+
 from .models import ARModel, build_model
 
 FORMAT_VERSION = 1
@@ -50,24 +50,8 @@ class DataInfo:
         return cls(**{**d, "image_shape": tuple(shape) if shape else None, "class_names": tuple(d.get("class_names", ()))})
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), fsync it, then rename onto ``path``: readers see the old file or the new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are ordinary files
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, torch.Tensor] | None = None,
@@ -77,13 +61,13 @@ def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, 
     step = {"step": str(config.get("step", 0))}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp, metadata=step))
+        write_atomic(out / WEIGHTS, lambda tmp: save_file(weights, str(tmp), metadata=step))
         if trainer is not None:
             meta = {**step, "trainer": json.dumps(trainer_meta or {})}
-            atomic_write(out / TRAINER, lambda tmp: save_file(trainer, tmp, metadata=meta))
+            write_atomic(out / TRAINER, lambda tmp: save_file(trainer, str(tmp), metadata=meta))
         write_json(out / CONFIG, config)
     except OSError as e:
-        raise ArtrainError(f"cannot write the checkpoint in {out} ({e.strerror or e}); free disk space or choose "
+        raise ARError(f"cannot write the checkpoint in {out} ({e.strerror or e}); free disk space or choose "
                            "another --out (the previous checkpoint there is intact)") from None
 
 
@@ -134,7 +118,6 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def data_info(config: dict) -> DataInfo:
     return DataInfo.from_dict(config["data"])
-
 
 
 class MetricsLog:

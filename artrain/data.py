@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import wave
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from arrun.codecs import mulaw_decode, mulaw_encode  # the runtime owns the audio contract
-from artrain.errors import ArtrainError, UsageError
+from arrun.contract.codecs import encode_text, mulaw_encode, read_npy_images, read_text, read_wav
+from arrun.contract.errors import ARError, UsageError
+from arrun.contract.files import write_atomic
 
 SAMPLE_RATE = 16000  # Hz, for every audio dataset
 SPLITS = ("train", "val", "test")
@@ -87,7 +87,7 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
     alphabet: for text, map characters with this alphabet (the one stored with a trained model)
     instead of building one; a character outside it -> UsageError. Given for non-text data -> UsageError.
     cache_dir: where `speech` is cached (default: $ARTRAIN_CACHE or ~/.cache/artrain).
-    Raises UsageError for bad input, ArtrainError when espeak-ng is missing or fails.
+    Raises UsageError for bad input, ARError when espeak-ng is missing or fails.
     """
     if name == "digits":
         data = _load_digits()
@@ -100,6 +100,15 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
     if alphabet is not None and data.kind != "text":
         raise UsageError(f"an alphabet was given but '{name}' is {data.kind} data: drop the alphabet")
     return data
+
+
+def data_kind(name: str) -> str:
+    """The kind of data ``load_dataset(name)`` gives ('image' | 'text' | 'audio'), without loading it."""
+    builtin = {"digits": "image", "text": "text", "speech": "audio"}
+    if name in builtin:
+        return builtin[name]
+    path = Path(name).expanduser()
+    return "audio" if path.is_dir() else "image" if path.suffix.lower() == ".npy" else "text"
 
 
 # ---------------------------------------------------------------- splits and windows
@@ -145,8 +154,6 @@ def random_windows(split: Split, batch_size: int, length: int,
     return windows, None if split.labels is None else split.labels[seq]
 
 
-# ---------------------------------------------------------------- mu-law
-
 # ---------------------------------------------------------------- images
 
 def _image_dataset(name: str, images: np.ndarray, levels: int, which: np.ndarray,
@@ -179,18 +186,9 @@ def _holdout_tail(n: int) -> np.ndarray:
 
 def _load_npy(path: Path, name: str) -> Dataset:
     """A .npy of images (N, H, W) non-negative ints; levels 256 for uint8, else max + 1."""
-    try:
-        images = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):  # numpy's own message suggests allow_pickle, which we never want
-        raise UsageError(f"{path} is not a readable .npy array: save the images with "
-                         "numpy.save(path, array) from an integer array (N, H, W)") from None
-    if images.ndim != 3 or not np.issubdtype(images.dtype, np.integer):
-        raise UsageError(f"{path} holds a {images.dtype} array of shape {images.shape}: "
-                         "images must be an integer array (N, H, W)")
-    if images.shape[0] < 3 or images.size == 0:
-        raise UsageError(f"{path} holds {images.shape[0]} images: give at least 3 to split them")
-    if images.min() < 0:
-        raise UsageError(f"{path} has negative values: images must hold levels 0, 1, 2, ...")
+    images = read_npy_images(path)
+    if images.shape[0] < 3:
+        raise UsageError(f"{path} holds {images.shape[0]} images; give at least 3 to split them")
     levels = 256 if images.dtype == np.uint8 else int(images.max()) + 1
     return _image_dataset(name, images, levels, _holdout_tail(len(images)))
 
@@ -203,20 +201,6 @@ def _pydoc_text() -> str:
     return "\n".join(topics[k] for k in sorted(topics))
 
 
-def _encode_text(text: str, alphabet: str) -> np.ndarray:
-    """Text -> (len(text),) int64 indices into alphabet; a character outside it -> UsageError."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)       # (T,) code points
-    alpha = np.frombuffer(alphabet.encode("utf-32-le"), dtype=np.uint32)   # (V,)
-    order = np.argsort(alpha)
-    pos = np.minimum(np.searchsorted(alpha[order], codes), len(alpha) - 1)  # (T,)
-    found = alpha[order][pos] == codes
-    if not found.all():
-        missing = "".join(chr(c) for c in np.unique(codes[~found])[:10])
-        raise UsageError(f"the text has characters outside the model's alphabet ({missing!r}): "
-                         "remove them or train on this text")
-    return order[pos].astype(np.int64)
-
-
 def _text_dataset(name: str, text: str, alphabet: str | None) -> Dataset:
     """One-sequence splits: train = first 90 % of characters; val and test are both the last 10 %."""
     if alphabet is None:
@@ -224,7 +208,7 @@ def _text_dataset(name: str, text: str, alphabet: str | None) -> Dataset:
     elif not alphabet or len(set(alphabet)) != len(alphabet):
         raise UsageError("the alphabet is empty or repeats a character: "
                          "pass the one stored with the model")
-    tokens = _encode_text(text, alphabet)   # (T,)
+    tokens = encode_text(text, alphabet, f"the text of {name}")   # (T,)
     cut = len(tokens) * 9 // 10
     held = _split([tokens[cut:]], None)
     return Dataset(name, "text", len(alphabet), _split([tokens[:cut]], None), held, held,
@@ -232,33 +216,12 @@ def _text_dataset(name: str, text: str, alphabet: str | None) -> Dataset:
 
 
 def _load_text_file(path: Path, name: str, alphabet: str | None) -> Dataset:
-    """A UTF-8 text file (a BOM is dropped), decoded strictly."""
     if path.suffix.lower() == ".wav":
-        raise UsageError(f"{path} is one WAV file: give the folder that holds the WAV files")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{path} is not valid UTF-8 (byte {e.start}): convert it to UTF-8, "
-                         f"e.g. iconv -f latin1 -t utf-8") from None
-    if not text:
-        raise UsageError(f"{path} is empty: give a text file with some content")
-    return _text_dataset(name, text, alphabet)
+        raise UsageError(f"{path} is one WAV file; give the folder that holds the WAV files")
+    return _text_dataset(name, read_text(path), alphabet)
 
 
 # ---------------------------------------------------------------- audio
-
-def _pcm_to_float(raw: bytes, width: int, channels: int) -> np.ndarray:
-    """Interleaved little-endian PCM bytes -> (frames,) float64 mono in [-1, 1]."""
-    raw = raw[:len(raw) - len(raw) % (width * channels)]  # drop a truncated last frame
-    if width == 1:  # 8-bit WAV is unsigned
-        x = (np.frombuffer(raw, dtype=np.uint8) - 128.0) / 128.0
-    elif width == 3:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        x = ((b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16) << 8 >> 8) / 2.0 ** 23  # sign-extend 24 bits
-    else:
-        x = np.frombuffer(raw, dtype=f"<i{width}") / 2.0 ** (8 * width - 1)
-    return x.reshape(-1, channels).mean(axis=1)
-
 
 def _resample(x: np.ndarray, rate: int) -> np.ndarray:
     """(T,) float at `rate` Hz -> float at SAMPLE_RATE Hz, clipped to [-1, 1]."""
@@ -270,22 +233,8 @@ def _resample(x: np.ndarray, rate: int) -> np.ndarray:
 
 
 def _read_wav(path: Path) -> np.ndarray:
-    """A PCM WAV (8/16/24/32-bit, any channels, any rate) -> (T,) float64 mono at 16 kHz.
-
-    An unreadable, corrupt or empty file -> UsageError naming it.
-    """
-    try:
-        with wave.open(str(path), "rb") as w:
-            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
-            raw = w.readframes(w.getnframes())
-    except (wave.Error, EOFError, OSError) as e:
-        raise UsageError(f"{path} is not a readable PCM WAV file ({e}): "
-                         "re-save it as 16-bit PCM WAV") from None
-    if width not in (1, 2, 3, 4) or channels < 1 or rate < 1:
-        raise UsageError(f"{path} has an unsupported format: re-save it as 16-bit PCM WAV")
-    if len(raw) < width * channels:
-        raise UsageError(f"{path} holds no audio: remove it or replace it")
-    return _resample(_pcm_to_float(raw, width, channels), rate)
+    """A PCM WAV (8/16/24/32-bit, any channels, any rate) -> (T,) float64 mono at 16 kHz."""
+    return _resample(*read_wav(path))
 
 
 def _folder_splits(n: int) -> np.ndarray:
@@ -375,12 +324,12 @@ def _synthesise(word: str, voice: str, speed: int, pitch: int, wav: Path) -> np.
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=60)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        raise ArtrainError(f"espeak-ng failed on '{word}' with voice {voice} ({e}): "
+        raise ARError(f"espeak-ng failed on '{word}' with voice {voice} ({e}): "
                            "check the espeak-ng install (apt-get install espeak-ng)") from None
     x = _read_wav(wav)                             # (T,) at 16 kHz
     peak = np.abs(x).max(initial=0.0)
     if peak == 0:
-        raise ArtrainError(f"espeak-ng produced silence for '{word}' with voice {voice}: "
+        raise ARError(f"espeak-ng produced silence for '{word}' with voice {voice}: "
                            "check the espeak-ng install")
     x = x / peak
     loud = np.flatnonzero(np.abs(x) > _SILENCE)
@@ -390,7 +339,7 @@ def _synthesise(word: str, voice: str, speed: int, pitch: int, wav: Path) -> np.
 def _build_speech() -> dict[str, np.ndarray]:
     """Synthesise every (word, variant) clip, word-major; returns the arrays stored in the cache."""
     if shutil.which("espeak-ng") is None:
-        raise ArtrainError("espeak-ng is needed to build the 'speech' dataset and was not found: "
+        raise ARError("espeak-ng is needed to build the 'speech' dataset and was not found: "
                            "install it: apt-get install espeak-ng")
     jobs = [(w, v) for w in range(len(SPEECH_WORDS)) for v in range(len(_SPEECH_VARIANTS))]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=2) as pool:
@@ -405,18 +354,16 @@ def _build_speech() -> dict[str, np.ndarray]:
 
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez to a temp file beside path, then os.replace it onto path: no reader sees half a file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    """np.savez written atomically: no reader sees half a file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
+        def savez(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        write_atomic(path, savez)
     except OSError as e:
-        raise ArtrainError(f"cannot write the speech cache {path} ({e.strerror}): "
-                           "set ARTRAIN_CACHE to a writable folder") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise ARError(f"cannot write the speech cache {path} ({e.strerror}); "
+                      "set ARTRAIN_CACHE to a writable folder") from None
 
 
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .errors import UsageError
+from arrun.contract.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -1,48 +1,28 @@
-"""Held-out negative log-likelihood in bits per dimension.
-
-The scoring rule (arrun's ``score`` follows it exactly): every sequence of the split is scored from the
-model's initial state in consecutive chunks of ``model.max_length`` elements (the whole sequence when the
-model is unbounded); bits/dim = sum over all elements of -log2 p(x_t | x_<t within the chunk) / n_dims.
-"""
+"""Held-out negative log-likelihood in bits per dimension, by the rule of ``arrun.contract.scoring``
+(which ``arrun score`` follows too): each sequence scored from the initial state in chunks of the model's
+maximum length."""
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from arrun.contract.scoring import Score, chunks
+
 from .data import Split
 from .models import ARModel
 
 
-@dataclass(frozen=True)
-class EvalResult:
-    bits_per_dim: float
-    nats_per_dim: float
-    n_dims: int
-
-
-def chunks(split: Split, max_length: int) -> list[tuple[np.ndarray, int]]:
-    """(tokens, label) pieces: each sequence cut into consecutive chunks of max_length (0: whole)."""
-    out = []
-    for i in range(len(split)):
-        seq = split.sequence(i)
-        label = -1 if split.labels is None else int(split.labels[i])
-        step = max_length or len(seq)
-        out.extend((seq[s : s + step], label) for s in range(0, len(seq), step))
-    return out
-
-
 @torch.no_grad()
-def evaluate(model: ARModel, split: Split, *, batch_tokens: int = 65536, max_batch: int = 256) -> EvalResult:
+def evaluate(model: ARModel, split: Split, *, batch_tokens: int = 65536, max_batch: int = 256) -> Score:
     """Bits/dim of ``split`` under ``model`` (in eval mode). Chunks are batched by length and right-padded;
     the families are causal, so padding never changes the logits of the real elements."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pieces = sorted(chunks(split, model.max_length), key=lambda p: len(p[0]))
+    labels = [-1] * len(split) if split.labels is None else split.labels.tolist()
+    pieces = [(piece, labels[i]) for i in range(len(split)) for piece in chunks(split.sequence(i), model.max_length)]
+    pieces.sort(key=lambda p: len(p[0]))
     total_nats, n_dims, i = 0.0, 0, 0
     while i < len(pieces):
         longest = len(pieces[min(len(pieces), i + max_batch) - 1][0])
@@ -62,5 +42,4 @@ def evaluate(model: ARModel, split: Split, *, batch_tokens: int = 65536, max_bat
         total_nats += nll[mask.to(device).flatten()].double().sum().item()
         n_dims += int(mask.sum())
     model.train(was_training)
-    nats = total_nats / max(n_dims, 1)
-    return EvalResult(bits_per_dim=nats / math.log(2), nats_per_dim=nats, n_dims=n_dims)
+    return Score.of(total_nats, n_dims)

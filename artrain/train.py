@@ -1,8 +1,9 @@
 """``artrain fit``: train one family on one dataset, checkpointing into a directory.
 
-Options come from three layers, later ones winning: the defaults for (family, data kind) below, a JSON
-config file (``--config``: keys of ``FitOptions`` plus ``"model"``, a dict of the family's config fields),
-and command-line flags. They are validated once, in ``resolve_options``.
+Options come from three layers, later ones winning: the family's defaults for the data kind
+(``ARModel.training_defaults``), a JSON config file (``--config``: keys of ``FitOptions``, with
+``"model"`` a dict of the family's config fields), and command-line flags. They are validated once, in
+``resolve_options``.
 """
 from __future__ import annotations
 
@@ -20,35 +21,18 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch.nn.parallel import DistributedDataParallel
 
-from . import checkpoint as ckpt
-from .data import Dataset, load_dataset, random_windows
-from .distributed import Distributed
-from .errors import ArtrainError, UsageError
-from .evaluate import evaluate
-from .models import FAMILIES, ARModel, build_model, make_config
+from arrun.contract.errors import ARError, UsageError
 
-# Defaults per (family, data kind): sized to train a useful model in <= 15 min on 2 CPU cores.
-DEFAULTS: dict[tuple[str, str], dict] = {
-    ("pixelcnn", "image"): dict(steps=800, batch_size=32, lr=2e-3, eval_every=200,
-                                model=dict(layers=6, channels=32, dropout=0.3)),
-    ("transformer", "image"): dict(steps=1500, batch_size=64, lr=2e-3, eval_every=250,
-                                   model=dict(layers=4, d_model=64, heads=4, dropout=0.2)),
-    ("wavenet", "image"): dict(steps=300, batch_size=64, lr=2e-3, eval_every=100,
-                               model=dict(stacks=2, layers_per_stack=6, residual_channels=32, skip_channels=64)),
-    ("transformer", "text"): dict(steps=2700, batch_size=32, seq_len=128, lr=2e-3,
-                                  model=dict(layers=4, d_model=128, heads=4, max_len=128, dropout=0.1)),
-    ("wavenet", "text"): dict(steps=2000, batch_size=16, seq_len=256, lr=2e-3,
-                              model=dict(stacks=1, layers_per_stack=8, residual_channels=64, skip_channels=128)),
-    ("wavenet", "audio"): dict(steps=1500, batch_size=8, seq_len=2048, lr=2e-3,
-                               model=dict(stacks=2, layers_per_stack=9, residual_channels=32, skip_channels=64)),
-    ("transformer", "audio"): dict(steps=1500, batch_size=16, seq_len=256, lr=1e-3,
-                                   model=dict(layers=4, d_model=128, heads=4, max_len=256)),
-}
+from . import checkpoint as ckpt
+from .data import Dataset, data_kind, load_dataset, random_windows
+from .distributed import Distributed
+from .evaluate import evaluate
+from .models import FAMILIES, ARModel, build_model, family_class, make_config
 
 
 @dataclass(frozen=True)
 class FitOptions:
-    model: str                        # family: wavenet | pixelcnn | transformer
+    family: str                       # a key of artrain.models.FAMILIES
     data: str = "digits"              # built-in name or a path
     steps: int = 2000
     batch_size: int = 32
@@ -60,22 +44,25 @@ class FitOptions:
     warmup: int = 100
     eval_every: int = 500
     conditional: bool = True          # condition on the data's labels when it has them
-    model_config: dict = field(default_factory=dict)  # the family's config fields (data fields are set from the data)
+    model: dict = field(default_factory=dict)  # the family's config fields (data fields are set from the data)
 
 
-def resolve_options(model: str, data: str, config_file: Path | None, flags: dict) -> FitOptions:
-    """Defaults for (family, data kind) <- config file <- flags (None means not given); validated here."""
-    if model not in FAMILIES:
-        raise UsageError(f"unknown model {model!r}; choose one of {', '.join(FAMILIES)}")
-    kind = _data_kind(data)
-    base = dict(DEFAULTS.get((model, kind), {}))
-    base["model_config"] = base.pop("model", {})
-    if config_file is not None:
-        file_values = _read_config_file(config_file)
-        base["model_config"] = {**base["model_config"], **file_values.pop("model", {})}
-        base.update(file_values)
+def resolve_options(family: str | None, data: str | None, config_file: Path | None, flags: dict) -> FitOptions:
+    """The family's defaults for the data kind <- config file <- flags (None: not given); validated here.
+    ``family`` and ``data`` may come from the config file instead."""
+    file_values = _read_config_file(config_file) if config_file is not None else {}
+    family = family or file_values.pop("family", None)
+    data = data or file_values.pop("data", None) or "digits"
+    file_values.pop("family", None), file_values.pop("data", None)
+    if family is None:
+        raise UsageError(f"--model is required ({', '.join(FAMILIES)}), or --resume DIR")
+    if family not in FAMILIES:
+        raise UsageError(f"unknown model {family!r}; choose one of {', '.join(FAMILIES)}")
+    base = dict(family_class(family).training_defaults.get(data_kind(data), {}))
+    base["model"] = {**base.get("model", {}), **file_values.pop("model", {})}
+    base.update(file_values)
     base.update({k: v for k, v in flags.items() if v is not None})
-    opts = FitOptions(model=model, data=data, **base)
+    opts = FitOptions(family=family, data=data, **base)
     for name in ("steps", "batch_size", "lr"):
         if not getattr(opts, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(opts, name)}")
@@ -84,15 +71,8 @@ def resolve_options(model: str, data: str, config_file: Path | None, flags: dict
     if opts.device not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu or cuda, got {opts.device!r}")
     if opts.device == "cuda" and not torch.cuda.is_available():
-        raise ArtrainError("--device cuda was asked but PyTorch sees no CUDA device; use --device cpu or a CUDA build of torch")
+        raise ARError("--device cuda was asked but PyTorch sees no CUDA device; use --device cpu or a CUDA build of torch")
     return opts
-
-
-def _data_kind(data: str) -> str:
-    if data in ("digits", "text", "speech"):
-        return {"digits": "image", "text": "text", "speech": "audio"}[data]
-    path = Path(data)
-    return "audio" if path.is_dir() else "image" if path.suffix == ".npy" else "text"
 
 
 def _read_config_file(path: Path) -> dict:
@@ -104,30 +84,24 @@ def _read_config_file(path: Path) -> dict:
         raise UsageError(f"config file {path} is not valid JSON ({e}); fix it") from None
     if not isinstance(values, dict):
         raise UsageError(f"config file {path} must hold a JSON object of fit options")
-    allowed = {f.name for f in fields(FitOptions)} - {"data", "model_config"}  # "model": the family's config fields
+    allowed = {f.name for f in fields(FitOptions)}
     unknown = sorted(set(values) - allowed)
     if unknown:
         raise UsageError(f"config file {path} has unknown keys: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
     if not isinstance(values.get("model", {}), dict):
-        raise UsageError(f"config file {path}: \"model\" must be an object of {', '.join(FAMILIES)} config fields")
+        raise UsageError(f"config file {path}: \"model\" must be an object of the family's config fields")
     return values
 
 
 def model_config_for(opts: FitOptions, data: Dataset) -> dict:
     """The family config: the options' fields plus what the data decides (levels, classes, image size)."""
-    cfg = dict(opts.model_config)
-    cfg["vocab_size"] = data.levels
-    cfg["num_classes"] = data.num_classes if opts.conditional else 0
-    if opts.model == "pixelcnn":
-        if data.image_shape is None:
-            raise UsageError(f"pixelcnn needs image data, and {data.name} is {data.kind}; use wavenet or transformer")
-        cfg["height"], cfg["width"] = data.image_shape
-    elif opts.model == "transformer" and data.image_shape is not None:
-        cfg["max_len"] = data.image_shape[0] * data.image_shape[1]
     try:
-        make_config(opts.model, cfg)
+        cfg = family_class(opts.family).data_config(
+            dict(opts.model), levels=data.levels, num_classes=data.num_classes if opts.conditional else 0,
+            image_shape=data.image_shape)
+        make_config(opts.family, cfg)
     except (ValueError, TypeError) as e:
-        raise UsageError(f"bad model config: {e}") from None
+        raise UsageError(f"bad model config for {data.name}: {e}") from None
     return cfg
 
 
@@ -157,7 +131,7 @@ class Trainer:
         self.rows = ranks.shard(opts.batch_size)
         torch.manual_seed(opts.seed)
         self.rng = np.random.default_rng(opts.seed)
-        self.model = build_model(opts.model, model_config_for(opts, data)).to(self.device)
+        self.model = build_model(opts.family, model_config_for(opts, data)).to(self.device)
         self.logits = _SequenceLogits(self.model)
         if ranks.world_size > 1:
             self.logits = DistributedDataParallel(self.logits)
@@ -172,7 +146,7 @@ class Trainer:
     def config(self, evaluation: dict | None = None) -> dict:
         return {
             "format_version": ckpt.FORMAT_VERSION,
-            "family": self.opts.model,
+            "family": self.opts.family,
             "model": asdict(self.model.config),
             "data": asdict(ckpt.DataInfo.of(self.data)),
             "train": {**asdict(self.opts), "train_length": self.length},
@@ -195,7 +169,7 @@ class Trainer:
             logits = self.logits(x, cond)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), x.flatten())
         if not torch.isfinite(loss):
-            raise ArtrainError(f"the loss became {loss.item()} at step {self.step}; the last good checkpoint is in "
+            raise ARError(f"the loss became {loss.item()} at step {self.step}; the last good checkpoint is in "
                                f"{self.out}; lower --lr and continue with --resume")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -261,7 +235,7 @@ def _fit(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -> 
     metrics = ckpt.MetricsLog(out / ckpt.METRICS) if ranks.is_main else None
     if metrics:
         out.mkdir(parents=True, exist_ok=True)
-    log(f"training {opts.model} ({sum(p.numel() for p in trainer.model.parameters()):,} parameters) on {data.name} "
+    log(f"training {opts.family} ({sum(p.numel() for p in trainer.model.parameters()):,} parameters) on {data.name} "
         f"for {opts.steps} steps, batch {opts.batch_size} x {trainer.length} on {ranks.world_size} process(es), "
         f"from step {trainer.step}")
     try:
@@ -283,11 +257,12 @@ def _fit(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -> 
 
 def _loop(trainer: Trainer, metrics: ckpt.MetricsLog | None) -> None:
     """Train to opts.steps; on rank 0 (``metrics`` given) log, evaluate and checkpoint along the way."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     opts = trainer.opts
     columns = (TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-    with Progress(*columns, transient=False, disable=metrics is None) as bar:
+    with Progress(*columns, transient=False, disable=metrics is None, console=Console(stderr=True)) as bar:
         task = bar.add_task("fit", total=opts.steps, completed=trainer.step, info="")
         started, first = time.perf_counter(), trainer.step
         with _StopAtStepBoundary() as stop:
@@ -315,14 +290,16 @@ def _after_step(trainer: Trainer, metrics: ckpt.MetricsLog | None, bar, task, bi
 
 
 class _StopAtStepBoundary:
-    """Ctrl-C (SIGINT) during training is deferred to the end of the current step, so the checkpoint saved
-    on interrupt is a consistent state a resume continues exactly; a second Ctrl-C stops at once."""
+    """Ctrl-C (SIGINT) or SIGTERM during training is deferred to the end of the current step, so the
+    checkpoint saved on interrupt is a consistent state a resume continues exactly; a second one stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
         self.requested = False
-        self._previous = None
+        self._previous = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
@@ -331,8 +308,8 @@ class _StopAtStepBoundary:
         self.requested = True
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
         return False
 
 

@@ -32,6 +32,8 @@ from artrain.checkpoint import DataInfo, save_checkpoint
 from artrain.models import build_model
 from arrun.commands import bench
 
+# family -> (the output file and the length `arrun sample` writes in the end-to-end run)
+SAMPLE_RUN = {"wavenet": ("sample.wav", 8000), "transformer": ("sample.txt", 256)}
 ALPHABET = "".join(chr(c) for c in range(0x21, 0x21 + 256))  # 256 printable characters
 STANDARD = {
     "wavenet": (dict(vocab_size=256, stacks=2, layers_per_stack=10, residual_channels=64, skip_channels=128),
@@ -59,8 +61,9 @@ def arrun(*args: str) -> list[str]:
     return [sys.executable, "-m", "arrun", *args]
 
 
-def sample_rate(model: Path, length: int, workdir: Path) -> float:
-    out = workdir / ("sample.wav" if "wavenet" in model.name else "sample.txt")
+def end_to_end_steps_per_s(model: Path, family: str, workdir: Path) -> float:
+    name, length = SAMPLE_RUN[family]
+    out = workdir / name
     result = subprocess.run(arrun("sample", str(model), "--length", str(length), "--out", str(out), "--json"),
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout)["steps_per_s"]
@@ -96,7 +99,7 @@ def main() -> None:
     for family in STANDARD:
         model = export_standard(family, workdir)
         r = bench(model, steps=args.steps)
-        e2e = sample_rate(model, 8000 if family == "wavenet" else 256, workdir)
+        e2e = end_to_end_steps_per_s(model, family, workdir)
         rows.append((family, r, e2e))
     cold_text = statistics.median(cold_start_first_char(workdir / "transformer-step.onnx") for _ in range(5))
     cold_wav = statistics.median(cold_start_process(workdir / "wavenet-step.onnx", workdir) for _ in range(5))

@@ -13,8 +13,10 @@ timings interleaved round by round and the median round kept. Prints a markdown 
 - Transformer 4 layers, d 256, 4 heads, context 256, over 256 generated tokens: ORT KV-cache step vs
   full recompute (ORT full graph over the t + 1 tokens so far, averaged over t) >= 5x, and vs the torch
   eager ``step`` >= 2.5x.
-The ratios use the IO-binding loop (two preallocated state sets bound once, each step's outputs written
-into the next step's inputs, no numpy round trip); the plain ``session.run`` loop is reported beside it.
+Every loop is arrun's own step protocol: the ratios use the ``arrun.runtime.Stepper`` that ships (IO
+binding, two preallocated state sets, each step's outputs written into the next step's inputs), the
+``PlainStepper`` (``session.run``) is reported beside it, and the eager baseline is arexport's
+``TorchStepper``; each rolls greedily (argmax fed back) from the initial state.
 
 Measured 2026-11-29 on a 2-vCPU AMD EPYC, onnxruntime 1.32, torch 2.13 (ms per generated element):
 
@@ -41,9 +43,11 @@ import onnxruntime as ort
 import torch
 
 from arexport.export import export_onnx
+from arexport.verify import TorchStepper
 from artrain.checkpoint import DataInfo, load_checkpoint, save_checkpoint
 from artrain.models import build_model
-from arrun.schema import LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, ModelInfo
+from arrun.runtime import PlainStepper, StepRunner, Stepper, full_logits
+from arrun.session import Model, open_model
 
 STANDARD = {
     "wavenet": (dict(vocab_size=256, stacks=2, layers_per_stack=10, residual_channels=64, skip_channels=128),
@@ -72,100 +76,38 @@ def export_standard(family: str, workdir: Path, verify: bool) -> tuple[torch.nn.
     return load_checkpoint(ckpt)[0], ckpt / "step.onnx", ckpt / "full.onnx"
 
 
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def info_of(sess: ort.InferenceSession) -> ModelInfo:
-    return ModelInfo.from_metadata(sess.get_modelmeta().custom_metadata_map)
-
-
-def ort_steps_bound(sess: ort.InferenceSession, n: int) -> float:
-    """Seconds per step of n greedy steps through IO binding: two preallocated state sets bound once,
-    outputs of one step written straight into the inputs of the next (ping-pong), token and position
-    updated in place; nothing is rebound, allocated or copied through numpy per step."""
-    info = info_of(sess)
-
-    def zeros(shape, dtype=np.float32, fill=0.0):
-        array = np.full(shape, fill, dtype)
-        return array, ort.OrtValue.ortvalue_from_numpy(array)  # the OrtValue wraps the array's memory
-    token, token_value = zeros(1, np.int64, info.start_token)
-    position, position_value = zeros((), np.int64)
-    logits, logits_value = zeros((1, info.vocab_size))
-    sets = [{s.name: zeros((1, *s.shape[1:]), np.float32, s.init)[1] for s in info.state} for _ in range(2)]
-    bindings = []
-    for source, target in ((sets[0], sets[1]), (sets[1], sets[0])):
-        binding = sess.io_binding()
-        binding.bind_ortvalue_input(TOKEN_INPUT, token_value)
-        if info.uses_position:
-            binding.bind_ortvalue_input(POSITION_INPUT, position_value)
-        binding.bind_ortvalue_output(LOGITS_OUTPUT, logits_value)
-        for spec in info.state:
-            binding.bind_ortvalue_input(spec.input, source[spec.name])
-            binding.bind_ortvalue_output(spec.output, target[spec.name])
-        bindings.append(binding)
+def greedy_steps(stepper: StepRunner, start_token: int, n: int) -> float:
+    """Seconds per step of n greedy steps (argmax fed back) from the initial state, batch 1."""
+    token = np.full(1, start_token, np.int64)
+    stepper.reset(None)
     start = time.perf_counter()
     for t in range(n):
-        position[...] = t
-        sess.run_with_iobinding(bindings[t % 2])
-        token[0] = logits[0].argmax()
+        token[:] = stepper.step(token, t).argmax(-1)
     return (time.perf_counter() - start) / n
 
 
-def ort_steps_run(sess: ort.InferenceSession, n: int) -> float:
-    """Seconds per step of n greedy steps with plain session.run (state through numpy)."""
-    info = info_of(sess)
-    outputs = info.output_names()
-    state = {s.input: np.full((1, *s.shape[1:]), s.init, np.float32) for s in info.state}
-    token = np.full(1, info.start_token, np.int64)
-    start = time.perf_counter()
-    for t in range(n):
-        feed = {TOKEN_INPUT: token, **state}
-        if info.uses_position:
-            feed[POSITION_INPUT] = np.array(t, np.int64)
-        values = sess.run(outputs, feed)
-        token = values[0].argmax(-1)
-        state = {spec.input: value for spec, value in zip(info.state, values[1:])}
-    return (time.perf_counter() - start) / n
-
-
-def torch_steps(model, n: int) -> float:
-    """Seconds per step of n greedy eager torch steps."""
-    state = model.init_state(1)
-    token = torch.full((1,), model.config.vocab_size)
-    start = time.perf_counter()
-    with torch.no_grad():
-        for t in range(n):
-            logits, state = model.step(token, torch.tensor(t), state)
-            token = logits.argmax(-1)
-    return (time.perf_counter() - start) / n
-
-
-def full_runs(sess: ort.InferenceSession, lengths: list[int]) -> float:
+def full_runs(model: Model, lengths: list[int]) -> float:
     """Mean seconds of one full-graph run over each length in ``lengths`` (the recompute for one element)."""
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     for T in lengths:
-        sess.run([LOGITS_OUTPUT], {TOKEN_INPUT: rng.integers(0, 256, (1, T))})[0][:, -1]
+        full_logits(model, rng.integers(0, 256, (1, T)))[:, -1]
     return (time.perf_counter() - start) / len(lengths)
 
 
 def measure(family: str, model, step_path: Path, full_path: Path, rounds: int) -> dict[str, float]:
     """Median seconds per generated element of each method, the methods interleaved in every round."""
-    step, full = session(step_path), session(full_path)
-    methods = {
-        "wavenet": {"step": lambda: ort_steps_bound(step, 500), "step_run": lambda: ort_steps_run(step, 500),
-                    "recompute": lambda: full_runs(full, [model.config.receptive_field] * 3),
-                    "torch": lambda: torch_steps(model, 200)},
-        "pixelcnn": {"step": lambda: ort_steps_bound(step, 1024), "step_run": lambda: ort_steps_run(step, 1024),
-                     "recompute": lambda: full_runs(full, [1024] * 3)},
-        "transformer": {"step": lambda: ort_steps_bound(step, 256), "step_run": lambda: ort_steps_run(step, 256),
-                        "recompute": lambda: full_runs(full, list(range(1, 257))),
-                        "torch": lambda: torch_steps(model, 256)},
+    step, full = open_model(step_path, threads=1), open_model(full_path, threads=1)
+    bound, plain, eager = Stepper(step, 1), PlainStepper(step, 1), TorchStepper(model, 1)
+    start = step.info.start_token
+    n = {"wavenet": 500, "pixelcnn": 1024, "transformer": 256}[family]
+    methods = {"step": lambda: greedy_steps(bound, start, n), "step_run": lambda: greedy_steps(plain, start, n)}
+    methods |= {
+        "wavenet": {"recompute": lambda: full_runs(full, [model.config.receptive_field] * 3),
+                    "torch": lambda: greedy_steps(eager, start, 200)},
+        "pixelcnn": {"recompute": lambda: full_runs(full, [1024] * 3)},
+        "transformer": {"recompute": lambda: full_runs(full, list(range(1, 257))),
+                        "torch": lambda: greedy_steps(eager, start, 256)},
     }[family]
     for method in methods.values():  # warm-up: allocations, the first If branch, torch's dispatch caches
         method()

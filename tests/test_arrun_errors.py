@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from arrun import commands, generate
 from arrun.cli import app
-from arrun.errors import RunError, UsageError
+from arrun.contract.errors import Interrupted, UsageError
 from arrun.generate import SampleOptions
-from test_arrun_support import exported
+from conftest import KIND, exported
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def assert_error(args, code, fragment, out_dir=None, env=None):
 
 def edited(tmp_path, name, edit, kind="text"):
     """A copy of an exported model with its ModelProto changed by ``edit``."""
-    proto = onnx.load(str(exported(kind, "step", 3 if kind == "image" else 0)))
+    proto = onnx.load(str(exported(KIND[kind], "step", 3 if kind == "image" else 0)))
     edit(proto)
     path = tmp_path / name
     onnx.save(proto, str(path))
@@ -54,8 +54,13 @@ def set_meta(key, value):
     return edit
 
 
+def renamed_layer(state: str) -> str:
+    """The metadata's state names for layer 1 renamed to layer 9 (consistent, but not the graph's)."""
+    return state.replace("past_key_values.1.", "past_key_values.9.").replace("present.1.", "present.9.")
+
+
 def test_bad_model_files(tmp_path):
-    good = exported("text").read_bytes()
+    good = exported(KIND["text"]).read_bytes()
     (tmp_path / "not.onnx").write_text("hello")
     (tmp_path / "cut.onnx").write_bytes(good[: len(good) // 2])
     cases = [
@@ -66,7 +71,8 @@ def test_bad_model_files(tmp_path):
         (edited(tmp_path, "bare.onnx", lambda p: p.ClearField("metadata_props")), "does not exist in the metadata"),
         (edited(tmp_path, "v9.onnx", set_meta("ar.format_version", "9")), "format version 9"),
         (edited(tmp_path, "state.onnx", set_meta("ar.state", lambda s: s.replace("past_key_values.1.value", "x"))),
-         "disagrees with its metadata"),
+         "is bound to 'x' -> 'present.1.value'"),
+        (edited(tmp_path, "renamed.onnx", set_meta("ar.state", renamed_layer)), "disagrees with its metadata"),
         (edited(tmp_path, "vocab.onnx", set_meta("ar.vocab_size", "5"), kind="image"), "disagrees with its metadata"),
     ]
     for path, fragment in cases:
@@ -77,12 +83,12 @@ def test_bad_model_files(tmp_path):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes regardless of permissions")
 def test_unreadable_model_and_unwritable_folder(tmp_path):
     model = tmp_path / "m.onnx"
-    model.write_bytes(exported("text").read_bytes())
+    model.write_bytes(exported(KIND["text"]).read_bytes())
     model.chmod(0)
     assert_error(["info", model], 2, "cannot read")
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    assert_error(["sample", exported("audio"), "--out", locked / "a.wav"], 2, "cannot write", locked)
+    assert_error(["sample", exported(KIND["audio"]), "--out", locked / "a.wav"], 2, "cannot write", locked)
 
 
 @pytest.mark.parametrize("kind,args,fragment", [
@@ -93,7 +99,7 @@ def test_unreadable_model_and_unwritable_folder(tmp_path):
     ("text", ["-n", "0"], "-n and --batch-size must be >= 1"),
     ("text", ["--batch-size", "0"], "-n and --batch-size must be >= 1"),
     ("text", ["--seed", "-3"], "--seed must be >= 0"),
-    ("image", ["--condition", "3"], "--condition 3 is out of range: use 0..2 (zero, one, two)"),
+    ("image", ["--condition", "3"], "--condition 3 is out of range; use 0..2 (zero, one, two)"),
     ("text", ["--condition", "0"], "unconditional"),
     ("text", ["--prompt", "abZ"], "outside the model's alphabet ('Z')"),
     ("text", ["--prompt", "a" * 24], "context is 24"),
@@ -105,17 +111,17 @@ def test_unreadable_model_and_unwritable_folder(tmp_path):
 def test_bad_sample_options(tmp_path, kind, args, fragment):
     out = tmp_path / "out"
     out.mkdir()
-    model = exported(kind, "step", 3 if kind == "image" else 0)
+    model = exported(KIND[kind], "step", 3 if kind == "image" else 0)
     suffix = {"image": ".png", "audio": ".wav", "text": ".txt"}[kind]
     assert_error(["sample", model, *args, "--out", out / f"s{suffix}"], 2, fragment, out)
 
 
 def test_bad_output_paths_and_graph(tmp_path):
-    assert_error(["sample", exported("audio"), "--out", tmp_path / "no" / "a.wav"], 2, "does not exist", tmp_path)
+    assert_error(["sample", exported(KIND["audio"]), "--out", tmp_path / "no" / "a.wav"], 2, "does not exist", tmp_path)
     (tmp_path / "d.wav").mkdir()
-    assert_error(["sample", exported("audio"), "--out", tmp_path / "d.wav"], 2, "is a directory")
-    assert_error(["sample", exported("text", "full")], 2, "needs the step graph")
-    assert_error(["bench", exported("text"), "--steps", "0"], 2, "--steps must be >= 1")
+    assert_error(["sample", exported(KIND["audio"]), "--out", tmp_path / "d.wav"], 2, "is a directory")
+    assert_error(["sample", exported(KIND["text"], "full")], 2, "needs the step graph")
+    assert_error(["bench", exported(KIND["text"]), "--steps", "0"], 2, "--steps must be >= 1")
 
 
 def test_bad_score_data(tmp_path):
@@ -125,9 +131,9 @@ def test_bad_score_data(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"RIFF")
     (tmp_path / "z.txt").write_text("abc XYZ")
     (tmp_path / "latin.txt").write_bytes("caf\xe9".encode("latin-1"))
-    image, text = exported("image", "step", 3), exported("text", "full")
+    image, text = exported(KIND["image"], "step", 3), exported(KIND["text"], "full")
     cases = [
-        (image, tmp_path / "hi.npy", ["--condition", "0"], "levels 4..4 but the model has 4 levels"),
+        (image, tmp_path / "hi.npy", ["--condition", "0"], "levels up to 4 but the model has 4 levels"),
         (image, tmp_path / "shape.npy", ["--condition", "0"], "has images of 4x4, the model 5x4"),
         (image, tmp_path / "float.npy", ["--condition", "0"], "integer array"),
         (image, tmp_path / "a.wav", ["--condition", "0"], "is audio data but the model takes image data"),
@@ -138,7 +144,7 @@ def test_bad_score_data(tmp_path):
         (text, tmp_path / "none.txt", [], "does not exist"),
         (text, tmp_path, [], "is a folder"),
         (image, tmp_path, ["--condition", "0"], "holds no .png files"),
-        (exported("audio"), tmp_path / "a.wav", [], "not a readable PCM WAV"),
+        (exported(KIND["audio"]), tmp_path / "a.wav", [], "not a readable PCM WAV"),
     ]
     for model, data, args, fragment in cases:
         assert_error(["score", model, data, *args], 2, fragment)
@@ -148,33 +154,35 @@ def test_cuda_missing_is_an_error_with_the_fix(tmp_path):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA; the missing-provider path cannot be shown here")
     for command in ("sample", "bench"):
-        line = assert_error([command, exported("audio"), "--provider", "cuda", *(["--out", tmp_path / "a.wav"]
+        line = assert_error([command, exported(KIND["audio"]), "--provider", "cuda", *(["--out", tmp_path / "a.wav"]
                             if command == "sample" else [])], 1, "pip install .[gpu]", tmp_path)
         assert "CUDAExecutionProvider" in line
 
 
 def test_debug_variable_shows_the_exception():
-    result = CliRunner(env={"AR_DEBUG": "1"}).invoke(app, ["sample", str(exported("text")), "--top-k", "-2"])
+    result = CliRunner(env={"AR_DEBUG": "1"}).invoke(app, ["sample", str(exported(KIND["text"])), "--top-k", "-2"])
     assert isinstance(result.exception, UsageError)
 
 
 def test_interrupted_run_leaves_no_file(tmp_path, monkeypatch):
-    """The WAVs grow under NAME.part while sampling (every 800 steps here); an interrupt removes them."""
+    """The WAVs grow as pending files (.NAME.XXXX.part) while sampling (every 800 steps here); an interrupt
+    removes them."""
     calls = []
 
     def interrupt(*args):
         calls.append(1)
         if len(calls) == 2000:
             parts = sorted(tmp_path.iterdir())
-            assert [p.name for p in parts] == ["a-000.wav.part", "a-001.wav.part"]
+            assert [p.name[:10] for p in parts] == [".a-000.wav", ".a-001.wav"]
+            assert all(p.name.endswith(".part") for p in parts)
             assert all(p.stat().st_size >= 44 + 2 * 1600 for p in parts)
             raise KeyboardInterrupt
         return real(*args)
 
     real = generate.sample
     monkeypatch.setattr(generate, "sample", interrupt)
-    with pytest.raises(RunError, match="interrupted"):
-        commands.sample(exported("audio"), options=SampleOptions(num_samples=2, length=3000), out=tmp_path / "a.wav")
+    with pytest.raises(Interrupted, match="interrupted"):
+        commands.sample(exported(KIND["audio"]), options=SampleOptions(num_samples=2, length=3000), out=tmp_path / "a.wav")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -199,9 +207,21 @@ def test_runs_where_torch_cannot_be_imported(tmp_path):
     assert "torch is blocked" in python("import torch").stderr
     out = tmp_path / "a.wav"
     run_arrun = "import runpy; sys.argv = ['arrun'] + sys.argv[1:]; runpy.run_module('arrun', run_name='__main__')"
-    for args in (["sample", exported("audio"), "--length", "50", "--out", out, "--json"],
-                 ["info", exported("text"), "--json"]):
+    for args in (["sample", exported(KIND["audio"]), "--length", "50", "--out", out, "--json"],
+                 ["info", exported(KIND["text"]), "--json"]):
         result = python(run_arrun, *args)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)
     assert out.is_file()
+
+
+def test_contract_imports_without_torch_or_onnxruntime(tmp_path):
+    """artrain, arexport and arrun share arrun.contract; it needs neither torch nor onnxruntime."""
+    block = BLOCK_TORCH.replace('("torch", "onnx", "onnxscript", "artrain", "arexport")',
+                                '("torch", "onnx", "onnxruntime", "onnxscript", "artrain", "arexport", "typer")')
+    code = ("import arrun.contract.schema, arrun.contract.codecs, arrun.contract.scoring, arrun.contract.errors, "
+            "arrun.contract.files, arrun.contract.edge; print(sorted(m for m in sys.modules if m.startswith('arrun')))")
+    result = subprocess.run([sys.executable, "-c", block + code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "onnxruntime" not in result.stdout and "arrun.session" not in result.stdout

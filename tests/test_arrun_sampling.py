@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from arrun.errors import UsageError
+from arrun.contract.errors import UsageError
 from arrun.sampling import (SamplingOptions, sample, sample_argmax, sample_categorical, sample_rngs, softmax,
                             top_k_filter, top_p_filter)
 

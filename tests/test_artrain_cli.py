@@ -9,12 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from artrain.cli import app
+from conftest import TINY
 
-TINY_MODELS = {
-    "pixelcnn": {"layers": 2, "channels": 8},
-    "transformer": {"layers": 1, "d_model": 16, "heads": 2, "max_len": 32},
-    "wavenet": {"stacks": 1, "layers_per_stack": 3, "residual_channels": 8, "skip_channels": 8},
-}
+TINY_MODELS = {family: config for family, (config, _) in TINY.items()}  # the data sets levels, sizes, classes
 
 
 def tiny_config(tmp_path, family, **extra):
@@ -118,12 +115,24 @@ def test_bad_input(tmp_path, text_file):
     assert "image data with 17" in error_line(invoke("eval", out, "--data", text_file), 2)
 
 
-def test_unknown_model_is_a_usage_error():
-    result = invoke("fit", "--model", "rnn")
-    assert result.exit_code == 2 and "Traceback" not in result.output
+def test_family_from_the_config_file(tmp_path):
+    """A config file may name the family and the data (as models/*/train.json do); an unknown one is refused
+    with the families there are."""
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"family": "rnn", "data": "digits"}))
+    assert "choose one of pixelcnn" in error_line(invoke("fit", "--config", cfg), 2)
+    cfg.write_text(json.dumps({"family": "wavenet", "data": "digits", "steps": 2, "batch_size": 4,
+                               "model": TINY_MODELS["wavenet"]}))
+    result = invoke("fit", "--config", cfg, "--out", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert (record["family"], record["data"], record["step"]) == ("wavenet", "digits", 2)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["family"] == config["train"]["family"] == "wavenet"
 
 
-def test_ctrl_c_leaves_a_checkpoint_that_resume_continues(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_leaves_a_checkpoint_that_resume_continues(tmp_path, sig):
     out = tmp_path / "run"
     cfg = tiny_config(tmp_path, "pixelcnn", eval_every=100000)
     cmd = [sys.executable, "-m", "artrain", "fit", "--model", "pixelcnn", "--steps", "100000", "--out", str(out), "--config", cfg]
@@ -131,9 +140,9 @@ def test_ctrl_c_leaves_a_checkpoint_that_resume_continues(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "metrics.jsonl").exists():  # written at step 10
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 1, stderr
+    assert proc.returncode == 130, stderr
     assert "--resume" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
     step = json.loads((out / "config.json").read_text())["step"]
     assert step >= 10

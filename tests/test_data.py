@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from artrain import data
-from artrain.data import (Dataset, Split, load_dataset, mulaw_decode, mulaw_encode,
-                          random_windows)
-from artrain.errors import ArtrainError, UsageError
+from artrain.data import Dataset, Split, load_dataset, random_windows
+from arrun.contract.codecs import mulaw_decode, mulaw_encode
+from arrun.contract.errors import ARError, UsageError
 
 
 def _check_split(split: Split, levels: int) -> None:
@@ -268,5 +268,5 @@ def test_speech_is_deterministic(speech, tmp_path):
 
 def test_speech_without_espeak(tmp_path, monkeypatch):
     monkeypatch.setattr(data.shutil, "which", lambda name: None)
-    with pytest.raises(ArtrainError, match="apt-get install espeak-ng"):
+    with pytest.raises(ARError, match="apt-get install espeak-ng"):
         load_dataset("speech", cache_dir=tmp_path)

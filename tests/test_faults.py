@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from artrain import checkpoint as ckpt
 from artrain.data import load_dataset
-from artrain.errors import ArtrainError, UsageError
+from arrun.contract.errors import ARError, UsageError
 from artrain.train import FitOptions, Trainer
 
 TINY = {"model": {"layers": 1, "d_model": 16, "heads": 2, "dropout": 0.0}, "batch_size": 8, "warmup": 2,
@@ -88,7 +88,7 @@ def test_resume_after_signal_is_bitwise_exact(tmp_path, sig):
 
 
 def tiny_trainer(tmp_path):
-    opts = FitOptions(model="transformer", data="digits", steps=4, batch_size=4, model_config=TINY["model"])
+    opts = FitOptions(family="transformer", data="digits", steps=4, batch_size=4, model=TINY["model"])
     return Trainer(opts, tmp_path / "run", load_dataset("digits"))
 
 
@@ -119,7 +119,7 @@ def test_disk_full_is_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ckpt, "save_file", full)
-    with pytest.raises(ArtrainError, match="No space left on device.*previous checkpoint there is intact"):
+    with pytest.raises(ARError, match="No space left on device.*previous checkpoint there is intact"):
         trainer.save()
     ckpt.load_checkpoint(trainer.out)
 
@@ -146,14 +146,13 @@ def test_nan_loss_stops_with_the_step(tmp_path):
     trainer.train_step()
     with torch.no_grad():
         trainer.model.head.weight.fill_(float("nan"))
-    with pytest.raises(ArtrainError, match="at step 1; the last good checkpoint"):
+    with pytest.raises(ARError, match="at step 1; the last good checkpoint"):
         trainer.train_step()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bf16 autocast path)")
 def test_cuda_training_with_bf16_autocast(tmp_path):
-    opts = FitOptions(model="transformer", data="digits", steps=3, batch_size=4, device="cuda",
-                      model_config=TINY["model"])
+    opts = FitOptions(family="transformer", data="digits", steps=3, batch_size=4, device="cuda", model=TINY["model"])
     trainer = Trainer(opts, tmp_path / "run", load_dataset("digits"))
     losses = [trainer.train_step() for _ in range(3)]
     assert all(math.isfinite(b) for b in losses)

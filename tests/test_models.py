@@ -2,19 +2,13 @@
 import pytest
 import torch
 
-from artrain.models import build_model
-
-TINY = {
-    "wavenet": dict(vocab_size=11, stacks=2, layers_per_stack=3, residual_channels=8, skip_channels=12),
-    "pixelcnn": dict(vocab_size=11, height=5, width=4, layers=4, channels=8),
-    "transformer": dict(vocab_size=11, max_len=20, layers=2, d_model=16, heads=2),
-}
-LENGTH = 20  # pixelcnn: 5 x 4 image
+from artrain.models import FAMILIES, build_model
+from conftest import LENGTH, TINY
 
 
 def make(family: str, num_classes: int, **overrides):
     torch.manual_seed(0)
-    model = build_model(family, {**TINY[family], "num_classes": num_classes, **overrides}).eval()
+    model = build_model(family, {**TINY[family][0], "num_classes": num_classes, **overrides}).eval()
     for p in model.parameters():  # random, not near-zero, so a wrong tap shows up
         torch.nn.init.normal_(p, std=0.3)
     return model
@@ -29,10 +23,14 @@ def rollout(model, x, cond):
     for t in range(T):
         logits, new_state = model.step(token, torch.tensor(t), state, cond)
         assert new_state.keys() == state.keys()
-        assert all(new_state[k].shape == state[k].shape for k in state)
+        assert all(new_state[k].shape == state[k].shape and new_state[k].dtype == state[k].dtype for k in state)
         outs.append(logits)
         state, token = new_state, x[:, t]
     return torch.stack(outs, dim=1)
+
+
+def test_every_family_has_a_tiny_config():
+    assert set(TINY) == set(FAMILIES)
 
 
 @pytest.mark.parametrize("family", list(TINY))
@@ -40,38 +38,55 @@ def rollout(model, x, cond):
 @pytest.mark.parametrize("num_classes", [0, 4])
 def test_step_rollout_equals_forward(family, batch, num_classes):
     model = make(family, num_classes)
+    V = model.config.vocab_size
     g = torch.Generator().manual_seed(batch)
-    x = torch.randint(0, 11, (batch, LENGTH), generator=g)
+    x = torch.randint(0, V, (batch, LENGTH), generator=g)
     cond = torch.randint(0, 4, (batch,), generator=g) if num_classes else None
     with torch.no_grad():
         parallel = model.sequence_logits(x, cond)
         stepped = rollout(model, x, cond)
-    assert parallel.shape == (batch, LENGTH, 11)
+    assert parallel.shape == (batch, LENGTH, V)
     assert (parallel - stepped).abs().max().item() <= 1e-5
 
 
 @pytest.mark.parametrize("family", list(TINY))
+def test_initial_state_is_what_the_spec_declares(family):
+    model = make(family, 0)
+    state = model.init_state(2)
+    assert list(state) == [s.name for s in model.state_spec()]
+    for spec in model.state_spec():
+        assert state[spec.name].shape == (2, *spec.shape) and str(state[spec.name].dtype) == f"torch.{spec.dtype}"
+        assert (state[spec.name] == spec.init).all()
+
+
+@pytest.mark.parametrize("family", list(TINY))
 def test_larger_kernel_and_receptive_field(family):
-    overrides = {"pixelcnn": dict(kernel_size=5, layers=3), "wavenet": dict(layers_per_stack=4),
-                 "transformer": dict(layers=3)}[family]
+    config = TINY[family][0]
+    overrides = {key: value for key, value in (("kernel_size", 5), ("layers_per_stack", 4)) if key in
+                 model_fields(family)} or {"layers": config.get("layers", 2) + 1}
     model = make(family, 0, **overrides)
-    x = torch.randint(0, 11, (2, LENGTH), generator=torch.Generator().manual_seed(5))
+    x = torch.randint(0, model.config.vocab_size, (2, LENGTH), generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         assert (model.sequence_logits(x) - rollout(model, x, None)).abs().max().item() <= 1e-5
+
+
+def model_fields(family: str) -> set[str]:
+    from dataclasses import fields
+    return {f.name for f in fields(FAMILIES[family].Config)}
 
 
 @pytest.mark.parametrize("family", list(TINY))
 def test_causal(family):
     """Changing x_t changes no logits at positions <= t (they predict x_0..x_t from x_<t)."""
     model = make(family, 3)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 11, (1, LENGTH), generator=g)
+    V = model.config.vocab_size
+    x = torch.randint(0, V, (1, LENGTH), generator=torch.Generator().manual_seed(1))
     cond = torch.tensor([2])
     with torch.no_grad():
         base = model.sequence_logits(x, cond)
         for t in range(LENGTH):
             y = x.clone()
-            y[0, t] = (y[0, t] + 1) % 11
+            y[0, t] = (y[0, t] + 1) % V
             diff = (model.sequence_logits(y, cond) - base).abs().amax(dim=-1)[0]  # (T,)
             assert diff[: t + 1].max().item() == 0.0
             if t + 1 < LENGTH:

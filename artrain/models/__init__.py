@@ -1,38 +1,38 @@
-"""The three families and how to build one from a config dict (as stored with a checkpoint)."""
+"""The model families, one module each, and how to build one from a config dict (as stored with a
+checkpoint). Every module of this package is imported, so a new family is one new file."""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import fields
 
-from .base import ARModel
-from .pixelcnn import PixelCNN, PixelCNNConfig
-from .transformer import Transformer, TransformerConfig
-from .wavenet import WaveNet, WaveNetConfig
+from .base import FAMILIES, ARModel
 
-FAMILIES = {
-    "wavenet": (WaveNet, WaveNetConfig),
-    "pixelcnn": (PixelCNN, PixelCNNConfig),
-    "transformer": (Transformer, TransformerConfig),
-}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def family_class(family: str) -> type[ARModel]:
+    """The class of ``family``; ValueError naming the families there are."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[family]
 
 
 def make_config(family: str, values: dict):
     """Family name + dict of config fields -> the family's frozen config; unknown keys raise ValueError."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
-    config_cls = FAMILIES[family][1]
-    unknown = set(values) - {f.name for f in fields(config_cls)}
+    config_cls = family_class(family).Config
+    allowed = {f.name for f in fields(config_cls)}
+    unknown = set(values) - allowed
     if unknown:
-        raise ValueError(f"unknown {family} config keys: {', '.join(sorted(unknown))}")
+        raise ValueError(f"unknown {family} config keys: {', '.join(sorted(unknown))} "
+                         f"(it has {', '.join(sorted(allowed))})")
     return config_cls(**values)
 
 
 def build_model(family: str, values: dict) -> ARModel:
-    config = make_config(family, values)
-    return FAMILIES[family][0](config)
+    return family_class(family)(make_config(family, values))
 
 
-def family_of(model: ARModel) -> str:
-    return next(name for name, (cls, _) in FAMILIES.items() if isinstance(model, cls))
-
-
-__all__ = ["ARModel", "FAMILIES", "make_config", "build_model", "family_of"]
+__all__ = ["ARModel", "FAMILIES", "family_class", "make_config", "build_model"]

@@ -1,38 +1,73 @@
-"""What every family shares: the explicit-state step contract and two small helpers.
+"""What every family shares: the explicit-state step contract, the family registry, two small helpers.
 
 Contract (every family):
 - ``forward(x, cond=None)`` -> logits for every element in parallel (teacher forcing);
   logits at position t are the distribution of x_t given x_<t (and the condition).
-- ``init_state(batch_size)`` -> dict name -> float32 zeros of shape (batch_size, *state_shapes()[name]).
+- ``state_spec()`` -> every state tensor, declared in full (``StateSpec``: name, shape without the batch,
+  dtype, initial value); the exporter only serialises it and ``init_state`` builds from it.
 - ``step(token, pos, state, cond=None)`` -> (logits (B, V), new_state). ``token`` (B,) int64 is the
   element at position pos - 1, or the start symbol ``vocab_size`` at pos == 0; ``pos`` is a 0-dim int64
   tensor, the index of the element whose distribution is returned. The input state is never
   modified; the new state has the same names, shapes and dtypes.
 Rolling ``step`` for pos = 0..T-1 from ``init_state`` reproduces ``forward`` (float32, max abs diff 1e-5).
+
+A family is one module in this package defining one ``ARModel`` subclass with a ``family`` name: the
+subclass registers itself in ``FAMILIES`` and carries everything the rest of the project asks of it
+(config class, training defaults, data-dependent config, lengths). Nothing outside this package names
+a family.
 """
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from arrun.contract.schema import StateSpec
+
+FAMILIES: dict[str, type["ARModel"]] = {}  # family name -> class, filled as the family modules load
+
 
 class ARModel(nn.Module):
-    """Base class of the three families; subclasses define ``state_shapes`` and ``step``."""
+    """Base class of the families; subclasses set ``family`` and ``Config`` and define ``state_spec``,
+    ``forward`` and ``step``."""
 
-    uses_position = True  # whether ``step`` reads ``pos`` (an exported step graph then takes it as an input)
+    family: ClassVar[str]         # the name used by `artrain fit --model`, checkpoints and the .onnx metadata
+    Config: ClassVar[type]        # the family's frozen config dataclass
+    uses_position: ClassVar[bool] = True  # whether ``step`` reads ``pos`` (the step graph then takes it)
+    # data kind ('image' | 'text' | 'audio') -> default fit options, "model" holding config fields; sized to
+    # train a useful model in <= 15 min on 2 CPU cores.
+    training_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "family" in cls.__dict__:
+            FAMILIES[cls.family] = cls
+
+    @classmethod
+    def data_config(cls, values: dict, *, levels: int, num_classes: int,
+                    image_shape: tuple[int, int] | None) -> dict:
+        """The config fields the training data decides, added to ``values``; raise ValueError when the
+        family cannot model that data."""
+        return {**values, "vocab_size": levels, "num_classes": num_classes}
 
     @property
     def max_length(self) -> int:
         """Positions one sequence may have (0: unbounded); longer data is scored in chunks of this."""
         return 0
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
-        """State tensor name -> shape without the leading batch dimension (all float32, initially 0)."""
+    @property
+    def fixed_length(self) -> int:
+        """The one sequence length the parallel ``forward`` takes (an image's H*W), 0 when any length up to
+        ``max_length`` works."""
+        return 0
+
+    def state_spec(self) -> tuple[StateSpec, ...]:
         raise NotImplementedError
 
     def init_state(self, batch_size: int) -> dict[str, torch.Tensor]:
         device = next(self.parameters()).device
-        return {name: torch.zeros(batch_size, *shape, device=device) for name, shape in self.state_shapes().items()}
+        return {s.name: torch.from_numpy(s.initial(batch_size)).to(device) for s in self.state_spec()}
 
     def sequence_logits(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, V) for flat sequences x (B, T); families with a 2-D layout override it."""

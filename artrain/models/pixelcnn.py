@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arrun.contract.schema import StateSpec
+
 from .base import ARModel, gate
 
 
@@ -95,6 +97,19 @@ class GatedLayer(nn.Module):
 
 
 class PixelCNN(ARModel):
+    family = "pixelcnn"
+    Config = PixelCNNConfig
+    training_defaults = {
+        "image": dict(steps=800, batch_size=32, lr=2e-3, eval_every=200, model=dict(layers=6, channels=32, dropout=0.3)),
+    }
+
+    @classmethod
+    def data_config(cls, values, *, levels, num_classes, image_shape):
+        if image_shape is None:
+            raise ValueError("pixelcnn models images; train it on image data, or use wavenet or transformer")
+        values = super().data_config(values, levels=levels, num_classes=num_classes, image_shape=image_shape)
+        return {**values, "height": image_shape[0], "width": image_shape[1]}
+
     def __init__(self, config: PixelCNNConfig):
         super().__init__()
         self.config = c = config
@@ -106,15 +121,15 @@ class PixelCNN(ARModel):
     def max_length(self) -> int:
         return self.config.height * self.config.width
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+    @property
+    def fixed_length(self) -> int:
+        return self.max_length  # forward takes whole images
+
+    def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
         r = c.kernel_size // 2
-        return {
-            "rows": (c.layers, c.channels, r, c.width),
-            "row": (c.channels, c.width),
-            "vtoh": (c.width, c.layers, 2 * c.channels),
-            "left": (c.layers, r, c.channels),
-        }
+        return (StateSpec("rows", (c.layers, c.channels, r, c.width)), StateSpec("row", (c.channels, c.width)),
+                StateSpec("vtoh", (c.width, c.layers, 2 * c.channels)), StateSpec("left", (c.layers, r, c.channels)))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, H, W) int64 levels -> logits (B, H, W, V); logits[:, i, j] predicts x[:, i, j]."""

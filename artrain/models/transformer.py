@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arrun.contract.schema import StateSpec
+
 from .base import ARModel, shift_right
 
 
@@ -85,6 +87,22 @@ class Block(nn.Module):
 
 
 class Transformer(ARModel):
+    family = "transformer"
+    Config = TransformerConfig
+    training_defaults = {
+        "image": dict(steps=1500, batch_size=64, lr=2e-3, eval_every=250,
+                      model=dict(layers=4, d_model=64, heads=4, dropout=0.2)),
+        "text": dict(steps=2700, batch_size=32, seq_len=128, lr=2e-3,
+                     model=dict(layers=4, d_model=128, heads=4, max_len=128, dropout=0.1)),
+        "audio": dict(steps=1500, batch_size=16, seq_len=256, lr=1e-3,
+                      model=dict(layers=4, d_model=128, heads=4, max_len=256)),
+    }
+
+    @classmethod
+    def data_config(cls, values, *, levels, num_classes, image_shape):
+        values = super().data_config(values, levels=levels, num_classes=num_classes, image_shape=image_shape)
+        return values if image_shape is None else {**values, "max_len": image_shape[0] * image_shape[1]}
+
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = c = config
@@ -100,11 +118,10 @@ class Transformer(ARModel):
     def max_length(self) -> int:
         return self.config.max_len
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+    def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
         shape = (c.heads, c.max_len, c.d_model // c.heads)
-        names = (f"past_key_values.{i}.{kv}" for i in range(c.layers) for kv in ("key", "value"))
-        return {name: shape for name in names}
+        return tuple(StateSpec(f"past_key_values.{i}.{kv}", shape) for i in range(c.layers) for kv in ("key", "value"))
 
     def _embed(self, u: torch.Tensor, positions: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         x = self.token(u) + self.position(positions)  # (B, T, D)

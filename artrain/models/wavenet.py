@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arrun.contract.schema import StateSpec
+
 from .base import ARModel, gate, shift_right
 
 
@@ -70,7 +72,17 @@ class ResidualLayer(nn.Module):
 
 
 class WaveNet(ARModel):
+    family = "wavenet"
+    Config = WaveNetConfig
     uses_position = False  # the queues carry time
+    training_defaults = {
+        "image": dict(steps=300, batch_size=64, lr=2e-3, eval_every=100,
+                      model=dict(stacks=2, layers_per_stack=6, residual_channels=32, skip_channels=64)),
+        "text": dict(steps=2000, batch_size=16, seq_len=256, lr=2e-3,
+                     model=dict(stacks=1, layers_per_stack=8, residual_channels=64, skip_channels=128)),
+        "audio": dict(steps=1500, batch_size=8, seq_len=2048, lr=2e-3,
+                      model=dict(stacks=2, layers_per_stack=9, residual_channels=32, skip_channels=64)),
+    }
 
     def __init__(self, config: WaveNetConfig):
         super().__init__()
@@ -84,9 +96,9 @@ class WaveNet(ARModel):
             nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, c.vocab_size)
         )
 
-    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+    def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
-        return {f"queue.{i}": (d, c.residual_channels) for i, d in enumerate(c.dilations)}
+        return tuple(StateSpec(f"queue.{i}", (d, c.residual_channels)) for i, d in enumerate(c.dilations))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T) int64 levels -> logits (B, T, V); logits[:, t] predicts x_t from x_<t."""

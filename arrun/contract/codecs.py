@@ -1,5 +1,6 @@
-"""File formats without extra dependencies: mu-law, 8-bit grayscale PNG (zlib + struct), PCM WAV
-(stdlib ``wave``) and text through a model's alphabet. Pure functions; bad input raises UsageError."""
+"""How data becomes tokens and back, shared by artrain (training data) and arrun (scoring, outputs):
+mu-law, 8-bit grayscale PNG (zlib + struct), PCM WAV (stdlib ``wave``), .npy images and UTF-8 text
+through an alphabet. numpy and the standard library only; bad input raises UsageError naming the file."""
 from __future__ import annotations
 
 import struct
@@ -14,7 +15,7 @@ from .errors import UsageError
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-# ---------------------------------------------------------------- mu-law (as artrain.data)
+# ---------------------------------------------------------------- mu-law
 
 def mulaw_encode(x: np.ndarray, levels: int = 256) -> np.ndarray:
     """Float samples in [-1, 1] (clipped) -> int64 codes in [0, levels); 0.0 -> levels // 2."""
@@ -53,7 +54,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def png_decode(data: bytes, source: str) -> np.ndarray:
     """An 8-bit grayscale, non-interlaced PNG -> (H, W) uint8; anything else -> UsageError."""
     if not data.startswith(PNG_SIGNATURE):
-        raise UsageError(f"{source} is not a PNG file: give 8-bit grayscale PNGs or a .npy of levels")
+        raise UsageError(f"{source} is not a PNG file; give 8-bit grayscale PNGs or a .npy of levels")
     pos, header, idat = len(PNG_SIGNATURE), None, []
     try:
         while pos < len(data):
@@ -73,12 +74,12 @@ def png_decode(data: bytes, source: str) -> np.ndarray:
         w, h, depth, color, _, _, interlace = header
         if (depth, color, interlace) != (8, 0, 0):
             raise UsageError(f"{source} is not an 8-bit grayscale non-interlaced PNG (bit depth {depth}, "
-                             f"color type {color}): convert it, e.g. `convert IN -depth 8 -colorspace gray OUT`")
+                             f"color type {color}); convert it, e.g. `convert IN -depth 8 -colorspace gray OUT`")
         raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
         if raw.size != h * (w + 1):
             raise ValueError("image data has the wrong size")
     except (struct.error, zlib.error, ValueError) as e:
-        raise UsageError(f"{source} is a corrupt PNG ({e}): re-save it") from None
+        raise UsageError(f"{source} is a corrupt PNG ({e}); re-save it") from None
     return _unfilter(raw.reshape(h, w + 1))
 
 
@@ -103,7 +104,7 @@ def _unfilter(rows: np.ndarray) -> np.ndarray:
                 pred = (left + prev[j]) // 2 if kind == 3 else _paeth(left, prev[j], upper_left)
                 cur[j] = (line[j] + pred) & 255
         else:
-            raise UsageError(f"PNG row {i} has unknown filter type {kind}: re-save the image")
+            raise UsageError(f"PNG row {i} has unknown filter type {kind}; re-save the image")
         out[i] = prev = cur
     return out.astype(np.uint8)
 
@@ -123,10 +124,13 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
             width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
             raw = w.readframes(w.getnframes())
     except (wave.Error, EOFError, OSError) as e:
-        raise UsageError(f"{path} is not a readable PCM WAV file ({e}): re-save it as 16-bit PCM WAV") from None
-    raw = raw[:len(raw) - len(raw) % (width * channels)]
+        raise UsageError(f"{path} is not a readable PCM WAV file ({e}); re-save it as 16-bit PCM WAV") from None
+    if width not in (1, 2, 3, 4) or channels < 1 or rate < 1:
+        raise UsageError(f"{path} has an unsupported format ({8 * width}-bit, {channels} channels, {rate} Hz); "
+                         "re-save it as 16-bit PCM WAV")
+    raw = raw[:len(raw) - len(raw) % (width * channels)]  # drop a truncated last frame
     if not raw:
-        raise UsageError(f"{path} holds no audio: give a WAV file with some samples")
+        raise UsageError(f"{path} holds no audio; give a WAV file with some samples")
     if width == 1:  # 8-bit WAV is unsigned
         x = (np.frombuffer(raw, np.uint8) - 128.0) / 128.0
     elif width == 3:
@@ -147,12 +151,44 @@ def resample_linear(x: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- text
 
+def read_text(path: Path) -> str:
+    """A UTF-8 file (a BOM is dropped), decoded strictly; empty or not UTF-8 -> UsageError."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not valid UTF-8 (byte {e.start}); convert it to UTF-8, "
+                         "e.g. iconv -f latin1 -t utf-8") from None
+    if not text:
+        raise UsageError(f"{path} is empty; give a text file with some content")
+    return text
+
+
 def encode_text(text: str, alphabet: str, source: str) -> np.ndarray:
     """Text -> (len(text),) int64 indices into ``alphabet``; a character outside it -> UsageError."""
-    index = {c: i for i, c in enumerate(alphabet)}
-    outside = sorted({c for c in text if c not in index})
-    if outside:
-        shown = "".join(outside[:10])
-        raise UsageError(f"{source} has characters outside the model's alphabet ({shown!r}): remove them "
-                         "(`arrun info` lists the alphabet)")
-    return np.fromiter((index[c] for c in text), dtype=np.int64, count=len(text))
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)       # (T,) code points
+    alpha = np.frombuffer(alphabet.encode("utf-32-le"), dtype=np.uint32)   # (V,)
+    order = np.argsort(alpha)
+    pos = np.minimum(np.searchsorted(alpha[order], codes), len(alpha) - 1)  # (T,)
+    found = alpha[order][pos] == codes
+    if not found.all():
+        shown = "".join(chr(c) for c in np.unique(codes[~found])[:10])
+        raise UsageError(f"{source} has characters outside the model's alphabet ({shown!r}); remove them "
+                         "(`arrun info MODEL` lists the alphabet)")
+    return order[pos].astype(np.int64)
+
+
+# ---------------------------------------------------------------- .npy images
+
+def read_npy_images(path: Path) -> np.ndarray:
+    """A .npy of images (N, H, W), N >= 1, of non-negative integer levels; never unpickles."""
+    try:
+        images = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError):  # numpy's own message suggests allow_pickle, which we never want
+        raise UsageError(f"{path} is not a readable .npy array; save the images with numpy.save(path, array) "
+                         "from an integer array (N, H, W)") from None
+    if images.ndim != 3 or not np.issubdtype(images.dtype, np.integer) or not images.size:
+        raise UsageError(f"{path} holds a {images.dtype} array of shape {images.shape}; "
+                         "images must be a non-empty integer array (N, H, W)")
+    if images.min() < 0:
+        raise UsageError(f"{path} has negative values; images must hold levels 0, 1, 2, ...")
+    return images

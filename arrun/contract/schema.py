@@ -3,7 +3,8 @@
 An exported .onnx carries everything a runtime needs in ``metadata_props`` (string -> string). This
 module declares every key once, writes them (``ModelInfo.to_metadata``) and reads them back strictly
 (``ModelInfo.from_metadata``): a missing or malformed key raises ``SchemaError``; nothing is guessed.
-It imports only the standard library, so both the torch-side exporter and the torch-free runtime use it.
+The fields of one data kind are checked by its adapter (``arrun.kinds``). It imports the standard library
+and numpy only, so the torch-side exporter, the models (``StateSpec``) and the torch-free runtime use it.
 
 Graph I/O (B = batch, dynamic in every graph):
 - step graph: ``input_ids`` (B,) int64, the element at position - 1 (the start symbol at position 0);
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+
+import numpy as np
 
 FORMAT_VERSION = 1
 
@@ -60,12 +63,24 @@ class SchemaError(ValueError):
 
 @dataclass(frozen=True)
 class StateSpec:
+    """One state tensor, declared by the model and serialised as it is: shape without the batch
+    dimension, numpy dtype name, the value every element starts from."""
     name: str
-    input: str
-    output: str
-    shape: tuple          # ('batch', d1, d2, ...)
+    shape: tuple[int, ...]   # (d1, d2, ...): the graph's tensor is (B, d1, d2, ...)
     dtype: str = "float32"
     init: float = 0.0
+
+    @property
+    def input(self) -> str:
+        return state_io_names(self.name)[0]
+
+    @property
+    def output(self) -> str:
+        return state_io_names(self.name)[1]
+
+    def initial(self, batch_size: int) -> np.ndarray:
+        """The state a sequence starts from: (batch_size, *shape) of ``dtype`` filled with ``init``."""
+        return np.full((batch_size, *self.shape), self.init, dtype=self.dtype)
 
 
 def state_io_names(name: str) -> tuple[str, str]:
@@ -110,8 +125,8 @@ class ModelInfo:
         return [LOGITS_OUTPUT] + [s.output for s in self.state]
 
     def to_metadata(self) -> dict[str, str]:
-        state = [dict(name=s.name, input=s.input, output=s.output, shape=list(s.shape), dtype=s.dtype, init=s.init)
-                 for s in self.state]
+        state = [dict(name=s.name, input=s.input, output=s.output, shape=[BATCH_DIM, *s.shape], dtype=s.dtype,
+                      init=s.init) for s in self.state]
         return {
             Key.FORMAT_VERSION: str(self.format_version),
             Key.FAMILY: self.family,
@@ -177,18 +192,14 @@ class ModelInfo:
         return info
 
     def validate(self, source: str = "the model") -> None:
-        """Cross-field checks a runtime relies on."""
+        """Cross-field checks every data kind relies on (each kind checks its own fields: arrun.kinds)."""
         problems = []
-        if self.data_kind == "image" and len(self.image_shape) != 2:
-            problems.append("an image model needs a 2-D image shape")
-        if self.data_kind == "text" and len(self.alphabet) != self.vocab_size:
-            problems.append(f"the alphabet has {len(self.alphabet)} characters for {self.vocab_size} tokens")
-        if self.data_kind == "audio" and self.sample_rate <= 0:
-            problems.append("an audio model needs a positive sample rate")
         if self.class_names and len(self.class_names) != self.num_classes:
             problems.append("class names and number of classes disagree")
         if self.graph == "step" and not self.state:
             problems.append("a step graph needs a state spec")
+        if self.num_classes < 0 or self.max_length < 0:
+            problems.append("the number of classes and the maximum length must be >= 0")
         if problems:
             raise SchemaError(f"inconsistent metadata in {source}: {'; '.join(problems)}; re-export it with `arexport onnx`")
 
@@ -221,6 +232,10 @@ def _state_specs(value: str) -> tuple[StateSpec, ...]:
         shape = tuple(item["shape"])
         if not shape or shape[0] != BATCH_DIM or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
             raise ValueError(f"state {item['name']!r} has shape {list(shape)}, expected ['{BATCH_DIM}', positive ints...]")
-        specs.append(StateSpec(str(item["name"]), str(item["input"]), str(item["output"]), shape,
-                               str(item["dtype"]), float(item["init"])))
+        spec = StateSpec(str(item["name"]), shape[1:], str(item["dtype"]), float(item["init"]))
+        if (item["input"], item["output"]) != (spec.input, spec.output):
+            raise ValueError(f"state {spec.name!r} is bound to {item['input']!r} -> {item['output']!r}, "
+                             f"expected {spec.input!r} -> {spec.output!r}")
+        np.dtype(spec.dtype)  # a dtype numpy does not know raises TypeError
+        specs.append(spec)
     return tuple(specs)

@@ -1,0 +1,105 @@
+"""The one step loop: every consumer (``generate``, ``score``, ``bench``, ``arexport verify``, ``benchmarks/``)
+drives a model through this protocol, so what is measured is what users run.
+
+    stepper.reset(condition)               # the initial state the metadata declares; condition (B,) or None
+    logits = stepper.step(tokens, position)  # tokens (B,) int64: the elements at position - 1 -> (B, V)
+
+``Stepper`` is the implementation that ships: state lives in preallocated OrtValues fed back by name through
+two IO bindings (A -> B, then B -> A), so the graph's inputs and outputs are never reallocated and, on CUDA,
+the state never leaves the device; only the logits are copied to the host. ``PlainStepper`` is the same
+protocol over plain ``session.run`` (state through numpy), the baseline the benchmarks compare with.
+``full_logits`` runs the full graph. A new backend is one class with ``reset`` and ``step``.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from .contract.schema import CONDITION_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, ModelInfo
+from .session import Model
+
+
+class StepRunner(Protocol):
+    info: ModelInfo
+    batch_size: int
+
+    def reset(self, condition: np.ndarray | None = None) -> None: ...
+
+    def step(self, tokens: np.ndarray, position: int) -> np.ndarray: ...
+
+
+class Stepper:
+    """IO-binding step loop for a fixed batch size. ``step`` returns logits (B, V), a view into a buffer
+    the next step overwrites."""
+
+    def __init__(self, model: Model, batch_size: int):
+        info, session, device = model.info, model.session, model.provider
+        self.info, self.batch_size, self._session, self._device = info, batch_size, session, device
+        self.logits = np.zeros((batch_size, info.vocab_size), np.float32)  # (B, V) host buffer
+        self._position = np.zeros((), np.int64)
+        self._init = [s.initial(batch_size) for s in info.state]
+        sets = [[ort.OrtValue.ortvalue_from_shape_and_type(x.shape, x.dtype, device, 0) for x in self._init]
+                for _ in range(2)]
+        self._state = sets[0]  # the inputs of the first step after reset
+        self._bindings = []
+        for a, b in (sets, sets[::-1]):
+            io = session.io_binding()
+            for spec, x_in, x_out in zip(info.state, a, b):
+                io.bind_ortvalue_input(spec.input, x_in)
+                io.bind_ortvalue_output(spec.output, x_out)
+            io.bind_output(LOGITS_OUTPUT, "cpu", 0, np.float32, list(self.logits.shape), self.logits.ctypes.data)
+            self._bindings.append(io)
+        self._parity = 0
+
+    def reset(self, condition: np.ndarray | None = None) -> None:
+        for value, init in zip(self._state, self._init):
+            value.update_inplace(init)
+        self._parity = 0
+        if self.info.num_classes:
+            self._condition = np.ascontiguousarray(condition, dtype=np.int64)  # kept alive while bound
+            for io in self._bindings:
+                io.bind_cpu_input(CONDITION_INPUT, self._condition)
+
+    def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        io = self._bindings[self._parity]
+        # Rebound every step: on CUDA binding a host array is what copies it to the device.
+        io.bind_cpu_input(TOKEN_INPUT, tokens)
+        if self.info.uses_position:
+            self._position[()] = position
+            io.bind_cpu_input(POSITION_INPUT, self._position)
+        self._session.run_with_iobinding(io)
+        if self._device != "cpu":
+            io.synchronize_outputs()
+        self._parity ^= 1
+        return self.logits
+
+
+class PlainStepper:
+    """The same protocol over ``session.run``: every state output fed back as the next input by name."""
+
+    def __init__(self, model: Model, batch_size: int):
+        self.info, self.batch_size, self._session = model.info, batch_size, model.session
+        self._outputs = model.info.output_names()
+        self._feeds: dict[str, np.ndarray] = {}
+
+    def reset(self, condition: np.ndarray | None = None) -> None:
+        self._feeds = {s.input: s.initial(self.batch_size) for s in self.info.state}
+        if self.info.num_classes:
+            self._feeds[CONDITION_INPUT] = np.ascontiguousarray(condition, dtype=np.int64)
+
+    def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        self._feeds[TOKEN_INPUT] = tokens
+        if self.info.uses_position:
+            self._feeds[POSITION_INPUT] = np.array(position, np.int64)
+        logits, *state = self._session.run(self._outputs, self._feeds)
+        for spec, value in zip(self.info.state, state):
+            self._feeds[spec.input] = value
+        return logits
+
+
+def full_logits(model: Model, tokens: np.ndarray, condition: np.ndarray | None = None) -> np.ndarray:
+    """The full graph: tokens (B, T) int64 [+ condition (B,)] -> logits (B, T, V) in one run."""
+    feeds = {TOKEN_INPUT: tokens} if condition is None else {TOKEN_INPUT: tokens, CONDITION_INPUT: condition}
+    return model.session.run([LOGITS_OUTPUT], feeds)[0]

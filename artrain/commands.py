@@ -1,0 +1,61 @@
+"""The workers behind ``artrain``: keyword-only, return the ``--json`` record as a dict, raise ARError."""
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from arrun.contract.errors import Interrupted, UsageError
+
+from . import checkpoint as ckpt
+from .data import Dataset, load_dataset
+from .evaluate import evaluate as evaluate_split
+from .train import FitOptions, fit as run_fit, resolve_options
+
+
+def fit(*, family: str | None = None, data: str | None = None, out: Path | None = None,
+        config_file: Path | None = None, resume: Path | None = None, flags: dict | None = None, log=print) -> dict:
+    """Train a new run into ``out`` (default runs/FAMILY-DATA), or continue the one in ``resume`` (its saved
+    options, overridden by the ``flags`` given) -> {"out", "family", "data", "step", "test": evaluation}."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    if resume is not None:
+        saved = ckpt.read_config(resume)["train"]
+        known = {f.name for f in fields(FitOptions)}
+        opts = FitOptions(**{k: v for k, v in saved.items() if k in known})
+        kept = {k: v for k, v in asdict(opts).items() if k not in ("family", "data")}
+        opts = resolve_options(opts.family, opts.data, None, {**kept, **flags})
+        out = Path(resume)
+    else:
+        opts = resolve_options(family, data, config_file, flags)
+        out = Path(out or Path("runs") / f"{opts.family}-{Path(opts.data).stem}")
+    try:
+        config = run_fit(opts, out, resume=resume is not None, log=log)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; a checkpoint is saved in {out}; continue with "
+                          f"`artrain fit --resume {out}`") from None
+    return {"out": str(out), "family": opts.family, "data": opts.data, "step": config["step"], "test": config["eval"]}
+
+
+def evaluate(checkpoint: Path, *, data: str | None = None, split: str = "test") -> dict:
+    """Held-out bits/dim of the checkpoint on ``data`` (default: what it was trained on)."""
+    from .checkpoint import load_checkpoint
+
+    model, config = load_checkpoint(checkpoint)
+    info = config["data"]
+    name = data or info["name"]
+    dataset = load_dataset(name, alphabet=info.get("alphabet") if info["kind"] == "text" else None)
+    check_compatible(dataset, info, model.config)
+    result = evaluate_split(model, dataset.split(split))
+    return {**asdict(result), "split": split, "data": name, "family": config["family"]}
+
+
+def check_compatible(data: Dataset, info: dict, model_config) -> None:
+    """The data must be of the kind, levels and classes the model was trained on."""
+    if data.kind != info["kind"] or data.levels > model_config.vocab_size:
+        raise UsageError(f"{data.name} is {data.kind} data with {data.levels} levels, the model was trained on "
+                         f"{info['kind']} data with {model_config.vocab_size}; give matching --data")
+    if model_config.num_classes and (data.train.labels is None or data.num_classes != model_config.num_classes):
+        raise UsageError(f"the model is conditioned on {model_config.num_classes} classes and {data.name} has "
+                         f"{data.num_classes}; give labelled data with the same classes")
+    if data.image_shape is not None and tuple(data.image_shape) != tuple(info.get("image_shape") or ()):
+        raise UsageError(f"{data.name} has images of {data.image_shape}, the model {info.get('image_shape')}; "
+                         "give images of the model's size")
