@@ -18,14 +18,15 @@ from arrun.contract.errors import UsageError
 from .export import DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS, ExportResult, export_onnx
 from .verify import ParityError, verify_onnx
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Export artrain checkpoints to self-describing ONNX graphs and verify them.")
+app = edge.typer_app(prog="arexport", no_args_is_help=True,
+                     help="Export artrain checkpoints to self-describing ONNX graphs and verify them.")
 
 CheckpointArg = Annotated[Path, typer.Argument(help="Checkpoint directory written by `artrain fit`.", show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object instead of text.")]
 
 
-@app.command("onnx")
+@app.command("onnx", epilog="Examples:  arexport onnx runs/digits --step-graph  |  "
+                             "arexport onnx runs/digits --full-graph --out digits-full.onnx --json")
 def onnx_command(
     checkpoint_dir: CheckpointArg,
     step_graph: Annotated[bool, typer.Option("--step-graph", help="Export the single-step graph with explicit state (for generation).")] = False,
@@ -46,7 +47,7 @@ def onnx_command(
     typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(_export_lines(result)))
 
 
-@app.command("verify")
+@app.command("verify", epilog="Example:  arexport verify runs/digits/step.onnx runs/digits")
 def verify_command(
     model: Annotated[Path, typer.Argument(help="The exported .onnx file.", show_default=False)],
     checkpoint_dir: CheckpointArg,

@@ -16,8 +16,8 @@ import typer
 
 from .contract import edge
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Sample, score and benchmark exported autoregressive models on onnxruntime (no torch).")
+app = edge.typer_app(prog="arrun", no_args_is_help=True,
+                     help="Sample, score and benchmark exported autoregressive models on onnxruntime (no torch).")
 
 
 class Provider(str, Enum):
@@ -25,12 +25,22 @@ class Provider(str, Enum):
     cuda = "cuda"
 
 
+class Unknown(str, Enum):
+    error = "error"
+    skip = "skip"
+    replace = "replace"
+
+
+UnknownOpt = Annotated[Unknown, typer.Option(
+    help="Text characters outside the model's alphabet: error, skip them, or replace them with a space.")]
 ModelArg = Annotated[Path, typer.Argument(help="The .onnx file written by `arexport onnx`.", show_default=False)]
 ProviderOpt = Annotated[Provider, typer.Option(help="Where to run: cpu, or cuda (needs `pip install .[gpu]`).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 
 
-@app.command()
+@app.command(epilog="Examples:  arrun sample models/digits-pixelcnn/step.onnx -n 8 --out digits.png  |  "
+                     "arrun sample models/speech-wavenet/step.onnx --condition seven --out - | aplay  |  "
+                     "arrun sample models/pydoc-transformer/step.onnx --prompt 'The ' --temperature 0.8")
 def sample(
     model: ModelArg,
     provider: ProviderOpt = Provider.cpu,
@@ -45,14 +55,16 @@ def sample(
     top_p: Annotated[float, typer.Option(
         help="Sample only among the most likely elements holding this probability mass (1: all).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed; sample i draws from its own generator seeded by (seed, i).")] = 0,
-    condition: Annotated[Optional[int], typer.Option(help="Class (or word) id for a conditional model.")] = None,
+    condition: Annotated[Optional[str], typer.Option(
+        help="Class (or word) of a conditional model, by id or name (`arrun info` lists them).")] = None,
     prompt: Annotated[str, typer.Option(help="Text the sample starts with (text models).")] = "",
+    unknown: UnknownOpt = Unknown.error,
     length: Annotated[Optional[int], typer.Option(
         help="Elements to generate (text and audio; default: the rest of the context, or 1 s of audio).")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads per step (0: one per core).")] = 1,
     out: Annotated[Optional[Path], typer.Option(
         help="Output file: .png (+ .npy) for images (default samples.png), .wav for audio (default samples.wav), "
-             "a text file for text (default: stdout only).")] = None,
+             "a text file for text (default: stdout only); - for stdout; a device or FIFO is written through.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate samples: a PNG grid and .npy for images, WAV files for audio, text on stdout."""
@@ -61,7 +73,7 @@ def sample(
     from .sampling import SamplingOptions
 
     options = SampleOptions(num_samples, batch_size, SamplingOptions(temperature, top_k, top_p), seed, condition,
-                            prompt, length)
+                            prompt, length, unknown.value)
     stream = None if json_out else sys.stdout
     record = edge.run(lambda: work(model, options=options, provider=provider.value, threads=threads, out=out,
                                stream=stream, progress=sys.stderr.isatty()))
@@ -73,7 +85,8 @@ def sample(
                    f"{record['seconds']:.2f} s ({record['steps_per_s'] or 0:,.0f} steps/s)", err=True)
 
 
-@app.command()
+@app.command(epilog="Examples:  arrun info models/pydoc-transformer/step.onnx  |  "
+                     "arrun info models/digits-pixelcnn/full.onnx --json")
 def info(model: ModelArg, json_out: JsonOpt = False) -> None:
     """Describe a model: family, graph, data and decoding, state, I/O names, versions, recorded bits/dim."""
     from .commands import info as work
@@ -92,19 +105,23 @@ def info(model: ModelArg, json_out: JsonOpt = False) -> None:
         typer.echo(f"{key:>16}: {value}")
 
 
-@app.command()
+@app.command(epilog="Examples:  arrun score models/digits-pixelcnn/full.onnx sevens.npy --condition 7  |  "
+                     "arrun score models/speech-wavenet/full.onnx words/ --json  (class subfolders)  |  "
+                     "arrun score models/pydoc-transformer/full.onnx notes.txt --unknown skip")
 def score(
     model: ModelArg,
     data: Annotated[Path, typer.Argument(
         help="Images (.npy of levels, PNG or a folder of PNGs), audio (WAV or a folder of WAVs) or a UTF-8 text file.",
         show_default=False)],
-    condition: Annotated[Optional[int], typer.Option(help="Class id to score under (conditional models).")] = None,
+    condition: Annotated[Optional[str], typer.Option(
+        help="Class to score under, by id or name (conditional models; a folder's class subfolders give their own).")] = None,
+    unknown: UnknownOpt = Unknown.error,
     json_out: JsonOpt = False,
 ) -> None:
     """Negative log-likelihood of DATA in bits per dimension (and nats), scored like `artrain eval`."""
     from .commands import score as work
 
-    record = edge.run(lambda: work(model, data, condition=condition))
+    record = edge.run(lambda: work(model, data, condition=condition, unknown=unknown.value))
     if json_out:
         typer.echo(json.dumps(record))
     else:
@@ -112,7 +129,8 @@ def score(
                    f"{record['n_dims']:,} dims ({record['n_sequences']} sequences, {record['graph']} graph)")
 
 
-@app.command()
+@app.command(epilog="Examples:  arrun bench models/speech-wavenet/step.onnx --steps 2000  |  "
+                     "arrun bench models/pydoc-transformer/step.onnx --batch-size 16 --json")
 def bench(
     model: ModelArg,
     provider: ProviderOpt = Provider.cpu,

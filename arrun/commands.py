@@ -11,7 +11,7 @@ from typing import TextIO
 
 from .bench import bench as run_bench
 from .contract.errors import ARError, Interrupted, UsageError, first_line
-from .generate import SampleOptions, check_condition, generate, make_plan
+from .generate import SampleOptions, check_condition, class_id, generate, make_plan
 from .kinds import load_sequences
 from .progress import Progress
 from .score import score as run_score
@@ -76,12 +76,29 @@ def info(model_path: Path) -> dict:
     }
 
 
-def score(model_path: Path, data: Path, *, condition: int | None = None, threads: int = 0) -> dict:
-    """Bits/dim of DATA under the model (full graph, or step graph by teacher forcing)."""
+def score(model_path: Path, data: Path, *, condition: int | str | None = None, unknown: str = "error",
+          threads: int = 0) -> dict:
+    """Bits/dim of DATA under the model (full graph, or step graph by teacher forcing). Files in subfolders
+    of a DATA folder are scored under the class their subfolder names; anything else under ``condition``."""
     model = open_model(model_path, threads=threads, command="arrun score")
-    check_condition(condition, model.info, required=True)
-    sequences = load_sequences(data, model.info)
-    return {"model": str(model_path), "data": str(data), **run_score(model, sequences, condition)}
+    if not model.kind.labels_classes(Path(data)):  # the condition is checked before any reading
+        condition = class_id(condition, model.info)
+        check_condition(condition, model.info, required=True)
+    items = load_sequences(data, model.info, unknown)
+    names = {name for _, name in items}
+    if names == {None}:
+        condition = class_id(condition, model.info)
+        check_condition(condition, model.info, required=True)
+        conditions = condition
+    else:
+        if None in names:
+            raise UsageError(f"{data} mixes files in class subfolders with loose files; put every file in the "
+                             "subfolder of its class, or none")
+        if condition is not None:
+            raise UsageError(f"the subfolders of {data} name the classes; drop --condition")
+        conditions = [class_id(name, model.info, f"the subfolder {name!r}") for _, name in items]
+    sequences = [seq for seq, _ in items]
+    return {"model": str(model_path), "data": str(data), **run_score(model, sequences, conditions)}
 
 
 def bench(model_path: Path, *, provider: str = "cpu", batch_size: int = 1, steps: int = 600,

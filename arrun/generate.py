@@ -6,8 +6,9 @@ int64 hold the prompt, then the samples.
 """
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import numpy as np
@@ -20,6 +21,8 @@ from .sampling import SamplingOptions, sample, sample_rngs
 from .session import Model
 
 MAX_BATCH = 64  # default batch: all samples at once, up to this many
+MAX_SAMPLES = 1_000_000  # samples in one run
+MEMORY_LIMIT = 4 << 30   # bytes a run may hold (tokens, state, logits, what the output keeps)
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,10 @@ class SampleOptions:
     batch_size: int | None = None    # None: all samples at once, up to MAX_BATCH
     sampling: SamplingOptions = SamplingOptions()
     seed: int = 0
-    condition: int | None = None     # None on a conditional model: num_samples of every class
+    condition: int | str | None = None  # class id or name; None on a conditional model: num_samples of every class
     prompt: str = ""
     length: int | None = None        # new elements per sample; None: the data kind's default
+    unknown: str = "error"           # prompt characters outside the alphabet: error | skip | replace
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,46 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
         raise UsageError(f"-n and --batch-size must be >= 1, got {o.num_samples} and {o.batch_size}")
     if o.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {o.seed}")
-    conditions, per_class = _conditions(o, info)
+    o = replace(o, condition=class_id(o.condition, info))
+    check_condition(o.condition, info, required=False)
+    n = o.num_samples * (info.num_classes if info.num_classes and o.condition is None else 1)
+    if n > MAX_SAMPLES:
+        raise UsageError(f"{n:,} samples are more than the {MAX_SAMPLES:,} one run makes; give a smaller -n "
+                         "and run several times with other --seed values")
     kind = KINDS[info.data_kind]
-    prompt = kind.prompt_tokens(o.prompt, info)
+    prompt = kind.prompt_tokens(o.prompt, info, o.unknown)
     length = kind.length(o.length, len(prompt), info)
-    n = len(conditions) if conditions is not None else o.num_samples
-    return Plan(conditions, prompt, length, o.batch_size or min(n, MAX_BATCH), n, per_class)
+    batch_size = min(o.batch_size or MAX_BATCH, n)
+    _check_memory(kind, info, n, batch_size, len(prompt) + length)
+    conditions, per_class = _conditions(o, info)
+    return Plan(conditions, prompt, length, batch_size, n, per_class)
+
+
+def _check_memory(kind, info: ModelInfo, n: int, batch_size: int, total_length: int) -> None:
+    """Refuse up front a run whose tokens, state, logits and kept output exceed MEMORY_LIMIT."""
+    state = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in info.state)
+    per_batch = batch_size * (total_length * 8 + 2 * state + info.vocab_size * 4)  # tokens, 2 state sets, logits
+    kept = n * total_length * kind.kept_bytes_per_element
+    need = per_batch + kept
+    if need > MEMORY_LIMIT:
+        raise UsageError(f"{n:,} sample(s) of {total_length:,} elements at batch {batch_size} need "
+                         f"{need / 2**30:,.1f} GiB, more than the {MEMORY_LIMIT >> 30} GiB a run may use; "
+                         "give a smaller --length, -n or --batch-size")
+
+
+def class_id(value: int | str | None, info: ModelInfo, what: str = "--condition") -> int | None:
+    """A class given by id or by name (``--condition 7`` or ``--condition seven``) -> its id; UsageError
+    for a name the model does not know."""
+    if value is None or isinstance(value, int):
+        return value
+    if value.lstrip("-").isdigit():
+        return int(value)
+    if value in info.class_names:
+        return info.class_names.index(value)
+    if not info.num_classes:
+        raise UsageError(f"this model is unconditional; drop {what}")
+    known = ", ".join(info.class_names) or f"ids 0..{info.num_classes - 1}"
+    raise UsageError(f"{what} {value!r} is not a class of this model; use one of {known}")
 
 
 def check_condition(condition: int | None, info: ModelInfo, *, required: bool) -> None:
@@ -79,7 +117,6 @@ def check_condition(condition: int | None, info: ModelInfo, *, required: bool) -
 
 
 def _conditions(o: SampleOptions, info: ModelInfo) -> tuple[np.ndarray | None, bool]:
-    check_condition(o.condition, info, required=False)
     if not info.num_classes:
         return None, False
     if o.condition is None:

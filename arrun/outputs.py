@@ -8,11 +8,14 @@ renamed at the end; devices and FIFOs written straight through); on any error th
   (its header already announces the planned length, so it plays while it grows) and renamed when done;
 - text: characters streamed to a text stream as they are generated, and written to ``--out`` if given.
 With more than one sample, audio and text files are numbered: out-000.wav, out-001.wav, ...
+``--out -`` writes to stdout instead (the PNG alone; the WAV as it is generated, so it plays while it
+grows; text as it comes); a device or FIFO (/dev/null, a named pipe) is written straight through.
 """
 from __future__ import annotations
 
 import io
 import os
+import sys
 import wave
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -20,18 +23,26 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 
 from .contract.codecs import mulaw_decode, png_encode, to_pcm16
-from .contract.errors import UsageError
-from .contract.files import PendingFile
+from .contract.errors import ARError, UsageError
+from .contract.files import PendingFile, is_special
 from .contract.schema import ModelInfo
 
 if TYPE_CHECKING:
     from .generate import Plan
 
 TILE = 32  # small images are scaled up by an integer factor to about this many pixels
+STDOUT = Path("-")
+MAX_FILES = 10_000  # output files one run writes
 
 
-def check_output(path: Path) -> None:
-    """``path`` can be created or replaced: its folder exists and is writable, it is no folder."""
+def check_output(path: Path, suffixes: tuple[str, ...] = ()) -> None:
+    """``path`` can be created or replaced: its folder exists and is writable, it is no folder, and it has
+    one of ``suffixes`` (any when empty) unless it is a device or FIFO."""
+    if is_special(path):
+        return
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UsageError(f"--out {path}: this model writes {' or '.join(suffixes)} files; give a name ending in "
+                         f"{suffixes[0]} (or - for stdout)")
     if path.is_dir():
         raise UsageError(f"output path {path} is a directory; give a file name with --out")
     folder = path.parent
@@ -46,6 +57,48 @@ def numbered(path: Path, i: int, n: int) -> Path:
     return path if n == 1 else path.with_name(f"{path.stem}-{i:0{max(3, len(str(n - 1)))}d}{path.suffix}")
 
 
+def output_paths(out: Path, n: int, suffixes: tuple[str, ...] = (), labels: list[str] | None = None) -> list[Path]:
+    """One checked path per sample (numbered when n > 1, within each label when the samples have labels:
+    out-seven-000.wav); stdout and devices take one sample only."""
+    if n > 1 and (out == STDOUT or is_special(out)):
+        raise UsageError(f"--out {out} takes one sample and {n} were asked for; give -n 1 or a file name "
+                         "(samples are then numbered NAME-000, NAME-001, ...)")
+    if n > MAX_FILES:
+        raise UsageError(f"{n:,} samples would write {n:,} files, more than the {MAX_FILES:,} one run writes; "
+                         "give a smaller -n")
+    if labels is None or n == 1:
+        paths = [numbered(out, i, n) for i in range(n)]
+    else:
+        seen: dict[str, int] = {}
+        paths = []
+        for label in labels:
+            seen[label] = seen.get(label, -1) + 1
+            paths.append(out.with_name(f"{out.stem}-{label}-{seen[label]:03d}{out.suffix}"))
+    for path in paths:
+        if path != STDOUT:
+            check_output(path, suffixes)
+    return paths
+
+
+class StdoutFile:
+    """stdout as an output file: written straight through, so nothing to commit or discard."""
+    path = STDOUT
+
+    def __init__(self):
+        self.file = sys.stdout.buffer
+
+    def commit(self) -> Path:
+        self.file.flush()
+        return STDOUT
+
+    def discard(self) -> None:
+        pass
+
+
+def open_output(path: Path) -> PendingFile | StdoutFile:
+    return StdoutFile() if path == STDOUT else PendingFile(path)
+
+
 def write_files(contents: dict[Path, bytes]) -> None:
     """Write every file to its pending file, then commit them all: no file ever appears half-written, and
     a failed write leaves no temporary file behind."""
@@ -57,19 +110,21 @@ def write_files(contents: dict[Path, bytes]) -> None:
         for file in pending:
             file.commit()
     except OSError as e:
-        raise UsageError(f"cannot write {e.filename or 'the output'} ({e.strerror}); choose another --out") from None
+        raise ARError(f"cannot write {e.filename or 'the output'} ({e.strerror}); check the disk space and --out") from None
     finally:
         for file in pending:
             file.discard()
 
 
 class ImageSink:
-    """Collects (N, H*W) levels; ``commit`` writes the PNG grid and the .npy."""
+    """Collects (N, H*W) levels; ``commit`` writes the PNG grid and, beside a regular file, the .npy."""
 
     def __init__(self, out: Path, info: ModelInfo, plan: Plan):
-        self.png, self.npy = out.with_suffix(".png"), out.with_suffix(".npy")
-        for path in (self.png, self.npy):
-            check_output(path)
+        self.png = out
+        self.npy = None if out == STDOUT or is_special(out) else out.with_suffix(".npy")
+        if self.npy is not None:
+            check_output(self.png, (".png",))
+            check_output(self.npy)
         self.info, self.plan = info, plan
         self.images = np.zeros((plan.n, *info.image_shape), np.int64)  # (N, H, W)
         self._indices = range(0)
@@ -88,9 +143,14 @@ class ImageSink:
 
     def commit(self) -> list[Path]:
         cols = len(self.images) // self.info.num_classes if self.plan.per_class else None
-        grid = image_grid(self.images, self.info.vocab_size, cols)
-        write_files({self.png: png_encode(grid), self.npy: npy_bytes(self.images)})
-        return [self.png, self.npy]
+        png = png_encode(image_grid(self.images, self.info.vocab_size, cols))
+        if self.png == STDOUT:
+            sys.stdout.buffer.write(png)
+            sys.stdout.buffer.flush()
+            return [STDOUT]
+        files = {self.png: png} if self.npy is None else {self.png: png, self.npy: npy_bytes(self.images)}
+        write_files(files)
+        return list(files)
 
     def discard(self) -> None:
         pass
@@ -123,20 +183,22 @@ class AudioSink:
     """One growing WAV per sample: decoded and appended every ``chunk`` steps."""
 
     def __init__(self, out: Path, info: ModelInfo, plan: Plan):
-        self.paths = [numbered(out, i, plan.n) for i in range(plan.n)]
-        for path in self.paths:
-            check_output(path)
+        labels = None
+        if plan.conditions is not None:
+            names = info.class_names or tuple(str(c) for c in range(info.num_classes))
+            labels = [names[c] for c in plan.conditions]
+        self.paths = output_paths(out, plan.n, (".wav",), labels)
         self.info, self.plan = info, plan
         self.chunk = max(1, info.sample_rate // 10)  # 0.1 s of audio
-        self._open: list[tuple[PendingFile, wave.Wave_write]] = []
+        self._open: list[tuple[PendingFile | StdoutFile, wave.Wave_write]] = []
         self._written = 0
-        self._pending: list[PendingFile] = []
+        self._pending: list[PendingFile | StdoutFile] = []
 
     def begin(self, indices: range) -> None:
         self._written, self._open = 0, []
         for i in indices:
             try:
-                pending = PendingFile(self.paths[i])
+                pending = open_output(self.paths[i])
             except OSError as e:
                 raise UsageError(f"cannot write {self.paths[i]} ({e.strerror}); choose another --out") from None
             self._pending.append(pending)
@@ -181,9 +243,9 @@ class TextSink:
     time (otherwise each sample as its batch ends)."""
 
     def __init__(self, out: Path | None, info: ModelInfo, plan: Plan, stream: TextIO | None):
-        self.paths = [numbered(out, i, plan.n) for i in range(plan.n)] if out else []
-        for path in self.paths:
-            check_output(path)
+        if out == STDOUT and stream is None:
+            raise UsageError("--out - writes the text to stdout, where --json writes the record; drop one of them")
+        self.paths = output_paths(out, plan.n) if out and out != STDOUT else []
         self.alphabet, self.stream, self.plan = info.alphabet, stream, plan
         self.texts: list[str] = []
         self.tokens: list[list[int]] = []

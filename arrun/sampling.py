@@ -21,8 +21,8 @@ class SamplingOptions:
     top_p: float = 1.0         # 1: no limit
 
     def validate(self) -> None:
-        if not self.temperature >= 0:  # also rejects nan
-            raise UsageError(f"--temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 <= self.temperature < float("inf"):  # also rejects nan
+            raise UsageError(f"--temperature must be >= 0 and finite (0 = greedy), got {self.temperature}")
         if self.top_k < 0:
             raise UsageError(f"--top-k must be >= 0 (0 = no limit), got {self.top_k}")
         if not 0 < self.top_p <= 1:
@@ -80,13 +80,19 @@ def sample_categorical(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def sample(logits: np.ndarray, options: SamplingOptions, rngs: Sequence[np.random.Generator]) -> np.ndarray:
-    """(B, V) logits -> (B,) int64 tokens; rngs[i] draws one uniform for row i (none when greedy)."""
+    """(B, V) logits -> (B,) int64 tokens; rngs[i] draws one uniform for row i (none when greedy).
+    A temperature so small that logits / temperature overflows is greedy for the rows it overflows."""
     if options.temperature == 0:
         return sample_argmax(logits)
-    x = logits if options.temperature == 1 else logits / np.float32(options.temperature)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = logits if options.temperature == 1 else logits / np.float32(options.temperature)
+    overflow = ~np.isfinite(x).all(axis=1)  # (B,) rows scaled beyond the float range: greedy
+    if overflow.any():
+        x = np.where(overflow[:, None], np.float32(0), x)
     x = top_p_filter(top_k_filter(x, options.top_k), options.top_p)
     u = np.array([rng.random() for rng in rngs])  # (B,)
-    return sample_categorical(x, u)
+    tokens = sample_categorical(x, u)
+    return np.where(overflow, sample_argmax(logits), tokens) if overflow.any() else tokens
 
 
 def sample_rngs(seed: int, indices: Sequence[int]) -> list[np.random.Generator]:

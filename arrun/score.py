@@ -16,26 +16,28 @@ MAX_LOGITS = 1 << 24  # floats of logits per full-graph run (64 MB)
 MAX_STEP_BATCH = 256
 
 
-def score(model: Model, sequences: list[np.ndarray], condition: int | None = None) -> dict:
-    """-> {bits_per_dim, nats_per_dim, n_dims, n_sequences, n_chunks, graph, unit}; ``condition`` is a class
-    id checked by ``check_condition`` (None for an unconditional model)."""
+def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int | None = None) -> dict:
+    """-> {bits_per_dim, nats_per_dim, n_dims, n_sequences, n_chunks, graph, unit}; ``conditions``: one class
+    id for all sequences or one per sequence, checked by ``check_condition`` (None: unconditional)."""
     info = model.info
-    pieces = [piece for s in sequences for piece in chunks(s, info.max_length)]
-    by_length: dict[int, list[np.ndarray]] = {}
-    for piece in pieces:
-        by_length.setdefault(len(piece), []).append(piece)
+    if conditions is None or isinstance(conditions, int):
+        conditions = [conditions] * len(sequences)
+    pieces = [(piece, c) for s, c in zip(sequences, conditions) for piece in chunks(s, info.max_length)]
+    by_length: dict[int, list[tuple[np.ndarray, int | None]]] = {}
+    for piece, c in pieces:
+        by_length.setdefault(len(piece), []).append((piece, c))
     nats = 0.0
     try:
         for T, group in sorted(by_length.items()):
-            x = np.stack(group)  # (N, T)
+            x = np.stack([piece for piece, _ in group])  # (N, T)
+            labels = None if info.num_classes == 0 else np.array([c for _, c in group], np.int64)  # (N,)
             size = max(1, MAX_LOGITS // (T * info.vocab_size)) if info.graph == "full" else MAX_STEP_BATCH
             for i in range(0, len(x), size):
-                batch = x[i:i + size]
-                cond = None if condition is None else np.full(len(batch), condition, np.int64)
-                nats += (_nll_full if info.graph == "full" else _nll_step)(model, batch, cond)
+                cond = None if labels is None else labels[i:i + size]
+                nats += (_nll_full if info.graph == "full" else _nll_step)(model, x[i:i + size], cond)
     except ORT_ERRORS as e:
         raise ARError(f"onnxruntime failed while scoring ({first_line(e)}); rerun with AR_DEBUG=1 for details") from None
-    result = Score.of(nats, sum(len(p) for p in pieces))
+    result = Score.of(nats, sum(len(p) for p, _ in pieces))
     return {"bits_per_dim": result.bits_per_dim, "nats_per_dim": result.nats_per_dim, "n_dims": result.n_dims,
             "n_sequences": len(sequences), "n_chunks": len(pieces), "graph": info.graph, "unit": model.kind.unit}
 

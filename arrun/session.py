@@ -20,6 +20,9 @@ GPU_HINT = ("install the GPU build of onnxruntime with `pip uninstall onnxruntim
 ORT_ERRORS = (_ort_state.Fail, _ort_state.InvalidArgument, _ort_state.RuntimeException, _ort_state.EPFail,
               _ort_state.NotImplemented, _ort_state.InvalidGraph, _ort_state.EngineError)
 _ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64": "tensor(double)"}
+# onnxruntime's own warnings (e.g. "Failed to persist telemetry device ID" where $HOME is read-only) would
+# garble arrun's output; arrun reports every failure itself, and AR_DEBUG=1 shows onnxruntime's log.
+ort.set_default_logger_severity(2 if os.environ.get("AR_DEBUG") == "1" else 3)
 
 
 @dataclass(frozen=True)

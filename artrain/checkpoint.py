@@ -80,12 +80,20 @@ def read_config(path: Path) -> dict:
         config = json.loads((path / CONFIG).read_text())
     except FileNotFoundError:
         raise UsageError(f"{path} is not a complete checkpoint ({CONFIG} is missing); point to a directory written by `artrain fit`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path / CONFIG} is corrupt ({e}); restore it or train again") from None
-    missing = [k for k in ("family", "model", "data") if k not in config]
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError) as e:
+        raise UsageError(f"{path / CONFIG} is corrupt or unreadable ({str(e)[:120]}); restore it or train again") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{path / CONFIG} is not an artrain checkpoint config (not a JSON object); train again with `artrain fit`")
+    missing = [k for k in ("family", "model", "data", "train") if k not in config]
     if missing or config.get("format_version") != FORMAT_VERSION:
         raise UsageError(f"{path / CONFIG} is not an artrain checkpoint config (format {config.get('format_version')!r}, "
                          f"missing {', '.join(missing) or 'nothing'}); train again with `artrain fit`")
+    data = config["data"]
+    if not (isinstance(config["model"], dict) and isinstance(data, dict) and isinstance(config["train"], dict)
+            and isinstance(data.get("name"), str) and data.get("kind") in ("image", "text", "audio")
+            and isinstance(data.get("levels"), int)):
+        raise UsageError(f"{path / CONFIG} is damaged (its model, data or train section is malformed); "
+                         "restore it or train again")
     return config
 
 
@@ -109,7 +117,7 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[ARModel, dict]:
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise UsageError(f"{path} is missing: the checkpoint is incomplete; train again with `artrain fit`")
+        raise UsageError(f"{path} is missing (the checkpoint is incomplete); train again with `artrain fit`")
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as e:

@@ -11,10 +11,10 @@ import typer
 
 from arrun.contract import edge
 
-from .models import FAMILIES
+from .models import FAMILIES, config_keys
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help=f"Train autoregressive models ({', '.join(FAMILIES)}) and measure bits/dim.")
+app = edge.typer_app(prog="artrain", no_args_is_help=True,
+                     help=f"Train autoregressive models ({', '.join(FAMILIES)}) and measure bits/dim.")
 
 Family = Enum("Family", {name: name for name in FAMILIES}, type=str)
 
@@ -22,12 +22,21 @@ Family = Enum("Family", {name: name for name in FAMILIES}, type=str)
 class SplitName(str, Enum):
     test = "test"
     val = "val"
+    train = "train"
+    all = "all"
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
-@app.command()
+FIT_EPILOG = ("Family config keys (in --config under \"model\"): "
+              + "; ".join(f"{family}: {', '.join(keys)}" for family, keys in config_keys().items())
+              + ".  Examples:  artrain fit --model pixelcnn --data digits --out runs/digits  |  "
+                "artrain fit --config models/digits-pixelcnn/train.json --out runs/mine  |  "
+                "artrain fit --resume runs/digits --steps 2000")
+
+
+@app.command(epilog=FIT_EPILOG)
 def fit(
     model: Annotated[Optional[Family], typer.Option(help="Model family to train.")] = None,
     data: Annotated[Optional[str], typer.Option(help="Built-in dataset (digits, text, speech) or a path: UTF-8 text file, folder of WAV files, .npy of images (default digits).")] = None,
@@ -52,17 +61,18 @@ def fit(
         typer.echo(json.dumps(record))
 
 
-@app.command("eval")
+@app.command("eval", epilog="Examples:  artrain eval runs/digits  |  artrain eval runs/book --data other.txt --json  "
+                             "(a file of your own is scored whole, as `arrun score` scores it)")
 def eval_(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory written by `artrain fit`.")],
     data: Annotated[Optional[str], typer.Option(help="Dataset to score (default: the one the model was trained on).")] = None,
-    split: Annotated[SplitName, typer.Option(help="Held-out split to score.")] = SplitName.test,
+    split: Annotated[Optional[SplitName], typer.Option(help="Split to score (default: test; all for a --data file of your own).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Print held-out negative log-likelihood in bits per dimension (and nats)."""
     from .commands import evaluate as work
 
-    r = edge.run(lambda: work(checkpoint, data=data, split=split.value))
+    r = edge.run(lambda: work(checkpoint, data=data, split=split.value if split else None))
     if json_out:
         typer.echo(json.dumps(r))
     else:

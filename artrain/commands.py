@@ -7,7 +7,7 @@ from pathlib import Path
 from arrun.contract.errors import Interrupted, UsageError
 
 from . import checkpoint as ckpt
-from .data import Dataset, load_dataset
+from .data import Dataset, is_builtin, load_dataset
 from .evaluate import evaluate as evaluate_split
 from .train import FitOptions, fit as run_fit, resolve_options
 
@@ -18,6 +18,11 @@ def fit(*, family: str | None = None, data: str | None = None, out: Path | None 
     options, overridden by the ``flags`` given) -> {"out", "family", "data", "step", "test": evaluation}."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     if resume is not None:
+        given = [flag for flag, value in (("--model", family), ("--data", data), ("--config", config_file),
+                                          ("--out", out)) if value is not None]
+        if given:
+            raise UsageError(f"--resume continues the run with its own options, so {', '.join(given)} cannot be "
+                             "given with it; drop them (--steps and the other flags may change)")
         saved = ckpt.read_config(resume)["train"]
         known = {f.name for f in fields(FitOptions)}
         opts = FitOptions(**{k: v for k, v in saved.items() if k in known})
@@ -35,13 +40,16 @@ def fit(*, family: str | None = None, data: str | None = None, out: Path | None 
     return {"out": str(out), "family": opts.family, "data": opts.data, "step": config["step"], "test": config["eval"]}
 
 
-def evaluate(checkpoint: Path, *, data: str | None = None, split: str = "test") -> dict:
-    """Held-out bits/dim of the checkpoint on ``data`` (default: what it was trained on)."""
+def evaluate(checkpoint: Path, *, data: str | None = None, split: str | None = None) -> dict:
+    """Bits/dim of the checkpoint on ``split`` of ``data``: by default the test split of what it was trained
+    on; a file or folder of the user's given as ``data`` is scored whole (split 'all'), as `arrun score`
+    scores it."""
     from .checkpoint import load_checkpoint
 
     model, config = load_checkpoint(checkpoint)
     info = config["data"]
     name = data or info["name"]
+    split = split or ("all" if data is not None and not is_builtin(data) else "test")
     dataset = load_dataset(name, alphabet=info.get("alphabet") if info["kind"] == "text" else None)
     check_compatible(dataset, info, model.config)
     result = evaluate_split(model, dataset.split(split))

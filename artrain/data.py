@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from arrun.contract.codecs import encode_text, mulaw_encode, read_npy_images, read_text, read_wav
+from arrun.contract.codecs import encode_text, mulaw_encode, read_npy_images, read_npz_images, read_text, read_wav
 from arrun.contract.errors import ARError, UsageError
 from arrun.contract.files import write_atomic
 
 SAMPLE_RATE = 16000  # Hz, for every audio dataset
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "all")  # all: every sequence, in the data's own order
 _TRAIN, _VAL, _TEST = 0, 1, 2
-_BUILTINS = "digits, text, speech, or a path (UTF-8 text file, folder of WAV files, .npy of images)"
+_BUILTINS = "digits, text, speech, or a path (UTF-8 text file, folder of WAV files, .npy of images, .npz of labelled images)"
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class Dataset:
     alphabet: str | None = None                  # kind 'text': token i is character alphabet[i]
     sample_rate: int | None = None               # kind 'audio': Hz; tokens are 8-bit mu-law codes 0..255
     class_names: tuple[str, ...] = ()            # label i's name; () when unlabeled
+    whole: Split | None = None                   # the data as one piece where splits cut one sequence (text)
 
     @property
     def num_classes(self) -> int:
@@ -73,9 +74,11 @@ class Dataset:
         return len(self.class_names)
 
     def split(self, name: str) -> Split:
-        """The split called `name` ('train' | 'val' | 'test'); anything else -> UsageError."""
+        """The split called `name` ('train' | 'val' | 'test' | 'all'); anything else -> UsageError."""
         if name not in SPLITS:
-            raise UsageError(f"unknown split '{name}': use train, val or test")
+            raise UsageError(f"unknown split '{name}'; use {', '.join(SPLITS)}")
+        if name == "all":
+            return self.whole or _join([self.train, self.val, self.test])
         return getattr(self, name)
 
 
@@ -98,7 +101,7 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
     else:
         data = _load_path(name, alphabet)
     if alphabet is not None and data.kind != "text":
-        raise UsageError(f"an alphabet was given but '{name}' is {data.kind} data: drop the alphabet")
+        raise UsageError(f"an alphabet was given but '{name}' is {data.kind} data; drop the alphabet")
     return data
 
 
@@ -108,7 +111,11 @@ def data_kind(name: str) -> str:
     if name in builtin:
         return builtin[name]
     path = Path(name).expanduser()
-    return "audio" if path.is_dir() else "image" if path.suffix.lower() == ".npy" else "text"
+    return "audio" if path.is_dir() else "image" if path.suffix.lower() in (".npy", ".npz") else "text"
+
+
+def is_builtin(name: str) -> bool:
+    return name in ("digits", "text", "speech")
 
 
 # ---------------------------------------------------------------- splits and windows
@@ -121,6 +128,13 @@ def _split(seqs: list[np.ndarray], labels: list[int] | None) -> Split:
     tokens = np.concatenate(seqs).astype(np.int64) if seqs else np.zeros(0, np.int64)
     lab = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(len(seqs))
     return Split(tokens, offsets, lab)
+
+
+def _join(splits: list[Split]) -> Split:
+    """The sequences (and labels) of several splits as one Split."""
+    seqs = [s.sequence(i) for s in splits for i in range(len(s))]
+    labels = None if splits[0].labels is None else [int(label) for s in splits for label in s.labels]
+    return _split(seqs, labels)
 
 
 def _splits(seqs: list[np.ndarray], labels: list[int] | None, which: np.ndarray) -> list[Split]:
@@ -146,7 +160,7 @@ def random_windows(split: Split, batch_size: int, length: int,
     if len(cum) == 0 or cum[-1] == 0:
         longest = int(np.diff(split.offsets).max(initial=0))
         raise UsageError(f"the data is too short for length {length} (longest sequence has {longest} "
-                         "tokens): use a shorter length or more data")
+                         "tokens); use a shorter length or more data")
     r = rng.integers(0, cum[-1], size=batch_size)                   # (B,) global window index
     seq = np.searchsorted(cum, r, side="right")                     # (B,) sequence of each window
     start = split.offsets[seq] + r - (cum[seq] - n_valid[seq])      # (B,) first token index
@@ -184,6 +198,15 @@ def _holdout_tail(n: int) -> np.ndarray:
     return which
 
 
+def _load_npz(path: Path, name: str) -> Dataset:
+    """A .npz of labelled images (see ``read_npz_images``): a class-conditional image dataset."""
+    images, labels, names = read_npz_images(path)
+    if images.shape[0] < 3:
+        raise UsageError(f"{path} holds {images.shape[0]} images; give at least 3 to split them")
+    levels = 256 if images.dtype == np.uint8 else int(images.max()) + 1
+    return _image_dataset(name, images.astype(np.int64), levels, _holdout_tail(len(images)), labels, names)
+
+
 def _load_npy(path: Path, name: str) -> Dataset:
     """A .npy of images (N, H, W) non-negative ints; levels 256 for uint8, else max + 1."""
     images = read_npy_images(path)
@@ -212,7 +235,7 @@ def _text_dataset(name: str, text: str, alphabet: str | None) -> Dataset:
     cut = len(tokens) * 9 // 10
     held = _split([tokens[cut:]], None)
     return Dataset(name, "text", len(alphabet), _split([tokens[:cut]], None), held, held,
-                   alphabet=alphabet)
+                   alphabet=alphabet, whole=_split([tokens], None))
 
 
 def _load_text_file(path: Path, name: str, alphabet: str | None) -> Dataset:
@@ -259,7 +282,7 @@ def _load_wav_folder(root: Path, name: str) -> Dataset:
     files = sorted((p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file()),
                    key=lambda p: p.relative_to(root).as_posix())
     if len(files) < 3:
-        raise UsageError(f"{root} holds {len(files)} WAV files: give a folder with at least 3")
+        raise UsageError(f"{root} holds {len(files)} WAV files; give a folder with at least 3")
     seqs = [mulaw_encode(_read_wav(p)) for p in files]
     class_names: tuple[str, ...] = ()
     labels = None
@@ -277,13 +300,15 @@ def _load_path(name: str, alphabet: str | None) -> Dataset:
         if path.is_dir():
             return _load_wav_folder(path, name)
         if not path.is_file():
-            raise UsageError(f"'{name}' is neither a built-in dataset nor an existing path: "
+            raise UsageError(f"'{name}' is neither a built-in dataset nor an existing path; "
                              f"use {_BUILTINS}")
         if path.suffix.lower() == ".npy":
             return _load_npy(path, name)
+        if path.suffix.lower() == ".npz":
+            return _load_npz(path, name)
         return _load_text_file(path, name, alphabet)
     except OSError as e:  # permission denied, unreadable folder entries, ...
-        raise UsageError(f"cannot read {e.filename or path} ({e.strerror}): "
+        raise UsageError(f"cannot read {e.filename or path} ({e.strerror}); "
                          "check the path and its permissions") from None
 
 
@@ -324,12 +349,12 @@ def _synthesise(word: str, voice: str, speed: int, pitch: int, wav: Path) -> np.
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=60)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        raise ARError(f"espeak-ng failed on '{word}' with voice {voice} ({e}): "
+        raise ARError(f"espeak-ng failed on '{word}' with voice {voice} ({e}); "
                            "check the espeak-ng install (apt-get install espeak-ng)") from None
     x = _read_wav(wav)                             # (T,) at 16 kHz
     peak = np.abs(x).max(initial=0.0)
     if peak == 0:
-        raise ARError(f"espeak-ng produced silence for '{word}' with voice {voice}: "
+        raise ARError(f"espeak-ng produced silence for '{word}' with voice {voice}; "
                            "check the espeak-ng install")
     x = x / peak
     loud = np.flatnonzero(np.abs(x) > _SILENCE)
@@ -339,7 +364,7 @@ def _synthesise(word: str, voice: str, speed: int, pitch: int, wav: Path) -> np.
 def _build_speech() -> dict[str, np.ndarray]:
     """Synthesise every (word, variant) clip, word-major; returns the arrays stored in the cache."""
     if shutil.which("espeak-ng") is None:
-        raise ARError("espeak-ng is needed to build the 'speech' dataset and was not found: "
+        raise ARError("espeak-ng is needed to build the 'speech' dataset and was not found; "
                            "install it: apt-get install espeak-ng")
     jobs = [(w, v) for w in range(len(SPEECH_WORDS)) for v in range(len(_SPEECH_VARIANTS))]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=2) as pool:

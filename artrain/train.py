@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -24,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from arrun.contract.errors import ARError, UsageError
 
 from . import checkpoint as ckpt
-from .data import Dataset, data_kind, load_dataset, random_windows
+from .data import Dataset, data_kind, is_builtin, load_dataset, random_windows
 from .distributed import Distributed
 from .evaluate import evaluate
 from .models import FAMILIES, ARModel, build_model, family_class, make_config
@@ -54,6 +57,8 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
     family = family or file_values.pop("family", None)
     data = data or file_values.pop("data", None) or "digits"
     file_values.pop("family", None), file_values.pop("data", None)
+    if not is_builtin(data):  # stored resolved, so `artrain eval` works from any folder
+        data = str(Path(data).expanduser().resolve())
     if family is None:
         raise UsageError(f"--model is required ({', '.join(FAMILIES)}), or --resume DIR")
     if family not in FAMILIES:
@@ -62,6 +67,7 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
     base["model"] = {**base.get("model", {}), **file_values.pop("model", {})}
     base.update(file_values)
     base.update({k: v for k, v in flags.items() if v is not None})
+    check_option_types(base, "the fit options")
     opts = FitOptions(family=family, data=data, **base)
     for name in ("steps", "batch_size", "lr"):
         if not getattr(opts, name) > 0:
@@ -75,11 +81,30 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
     return opts
 
 
+OPTION_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
+MAX_MODEL_PARAMETERS = 2_000_000_000
+
+
+def check_option_types(values: dict, source: str) -> None:
+    """Every fit option of the type FitOptions declares (bool is no int); UsageError naming the first."""
+    types = {f.name: f.type for f in fields(FitOptions)}
+    for name, value in values.items():
+        wanted = OPTION_TYPES[types[name].split(" ")[0]]
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+            raise UsageError(f"{source}: {name!r} must be {types[name]}, got {value!r}; fix the value")
+
+
 def _read_config_file(path: Path) -> dict:
     try:
         values = json.loads(Path(path).read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise UsageError(f"config file {path} does not exist; give a JSON file of fit options") from None
+    except IsADirectoryError:
+        raise UsageError(f"config file {path} is a directory; give a JSON file of fit options") from None
+    except PermissionError:
+        raise UsageError(f"cannot read the config file {path}; check its permissions") from None
+    except RecursionError:
+        raise UsageError(f"config file {path} is nested too deeply; give a flat JSON object of fit options") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"config file {path} is not valid JSON ({e}); fix it") from None
     if not isinstance(values, dict):
@@ -90,6 +115,7 @@ def _read_config_file(path: Path) -> dict:
         raise UsageError(f"config file {path} has unknown keys: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
     if not isinstance(values.get("model", {}), dict):
         raise UsageError(f"config file {path}: \"model\" must be an object of the family's config fields")
+    check_option_types(values, f"config file {path}")
     return values
 
 
@@ -100,8 +126,13 @@ def model_config_for(opts: FitOptions, data: Dataset) -> dict:
             dict(opts.model), levels=data.levels, num_classes=data.num_classes if opts.conditional else 0,
             image_shape=data.image_shape)
         make_config(opts.family, cfg)
+        with torch.device("meta"):  # count the parameters without allocating them
+            parameters = sum(p.numel() for p in build_model(opts.family, cfg).parameters())
     except (ValueError, TypeError) as e:
         raise UsageError(f"bad model config for {data.name}: {e}") from None
+    if parameters > MAX_MODEL_PARAMETERS:
+        raise UsageError(f"the {opts.family} config makes {parameters:,} parameters, more than the "
+                         f"{MAX_MODEL_PARAMETERS:,} artrain trains; give smaller sizes")
     return cfg
 
 
@@ -111,7 +142,10 @@ def train_length(opts: FitOptions, data: Dataset, model: ARModel) -> int:
     length = opts.seq_len or model.max_length
     if not length:
         raise UsageError("--seq-len is needed for an unbounded model on sequence data")
-    return min(length, model.max_length) if model.max_length else length
+    if model.max_length and length > model.max_length:
+        raise UsageError(f"--seq-len {length} is longer than the model's context of {model.max_length}; give "
+                         f"--seq-len {model.max_length} or less, or a larger context in the model config")
+    return length
 
 
 def lr_at(step: int, opts: FitOptions) -> float:
@@ -136,6 +170,7 @@ class Trainer:
         if ranks.world_size > 1:
             self.logits = DistributedDataParallel(self.logits)
         self.length = train_length(opts, data, self.model)
+        random_windows(data.train, 1, self.length, np.random.default_rng(0))  # UsageError now if the data is too short
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -194,9 +229,17 @@ class Trainer:
         """Continue from the checkpoint in ``out``: weights, optimizer, RNG states and step."""
         path = self.out / ckpt.TRAINER
         tensors = ckpt.read_safetensors(path)
-        self.model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-        with safe_open(path, "pt") as f:
-            meta = json.loads(f.metadata()["trainer"])
+        try:
+            self.model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+            with safe_open(path, "pt") as f:
+                meta = json.loads(f.metadata()["trainer"])
+            self._restore(tensors, meta)
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"{path} does not match the model in {self.out / ckpt.CONFIG} "
+                             f"({str(e).strip().splitlines()[0][:160]}); the checkpoint is mixed, train again") from None
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Optimizer, RNG states and step from the trainer file's tensors and metadata."""
         state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
@@ -221,11 +264,39 @@ def fit(opts: FitOptions, out: Path, *, resume: bool = False, log=print) -> dict
 
 
 def _fit(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -> dict:
-    if not resume and (out / ckpt.CONFIG).exists():
-        old = json.loads((out / ckpt.CONFIG).read_text()).get("family", "?")
-        raise UsageError(f"{out} already holds a {old} checkpoint; choose another --out, or continue it with --resume {out}")
+    created = prepare_output(out, resume) if ranks.is_main else False
+    try:
+        return _train(opts, out, resume, log, ranks)
+    except BaseException:
+        if created and not (out / ckpt.CONFIG).exists():  # nothing worth keeping was written: leave no folder
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def prepare_output(out: Path, resume: bool) -> bool:
+    """Check the output folder (a new or empty folder, or the checkpoint being resumed) and create it ->
+    whether it was created. Never writes into a folder of someone's own files."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the checkpoint")
+    if out.is_dir() and not resume:
+        if (out / ckpt.CONFIG).exists():
+            raise UsageError(f"{out} already holds a checkpoint; choose another --out, or continue it with --resume {out}")
+        if any(out.iterdir()):
+            raise UsageError(f"{out} holds files that are not an artrain checkpoint; give a new or empty folder")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the folder {out} ({e.strerror}); choose another --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {out}; choose another --out")
+    return created
+
+
+def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -> dict:
     if not ranks.is_main:
         ranks.barrier()  # rank 0 builds any data cache first
+    log(f"loading {opts.data} ...")
     data = load_dataset(opts.data)
     if ranks.is_main:
         ranks.barrier()
@@ -233,8 +304,6 @@ def _fit(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -> 
     if resume:
         trainer.restore()
     metrics = ckpt.MetricsLog(out / ckpt.METRICS) if ranks.is_main else None
-    if metrics:
-        out.mkdir(parents=True, exist_ok=True)
     log(f"training {opts.family} ({sum(p.numel() for p in trainer.model.parameters()):,} parameters) on {data.name} "
         f"for {opts.steps} steps, batch {opts.batch_size} x {trainer.length} on {ranks.world_size} process(es), "
         f"from step {trainer.step}")
@@ -256,21 +325,46 @@ def _fit(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -> 
 
 
 def _loop(trainer: Trainer, metrics: ckpt.MetricsLog | None) -> None:
-    """Train to opts.steps; on rank 0 (``metrics`` given) log, evaluate and checkpoint along the way."""
+    """Train to opts.steps; on rank 0 (``metrics`` given) log, evaluate and checkpoint along the way. On a
+    terminal a progress bar shows the (smoothed) rate and ETA; otherwise a line every PROGRESS_EVERY s."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     opts = trainer.opts
+    console = Console(stderr=True)
     columns = (TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-    with Progress(*columns, transient=False, disable=metrics is None, console=Console(stderr=True)) as bar:
+    with Progress(*columns, transient=False, disable=metrics is None or not console.is_terminal, console=console) as bar:
         task = bar.add_task("fit", total=opts.steps, completed=trainer.step, info="")
-        started, first = time.perf_counter(), trainer.step
+        report = _LineReport(trainer.step, opts.steps, enabled=metrics is not None and not console.is_terminal)
         with _StopAtStepBoundary() as stop:
             while trainer.step < opts.steps:
                 if stop.requested:
                     raise KeyboardInterrupt
                 bits = trainer.train_step()
-                _after_step(trainer, metrics, bar, task, bits, rate=(trainer.step - first) / (time.perf_counter() - started))
+                report(trainer.step, bits)
+                _after_step(trainer, metrics, bar, task, bits, report.rate)
+
+
+PROGRESS_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
+
+
+class _LineReport:
+    """Progress as plain lines (step, loss, steps/s, ETA) for logs and pipes: the first step, then every
+    PROGRESS_EVERY seconds, then the last step."""
+
+    def __init__(self, first: int, total: int, enabled: bool):
+        self.first, self.total, self.enabled = first, total, enabled
+        self.started = self.last = time.perf_counter()
+        self.rate = 0.0
+
+    def __call__(self, step: int, bits: float) -> None:
+        now = time.perf_counter()
+        self.rate = (step - self.first) / max(now - self.started, 1e-9)
+        if self.enabled and (step == self.first + 1 or step == self.total or now - self.last >= PROGRESS_EVERY):
+            self.last = now
+            eta = (self.total - step) / self.rate if self.rate else 0.0
+            print(f"step {step}/{self.total}: loss {bits:.3f} bits/dim, {self.rate:.1f} steps/s, "
+                  f"ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
 
 
 def _after_step(trainer: Trainer, metrics: ckpt.MetricsLog | None, bar, task, bits: float, rate: float) -> None:
@@ -283,7 +377,7 @@ def _after_step(trainer: Trainer, metrics: ckpt.MetricsLog | None, bar, task, bi
         if step % opts.eval_every == 0 or step == opts.steps:
             result = evaluate(trainer.model, trainer.data.val)
             metrics.write(event="val", step=step, **asdict(result))
-            bar.console.print(f"step {step}: val {result.bits_per_dim:.4f} bits/dim")
+            print(f"step {step}: val {result.bits_per_dim:.4f} bits/dim", file=sys.stderr, flush=True)
             trainer.save()
     if step % opts.eval_every == 0:
         trainer.ranks.barrier()  # the other ranks wait while rank 0 evaluates and saves

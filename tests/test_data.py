@@ -47,7 +47,7 @@ def test_digits_splits_and_values():
 
 def test_unknown_split_and_name():
     ds = load_dataset("digits")
-    with pytest.raises(UsageError, match="train, val or test"):
+    with pytest.raises(UsageError, match="train, val, test, all"):
         ds.split("dev")
     with pytest.raises(UsageError, match="digits, text, speech, or a path"):
         load_dataset("no-such-dataset-or-file")

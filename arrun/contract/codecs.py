@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import wave
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -163,32 +164,69 @@ def read_text(path: Path) -> str:
     return text
 
 
-def encode_text(text: str, alphabet: str, source: str) -> np.ndarray:
-    """Text -> (len(text),) int64 indices into ``alphabet``; a character outside it -> UsageError."""
+UNKNOWN_POLICIES = ("error", "skip", "replace")
+
+
+def encode_text(text: str, alphabet: str, source: str, unknown: str = "error") -> np.ndarray:
+    """Text -> (len,) int64 indices into ``alphabet``. A character outside it raises UsageError (``unknown``
+    'error'), is dropped ('skip') or becomes a space, or the alphabet's first character ('replace')."""
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)       # (T,) code points
     alpha = np.frombuffer(alphabet.encode("utf-32-le"), dtype=np.uint32)   # (V,)
     order = np.argsort(alpha)
     pos = np.minimum(np.searchsorted(alpha[order], codes), len(alpha) - 1)  # (T,)
     found = alpha[order][pos] == codes
-    if not found.all():
-        shown = "".join(chr(c) for c in np.unique(codes[~found])[:10])
-        raise UsageError(f"{source} has characters outside the model's alphabet ({shown!r}); remove them "
-                         "(`arrun info MODEL` lists the alphabet)")
-    return order[pos].astype(np.int64)
+    tokens = order[pos].astype(np.int64)
+    if found.all():
+        return tokens
+    if unknown == "skip":
+        return tokens[found]
+    if unknown == "replace":
+        return np.where(found, tokens, alphabet.find(" ") if " " in alphabet else 0)
+    shown = "".join(chr(c) for c in np.unique(codes[~found])[:10])
+    raise UsageError(f"{source} has characters outside the model's alphabet ({shown!r}); remove them, or pass "
+                     "--unknown skip or --unknown replace (`arrun info MODEL` lists the alphabet)")
 
 
 # ---------------------------------------------------------------- .npy images
 
 def read_npy_images(path: Path) -> np.ndarray:
-    """A .npy of images (N, H, W), N >= 1, of non-negative integer levels; never unpickles."""
+    """A .npy of images (N, H, W), N >= 1, of non-negative integer levels; never unpickles, and reads the
+    header first (memory-mapped), so a header declaring more than the file holds allocates nothing."""
     try:
-        images = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError):  # numpy's own message suggests allow_pickle, which we never want
-        raise UsageError(f"{path} is not a readable .npy array; save the images with numpy.save(path, array) "
-                         "from an integer array (N, H, W)") from None
+        images = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (ValueError, EOFError, OSError, MemoryError):  # numpy's own message suggests allow_pickle, which we never want
+        raise UsageError(f"{path} is not a readable .npy array (or holds less than its header declares); save "
+                         "the images with numpy.save(path, array) from an integer array (N, H, W)") from None
     if images.ndim != 3 or not np.issubdtype(images.dtype, np.integer) or not images.size:
         raise UsageError(f"{path} holds a {images.dtype} array of shape {images.shape}; "
                          "images must be a non-empty integer array (N, H, W)")
+    images = np.array(images)  # (N, H, W) in memory
     if images.min() < 0:
         raise UsageError(f"{path} has negative values; images must hold levels 0, 1, 2, ...")
     return images
+
+
+def read_npz_images(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """A .npz of ``images`` (N, H, W) integer levels and ``labels`` (N,) class ids >= 0, with optional
+    ``class_names`` (C,) strings -> (images, labels, class names; default '0', '1', ...). Never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile):
+        raise UsageError(f"{path} is not a readable .npz; save it with numpy.savez(path, images=..., labels=..., "
+                         "class_names=...)") from None
+    if "images" not in arrays or "labels" not in arrays:
+        raise UsageError(f"{path} holds {', '.join(arrays) or 'nothing'}; a .npz needs 'images' (N, H, W) and "
+                         "'labels' (N,), and may have 'class_names'")
+    images, labels = arrays["images"], arrays["labels"]
+    if images.ndim != 3 or not np.issubdtype(images.dtype, np.integer) or not images.size or images.min() < 0:
+        raise UsageError(f"{path}: 'images' is a {images.dtype} array of shape {images.shape}; it must be a "
+                         "non-empty integer array (N, H, W) of levels >= 0")
+    if labels.shape != images.shape[:1] or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise UsageError(f"{path}: 'labels' must be {images.shape[0]} class ids >= 0, got a {labels.dtype} array "
+                         f"of shape {labels.shape}")
+    count = int(labels.max()) + 1
+    names = tuple(str(c) for c in arrays.get("class_names", np.arange(count)).tolist())
+    if len(names) < count:
+        raise UsageError(f"{path}: 'class_names' names {len(names)} classes but the labels go up to {count - 1}")
+    return images, labels.astype(np.int64), names

@@ -5,7 +5,9 @@
 - Ctrl-C, or SIGTERM (what ``kill``, systemd and container runtimes send, handled like Ctrl-C):
   ``error: interrupted; no output was written``, exit 130;
 - anything else is a bug: one line naming it, then "rerun with AR_DEBUG=1 for the traceback", exit 1.
-With ``AR_DEBUG=1`` every exception propagates with its traceback instead.
+With ``AR_DEBUG=1`` every exception propagates with its traceback instead. ``typer_app`` builds a Typer
+app whose parse errors (an unknown option, a bad choice, a missing argument) are one such line too, with
+exit code 2, instead of a usage block.
 """
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ def run(work: Callable[[], T]) -> T:
     _sigterm_as_interrupt()
     try:
         return work()
+    except BrokenPipeError:  # the reader went away (`arrun sample ... | head`): stop quietly
+        _silence_stdout()
+        raise SystemExit(141) from None
     except KeyboardInterrupt:
         if debugging():
             raise
@@ -42,9 +47,80 @@ def run(work: Callable[[], T]) -> T:
             raise
         error = ARError(f"unexpected {type(e).__name__}: {first_line(e)}; "
                         "rerun with AR_DEBUG=1 for the traceback and report it")
-    sys.stderr.write(f"error: {' '.join(str(error).split())}\n")
+    fail(str(error), error.exit_code)
+
+
+def fail(message: str, exit_code: int):
+    """Print ``error: message`` as one line on stderr and exit with ``exit_code``."""
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
     sys.stderr.flush()
-    raise SystemExit(error.exit_code)
+    raise SystemExit(exit_code)
+
+
+def typer_app(*, prog: str, **kwargs):
+    """A ``typer.Typer`` whose command-line parse errors are one ``error:`` line (exit 2) naming the valid
+    choices, like every other error, with a ``--version`` option; ``--help`` and the rest of Typer are
+    unchanged."""
+    import typer
+    from typer.core import TyperGroup
+
+    try:
+        from typer import _click as click  # typer >= 0.20 vendors click
+    except ImportError:  # pragma: no cover - older typer depends on click itself
+        import click
+
+    class OneLineErrors(TyperGroup):
+        def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+            try:
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            except click.exceptions.NoArgsIsHelpError as e:
+                sys.stdout.write(e.ctx.get_help() + "\n")
+                raise SystemExit(2) from None
+            except click.exceptions.UsageError as e:
+                where = f"`{e.ctx.command_path} --help`" if e.ctx else "--help"
+                fail(f"{_lower_first(e.format_message().replace('Value error, ', ''))}; see {where}", 2)
+            except click.exceptions.ClickException as e:
+                fail(e.format_message(), e.exit_code)
+            except typer.Abort:
+                fail("interrupted; no output was written", 130)
+            raise SystemExit(code if isinstance(code, int) else 0)
+
+    app = typer.Typer(cls=OneLineErrors, add_completion=False, pretty_exceptions_enable=False,
+                      rich_markup_mode=None, **kwargs)
+
+    def show_version(value: bool) -> None:
+        if value:
+            sys.stdout.write(f"{prog} {package_version()}\n")
+            raise typer.Exit()
+
+    @app.callback()
+    def root(show: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                       callback=show_version)) -> None:
+        pass
+
+    return app
+
+
+def package_version() -> str:
+    """The installed version of this project (artrain, arexport and arrun are released together)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("autoregressive-on-device")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:].rstrip(".")
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _sigterm_as_interrupt() -> None:

@@ -22,7 +22,7 @@ class PendingFile:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.through = _is_special(self.path)
+        self.through = is_special(self.path)
         if self.through:
             self.tmp = self.path
             self.file: BinaryIO = open(self.path, "wb")
@@ -84,7 +84,8 @@ def write_atomic(path: Path | str, content: bytes | Callable[[Path], None]) -> P
     return Path(path)
 
 
-def _is_special(path: Path) -> bool:
+def is_special(path: Path) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a directory (a device, a FIFO)."""
     try:
         mode = os.stat(path).st_mode
     except OSError:

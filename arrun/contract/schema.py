@@ -17,6 +17,7 @@ Graph I/O (B = batch, dynamic in every graph):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,12 @@ BATCH_DIM = "batch"
 
 GRAPH_KINDS = ("step", "full")
 DATA_KINDS = ("image", "text", "audio")
+STATE_DTYPES = ("float32", "float16", "float64")
+# Ranges a file may declare; anything beyond is refused before a runtime allocates for it.
+MAX_VOCAB = 1 << 24          # logits per element
+MAX_LENGTH = 1 << 31         # positions per sequence
+MAX_CLASSES = 1 << 20
+MAX_STATE_BYTES = 1 << 30    # state per sequence (one batch row), all tensors together
 
 
 class Key:
@@ -160,8 +167,10 @@ class ModelInfo:
         def parse(key: str, convert):
             try:
                 return convert(get(key))
-            except (ValueError, TypeError, KeyError) as e:
-                raise SchemaError(f"metadata '{key}' of {source} is malformed ({e}); re-export it with `arexport onnx`") from None
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+                reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+                raise SchemaError(f"metadata '{key}' of {source} is malformed ({reason}); "
+                                  "re-export it with `arexport onnx`") from None
 
         version = parse(Key.FORMAT_VERSION, int)
         if version != FORMAT_VERSION:
@@ -171,21 +180,21 @@ class ModelInfo:
             family=get(Key.FAMILY),
             graph=parse(Key.GRAPH, _choice(GRAPH_KINDS)),
             data_kind=parse(Key.DATA_KIND, _choice(DATA_KINDS)),
-            vocab_size=parse(Key.VOCAB_SIZE, _positive),
+            vocab_size=parse(Key.VOCAB_SIZE, _ranged(1, MAX_VOCAB)),
             start_token=parse(Key.START_TOKEN, int),
-            max_length=parse(Key.MAX_LENGTH, int),
+            max_length=parse(Key.MAX_LENGTH, _ranged(0, MAX_LENGTH)),
             state=parse(Key.STATE, _state_specs),
-            image_shape=parse(Key.IMAGE_SHAPE, lambda s: tuple(int(v) for v in json.loads(s))),
+            image_shape=parse(Key.IMAGE_SHAPE, lambda s: tuple(_json_int(v) for v in _json_list(s))),
             alphabet=parse(Key.ALPHABET, _json_str),
             sample_rate=parse(Key.SAMPLE_RATE, int),
-            num_classes=parse(Key.NUM_CLASSES, int),
-            class_names=parse(Key.CLASS_NAMES, lambda s: tuple(str(v) for v in json.loads(s))),
+            num_classes=parse(Key.NUM_CLASSES, _ranged(0, MAX_CLASSES)),
+            class_names=parse(Key.CLASS_NAMES, lambda s: tuple(_json_text(v) for v in _json_list(s))),
             uses_position=parse(Key.USES_POSITION, lambda s: {"0": False, "1": True}[s]),
             bits_per_dim=parse(Key.BITS_PER_DIM, float),
             bits_split=get(Key.BITS_SPLIT),
             opset=parse(Key.OPSET, int),
             min_onnxruntime=get(Key.MIN_ONNXRUNTIME),
-            producer=parse(Key.PRODUCER, json.loads),
+            producer=parse(Key.PRODUCER, _json_dict),
             format_version=version,
         )
         info.validate(source)
@@ -198,8 +207,12 @@ class ModelInfo:
             problems.append("class names and number of classes disagree")
         if self.graph == "step" and not self.state:
             problems.append("a step graph needs a state spec")
-        if self.num_classes < 0 or self.max_length < 0:
-            problems.append("the number of classes and the maximum length must be >= 0")
+        if not 0 <= self.start_token <= self.vocab_size:
+            problems.append(f"the start token {self.start_token} is outside 0..{self.vocab_size}")
+        state_bytes = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in self.state)
+        if state_bytes > MAX_STATE_BYTES:
+            problems.append(f"the state takes {state_bytes / 2**30:.1f} GiB per sequence, more than the "
+                            f"{MAX_STATE_BYTES >> 30} GiB a runtime allocates")
         if problems:
             raise SchemaError(f"inconsistent metadata in {source}: {'; '.join(problems)}; re-export it with `arexport onnx`")
 
@@ -212,11 +225,13 @@ def _choice(options):
     return convert
 
 
-def _positive(value: str) -> int:
-    n = int(value)
-    if n <= 0:
-        raise ValueError(f"{n} is not positive")
-    return n
+def _ranged(low: int, high: int):
+    def convert(value: str) -> int:
+        n = int(value)
+        if not low <= n <= high:
+            raise ValueError(f"{n} is not in {low}..{high}")
+        return n
+    return convert
 
 
 def _json_str(value: str) -> str:
@@ -226,16 +241,45 @@ def _json_str(value: str) -> str:
     return s
 
 
+def _json_list(value: str) -> list:
+    items = json.loads(value)
+    if not isinstance(items, list):
+        raise ValueError("not a JSON list")
+    return items
+
+
+def _json_dict(value: str) -> dict:
+    d = json.loads(value)
+    if not isinstance(d, dict):
+        raise ValueError("not a JSON object")
+    return d
+
+
+def _json_int(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+def _json_text(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
 def _state_specs(value: str) -> tuple[StateSpec, ...]:
     specs = []
-    for item in json.loads(value):
-        shape = tuple(item["shape"])
-        if not shape or shape[0] != BATCH_DIM or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
-            raise ValueError(f"state {item['name']!r} has shape {list(shape)}, expected ['{BATCH_DIM}', positive ints...]")
-        spec = StateSpec(str(item["name"]), shape[1:], str(item["dtype"]), float(item["init"]))
+    for item in _json_list(value):
+        if not isinstance(item, dict):
+            raise ValueError("a state entry is not a JSON object")
+        shape = tuple(item["shape"]) if isinstance(item["shape"], list) else ()
+        if not shape or shape[0] != BATCH_DIM or not all(isinstance(d, int) and 0 < d <= MAX_STATE_BYTES for d in shape[1:]):
+            raise ValueError(f"state {item['name']!r} has shape {item['shape']}, expected ['{BATCH_DIM}', positive ints...]")
+        if item["dtype"] not in STATE_DTYPES:
+            raise ValueError(f"state {item['name']!r} has dtype {item['dtype']!r}, expected one of {', '.join(STATE_DTYPES)}")
+        spec = StateSpec(_json_text(item["name"]), shape[1:], item["dtype"], float(item["init"]))
         if (item["input"], item["output"]) != (spec.input, spec.output):
             raise ValueError(f"state {spec.name!r} is bound to {item['input']!r} -> {item['output']!r}, "
                              f"expected {spec.input!r} -> {spec.output!r}")
-        np.dtype(spec.dtype)  # a dtype numpy does not know raises TypeError
         specs.append(spec)
     return tuple(specs)
