@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import json
 import lzma
 import math
 import platform
@@ -30,7 +31,11 @@ from artrain.data import Split, load_dataset
 from arrun.score import score
 from arrun.session import open_model
 
-SHIPPED = {"digits-pixelcnn": "digits", "pydoc-transformer": "text", "speech-wavenet": "speech"}
+
+
+def shipped(models: Path) -> dict[str, str]:
+    """Shipped model name -> the built-in data it was trained on, from each models/NAME/train.json."""
+    return {p.parent.name: json.loads(p.read_text())["data"] for p in sorted(models.glob("*/train.json"))}
 
 
 def as_bytes(split: Split) -> bytes:
@@ -69,14 +74,8 @@ def model_bits(path: Path, test: Split) -> float:
     """arrun's scorer on the full graph; conditional models are scored class by class with their labels."""
     model = open_model(path, threads=0)
     sequences = [test.sequence(i).astype(np.int64) for i in range(len(test))]
-    if not model.info.num_classes:
-        return score(model, sequences)["bits_per_dim"]
-    nats = dims = 0.0
-    for c in np.unique(test.labels):
-        result = score(model, [s for s, label in zip(sequences, test.labels) if label == c], int(c))
-        nats += result["nats_per_dim"] * result["n_dims"]
-        dims += result["n_dims"]
-    return nats / dims / math.log(2)
+    labels = test.labels.tolist() if model.info.num_classes else None
+    return score(model, sequences, labels)["bits_per_dim"]
 
 
 def row(name: str, data_name: str, model: float | None) -> str:
@@ -99,7 +98,7 @@ def main() -> None:
     print(f"Held-out bits/dim, {date.today()}, {platform.processor() or platform.machine()}; lower is better.\n")
     print("| model | data | model bits/dim | uniform | marginal | xz -9e | bz2 -9 | FLAC -8 |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, data_name in SHIPPED.items():
+    for name, data_name in shipped(args.models).items():
         path = args.models / name / "full.onnx"
         print(row(name, data_name, model_bits(path, load_dataset(data_name).test) if path.exists() else None))
     if args.digits:

@@ -1,0 +1,201 @@
+"""PixelRNN with Row LSTM layers (van den Oord et al. 2016, "Pixel Recurrent Neural Networks", section 3.1).
+
+Each layer is an LSTM that runs down the image one row at a time and computes a whole row at once.
+Its gates at pixel (i, j) are an input-to-state convolution along row i plus a state-to-state
+convolution (kernel 3) over the layer's own hidden states of row i - 1, columns j-1, j, j+1 (zero outside
+the image and above row 0): [i, f, o, g] = K_is * x_i + K_ss * h_{i-1}; c = sigmoid(f) * c_above +
+sigmoid(i) * tanh(g); h = sigmoid(o) * tanh(c), c_above being the cell state of pixel (i - 1, j). Every
+pixel thus sees a triangle of rows above it. With k = kernel_size and r = k // 2, the input-to-state
+convolution of layer 0 is masked (mask A, as the paper's first masked convolution): columns j-r..j-1 of
+the pixel embeddings of row i and columns j-1, j, j+1 of row i - 1 (without the row above, the last
+pixel of every row would be seen by no later pixel); later layers (mask B) cover columns j-r..j of the
+previous layer's output. A layer outputs
+Linear(dropout(h)), plus its input after layer 0 (residual); the head and the class conditioning (a
+per-layer bias on the gates) are PixelCNN's. Pixels are in raster order: position p = i * W + j.
+
+Step state (L layers, C channels); before the step for pixel (i, j):
+- ``h`` (B, L, W, C): each layer's hidden states, row i at columns < j and row i - 1 at columns >= j;
+- ``c`` (B, L, W, C): the cell states, laid out the same way;
+- ``h_diag`` (B, L, C): each layer's hidden state at (i - 1, j - 1), which ``h`` no longer holds;
+- ``left`` (B, L, r, C): each layer's input-to-state inputs left of the pixel, as PixelCNN's ``left``;
+- ``pixels`` (B, W, C): the pixel embeddings, row i at columns < j - 1 and row i - 1 from column j - 1 on.
+The step reads column j of ``h`` and ``c`` (the row above) and writes the new row's values there, so a
+finished row becomes the row above without any copy; ``pixels`` likewise (it reads row i - 1 at columns
+j-1..j+1, then writes pixel (i, j - 1) over column j - 1); at column 0 ``h_diag`` and ``left`` read as
+zero padding. Every pixel costs one cell update per layer: O(layers) work, the same at every column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from arrun.contract.schema import StateSpec
+
+from .base import ARModel
+
+
+@dataclass(frozen=True)
+class PixelRNNConfig:
+    vocab_size: int = 256      # pixel levels
+    height: int = 32
+    width: int = 32
+    num_classes: int = 0       # class ids for conditioning (0: unconditional)
+    layers: int = 8
+    channels: int = 64
+    kernel_size: int = 3       # odd; the input-to-state convolution sees r = kernel_size // 2 columns to the left
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and >= 3, got {self.kernel_size}")
+
+
+def lstm_cell(a: torch.Tensor, c_above: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gate pre-activations a (..., 4C, ...) ordered i, f, o, g along ``dim`` and the cell state above
+    (..., C, ...) -> (h, c), both (..., C, ...)."""
+    i, f, o, g = a.chunk(4, dim=dim)
+    c = torch.sigmoid(f) * c_above + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class RowLSTMLayer(nn.Module):
+    def __init__(self, c: PixelRNNConfig, first: bool):
+        super().__init__()
+        self.first = first
+        self.r = r = c.kernel_size // 2
+        ch = c.channels
+        self.input_conv = nn.Conv2d(ch, 4 * ch, (1, r if first else r + 1))  # masked: left of / up to the pixel
+        self.above_conv = nn.Conv1d(ch, 4 * ch, 3, padding=1, bias=False) if first else None  # inputs of row i-1
+        self.state_conv = nn.Conv1d(ch, 4 * ch, 3, padding=1, bias=False)  # row above: columns j-1, j, j+1
+        self.out = nn.Linear(ch, ch)
+        self.cond = nn.Embedding(c.num_classes, 4 * ch) if c.num_classes else None
+        self.drop = nn.Dropout(c.dropout)
+
+    def cond_bias(self, cond: torch.Tensor | None) -> torch.Tensor | int:
+        """-> gate bias (B, 4C), or 0 when unconditional."""
+        return 0 if self.cond is None else self.cond(cond)
+
+    def output(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., C) and layer inputs (..., C) channel-last -> outputs (..., C); after layer 0
+        the input is added (layer 0's input is the pixel itself, which it must not see)."""
+        out = self.out(self.drop(h))
+        return out if self.first else out + x
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """x (B, C, H, W) -> (B, C, H, W): input-to-state for every row at once, then one row at a time."""
+        B, C, H, W = x.shape
+        shifted = x[..., :-1] if self.first else x  # layer 0 drops the last column: pixel (i, j) is masked
+        a_in = self.input_conv(F.pad(shifted, (self.r, 0)))  # (B, 4C, H, W)
+        if self.above_conv is not None:  # row i - 1 of the inputs, columns j-1..j+1 (zeros above row 0)
+            above = F.pad(x, (0, 0, 1, 0))[:, :, :-1].permute(0, 2, 1, 3).flatten(0, 1)  # (B*H, C, W)
+            a_in = a_in + self.above_conv(above).view(B, H, 4 * C, W).permute(0, 2, 1, 3)
+        bias = self.cond_bias(cond)
+        if not isinstance(bias, int):
+            a_in = a_in + bias[:, :, None, None]
+        h = c = x.new_zeros(B, C, W)  # the row above row 0
+        rows = []
+        for i in range(H):
+            h, c = lstm_cell(a_in[:, :, i] + self.state_conv(h), c, dim=1)  # (B, C, W)
+            rows.append(h)
+        h = torch.stack(rows, dim=2).permute(0, 2, 3, 1)  # (B, H, W, C)
+        return self.output(h, x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def step(self, taps: torch.Tensor, above: torch.Tensor, c_above: torch.Tensor, cond, x: torch.Tensor | None):
+        """One pixel. taps (B, kw, C) input-to-state inputs, layer 0's followed by the pixel embeddings of
+        the row above at columns j-1, j, j+1; above (B, 3, C) hidden states of the row above at columns
+        j-1, j, j+1; c_above (B, C); x (B, C) the layer input at the pixel (None for layer 0) ->
+        (output (B, C), h (B, C), c (B, C))."""
+        w_in = self.input_conv.weight.permute(0, 2, 3, 1).flatten(1)  # (4C, kw * C), taps order
+        weights = [w_in] if self.above_conv is None else [w_in, self.above_conv.weight.permute(0, 2, 1).flatten(1)]
+        w_state = self.state_conv.weight.permute(0, 2, 1).flatten(1)  # (4C, 3 * C), column order
+        inputs = torch.cat([taps, above], dim=1).flatten(1)  # (B, (kw [+ 3] + 3) * C)
+        a = F.linear(inputs, torch.cat([*weights, w_state], dim=1), self.input_conv.bias)  # (B, 4C): one product
+        h, c = lstm_cell(a + self.cond_bias(cond), c_above, dim=-1)
+        return self.output(h, x), h, c
+
+
+class PixelRNN(ARModel):
+    family = "pixelrnn"
+    Config = PixelRNNConfig
+    training_defaults = {
+        "image": dict(steps=1200, batch_size=32, lr=3e-3, eval_every=300, model=dict(layers=4, channels=32, dropout=0.3)),
+    }
+
+    @classmethod
+    def data_config(cls, values, *, levels, num_classes, image_shape):
+        if image_shape is None:
+            raise ValueError("pixelrnn models images; train it on image data, or use wavenet or transformer")
+        values = super().data_config(values, levels=levels, num_classes=num_classes, image_shape=image_shape)
+        return {**values, "height": image_shape[0], "width": image_shape[1]}
+
+    def __init__(self, config: PixelRNNConfig):
+        super().__init__()
+        self.config = c = config
+        self.embed = nn.Embedding(c.vocab_size, c.channels)
+        self.layers = nn.ModuleList(RowLSTMLayer(c, first=i == 0) for i in range(c.layers))
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.channels, c.channels), nn.ReLU(), nn.Linear(c.channels, c.vocab_size))
+
+    @property
+    def max_length(self) -> int:
+        return self.config.height * self.config.width
+
+    @property
+    def fixed_length(self) -> int:
+        return self.max_length  # forward takes whole images
+
+    def state_spec(self) -> tuple[StateSpec, ...]:
+        c = self.config
+        L, C, W, r = c.layers, c.channels, c.width, c.kernel_size // 2
+        return (StateSpec("h", (L, W, C)), StateSpec("c", (L, W, C)), StateSpec("h_diag", (L, C)),
+                StateSpec("left", (L, r, C)), StateSpec("pixels", (W, C)))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, H, W) int64 levels -> logits (B, H, W, V); logits[:, i, j] predicts x[:, i, j]."""
+        h = self.embed(x).permute(0, 3, 1, 2)  # (B, C, H, W)
+        for layer in self.layers:
+            h = layer(h, cond)
+        return self.head(h.permute(0, 2, 3, 1))  # (B, H, W, V)
+
+    def sequence_logits(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        return self(x.view(-1, c.height, c.width), cond).flatten(1, 2)  # (B, H*W, V)
+
+    def step(self, token, pos, state, cond=None):
+        """token (B,) pixel pos - 1 (ignored at pos 0); pos in [0, H*W) -> (logits (B, V), new state)."""
+        c = self.config
+        col = pos % c.width
+        inside = (col != 0).to(state["h"].dtype)  # 0 at column 0: what lies left of it is zero padding
+        previous = self.embed(token.clamp(max=c.vocab_size - 1)) * (pos > 0)  # (B, C): pixel pos - 1
+        emb = previous * inside  # (B, C): pixel (i, j - 1), zero at column 0
+        pixels_pad = F.pad(state["pixels"], (0, 0, 1, 1))  # (B, W + 2, C): zero columns either side
+        pixels_above = pixels_pad.index_select(1, torch.stack([col, col + 1, col + 2]))  # (B, 3, C): j-1, j, j+1
+        h_pad = F.pad(state["h"], (0, 0, 0, 1))  # (B, L, W + 1, C): a zero column right of the image
+        up = h_pad.index_select(2, torch.stack([col, col + 1]))  # (B, L, 2, C): row above, columns j, j+1
+        above = torch.cat([(state["h_diag"] * inside)[:, :, None], up], dim=2)  # (B, L, 3, C): j-1, j, j+1
+        c_above = state["c"].index_select(2, col[None])[:, :, 0]  # (B, L, C)
+        left = state["left"] * inside  # (B, L, r, C)
+        x, new_h, new_c, new_left = None, [], [], []
+        per_layer = zip(self.layers, left.unbind(1), above.unbind(1), c_above.unbind(1))
+        for layer, left_i, above_i, c_above_i in per_layer:  # (B, r, C), (B, 3, C), (B, C)
+            if layer.first:  # inputs: the embeddings of the r pixels to the left, then of the row above
+                taps = torch.cat([left_i[:, 1:], emb[:, None]], dim=1)  # (B, r, C)
+                new_left.append(taps)
+                taps = torch.cat([taps, pixels_above], dim=1)  # (B, r + 3, C)
+            else:  # inputs: the previous layer's outputs at the r pixels to the left and at this pixel
+                taps = torch.cat([left_i, x[:, None]], dim=1)  # (B, r + 1, C)
+                new_left.append(taps[:, 1:])
+            x, h, cell = layer.step(taps, above_i, c_above_i, cond, x)  # (B, C) each
+            new_h.append(h)
+            new_c.append(cell)
+        columns = torch.arange(c.width, device=token.device)  # (W,)
+        here = (columns == col)[:, None]  # (W, 1): column j
+        written = (columns == (pos - 1) % c.width)[:, None]  # (W, 1): the column of pixel pos - 1
+        state = {"h": torch.where(here, torch.stack(new_h, dim=1)[:, :, None], state["h"]),  # (B, L, W, C)
+                 "c": torch.where(here, torch.stack(new_c, dim=1)[:, :, None], state["c"]),
+                 "h_diag": up[:, :, 0],  # (B, L, C): (i - 1, j), the diagonal of the next pixel
+                 "left": torch.stack(new_left, dim=1),  # (B, L, r, C)
+                 "pixels": torch.where(written, previous[:, None], state["pixels"])}  # (B, W, C)
+        return self.head(x), state
