@@ -10,6 +10,7 @@ timings interleaved round by round and the median round kept. Prints a markdown 
   depends on) >= 150x, and vs the torch eager ``step`` >= 3x;
 - Gated PixelCNN 32x32, 256 levels, 8 layers, 64 channels: ORT cached step per pixel (a whole image, the
   row starts included) vs recomputing the whole image per pixel (ORT full graph) >= 20x;
+- PixelRNN (Row LSTM) of the same size: the same comparison (its step is one LSTM cell per layer);
 - Transformer 4 layers, d 256, 4 heads, context 256, over 256 generated tokens: ORT KV-cache step vs
   full recompute (ORT full graph over the t + 1 tokens so far, averaged over t) >= 5x, and vs the torch
   eager ``step`` >= 2.5x.
@@ -54,11 +55,13 @@ STANDARD = {
                 DataInfo("random", "audio", 256, sample_rate=16000)),
     "pixelcnn": (dict(vocab_size=256, height=32, width=32, layers=8, channels=64),
                  DataInfo("random", "image", 256, image_shape=(32, 32))),
+    "pixelrnn": (dict(vocab_size=256, height=32, width=32, layers=8, channels=64),
+                 DataInfo("random", "image", 256, image_shape=(32, 32))),
     "transformer": (dict(vocab_size=256, max_len=256, layers=4, d_model=256, heads=4),
                     DataInfo("random", "audio", 256, sample_rate=16000)),
 }
 TARGETS = {("wavenet", "recompute"): 150, ("wavenet", "torch"): 3, ("pixelcnn", "recompute"): 20,
-           ("transformer", "recompute"): 5, ("transformer", "torch"): 2.5}
+           ("pixelrnn", "recompute"): 20, ("transformer", "recompute"): 5, ("transformer", "torch"): 2.5}
 
 
 def export_standard(family: str, workdir: Path, verify: bool) -> tuple[torch.nn.Module, Path, Path]:
@@ -100,12 +103,13 @@ def measure(family: str, model, step_path: Path, full_path: Path, rounds: int) -
     step, full = open_model(step_path, threads=1), open_model(full_path, threads=1)
     bound, plain, eager = Stepper(step, 1), PlainStepper(step, 1), TorchStepper(model, 1)
     start = step.info.start_token
-    n = {"wavenet": 500, "pixelcnn": 1024, "transformer": 256}[family]
+    n = {"wavenet": 500, "pixelcnn": 1024, "pixelrnn": 1024, "transformer": 256}[family]
     methods = {"step": lambda: greedy_steps(bound, start, n), "step_run": lambda: greedy_steps(plain, start, n)}
     methods |= {
         "wavenet": {"recompute": lambda: full_runs(full, [model.config.receptive_field] * 3),
                     "torch": lambda: greedy_steps(eager, start, 200)},
         "pixelcnn": {"recompute": lambda: full_runs(full, [1024] * 3)},
+        "pixelrnn": {"recompute": lambda: full_runs(full, [1024] * 3)},
         "transformer": {"recompute": lambda: full_runs(full, list(range(1, 257))),
                         "torch": lambda: greedy_steps(eager, start, 256)},
     }[family]
@@ -145,7 +149,7 @@ def _cpu() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="Keep checkpoints and exports here (reused when present).")
-    parser.add_argument("--only", default="wavenet,pixelcnn,transformer", help="Comma-separated families.")
+    parser.add_argument("--only", default="wavenet,pixelcnn,pixelrnn,transformer", help="Comma-separated families.")
     parser.add_argument("--rounds", type=int, default=5, help="Interleaved measurement rounds (median kept).")
     parser.add_argument("--verify", action="store_true", help="Verify each export (slower).")
     args = parser.parse_args()

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+ORDINARY_MODE = 0o666  # before the umask, as for any new file
+
 
 class PendingFile:
     """An output file that appears at ``path`` only on ``commit``; a context manager commits on success
@@ -28,7 +30,7 @@ class PendingFile:
             self.file: BinaryIO = open(self.path, "wb")
         else:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, ORDINARY_MODE & ~_umask())
             self.tmp, self.file = Path(tmp), os.fdopen(fd, "wb")
         self._done = False
 
@@ -43,6 +45,7 @@ class PendingFile:
             elif not self.through:
                 with open(self.tmp, "rb+") as f:  # written by path: fsync what the writer left
                     os.fsync(f.fileno())
+                os.chmod(self.tmp, ORDINARY_MODE & ~_umask())  # a writer may have made the file anew
             if not self.through:
                 os.replace(self.tmp, self.path)
         return self.path
