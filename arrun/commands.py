@@ -11,11 +11,14 @@ from typing import TextIO
 
 from .bench import bench as run_bench
 from .contract.errors import ARError, Interrupted, UsageError, first_line
-from .generate import SampleOptions, check_condition, class_id, generate, make_plan
+from .generate import SampleOptions, check_condition, check_memory, class_id, generate, make_plan
 from .kinds import load_sequences
 from .progress import Progress
 from .score import score as run_score
 from .session import ORT_ERRORS, open_model
+
+MAX_BENCH_BATCH = 65_536
+MAX_BENCH_STEPS = 10_000_000
 
 
 def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", threads: int = 1,
@@ -104,9 +107,11 @@ def score(model_path: Path, data: Path, *, condition: int | str | None = None, u
 def bench(model_path: Path, *, provider: str = "cpu", batch_size: int = 1, steps: int = 600,
           threads: int = 1) -> dict:
     """Sampling-loop throughput and latency against the bare session.run loop."""
-    if batch_size <= 0 or steps <= 0:
-        raise UsageError(f"--batch-size and --steps must be >= 1, got {batch_size} and {steps}")
+    if not (1 <= batch_size <= MAX_BENCH_BATCH and 1 <= steps <= MAX_BENCH_STEPS):
+        raise UsageError(f"--batch-size may be at most {MAX_BENCH_BATCH:,} and --steps at most {MAX_BENCH_STEPS:,} "
+                         f"(both >= 1), got {batch_size} and {steps}")
     model = open_model(model_path, provider=provider, threads=threads, graph="step", command="arrun bench")
+    check_memory(model.kind, model.info, 0, batch_size, model.info.max_length or steps)
     try:
         return {"model": str(model_path), "family": model.info.family,
                 **run_bench(model, batch_size=batch_size, steps=steps)}

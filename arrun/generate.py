@@ -73,12 +73,12 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
     prompt = kind.prompt_tokens(o.prompt, info, o.unknown)
     length = kind.length(o.length, len(prompt), info)
     batch_size = min(o.batch_size or MAX_BATCH, n)
-    _check_memory(kind, info, n, batch_size, len(prompt) + length)
+    check_memory(kind, info, n, batch_size, len(prompt) + length)
     conditions, per_class = _conditions(o, info)
     return Plan(conditions, prompt, length, batch_size, n, per_class)
 
 
-def _check_memory(kind, info: ModelInfo, n: int, batch_size: int, total_length: int) -> None:
+def check_memory(kind, info: ModelInfo, n: int, batch_size: int, total_length: int) -> None:
     """Refuse up front a run whose tokens, state, logits and kept output exceed MEMORY_LIMIT."""
     state = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in info.state)
     per_batch = batch_size * (total_length * 8 + 2 * state + info.vocab_size * 4)  # tokens, 2 state sets, logits

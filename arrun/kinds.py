@@ -12,8 +12,8 @@ from typing import TextIO
 
 import numpy as np
 
-from .contract.codecs import (encode_text, mulaw_encode, png_decode, read_npy_images, read_npz_images, read_text,
-                              read_wav, resample_linear)
+from .contract.codecs import (encode_text, mulaw_encode, png_decode, read_bytes, read_npy_images, read_npz_images,
+                              read_text, read_wav, resample_linear)
 from .contract.errors import UsageError
 from .contract.schema import ModelInfo, SchemaError
 from .outputs import AudioSink, ImageSink, TextSink
@@ -133,7 +133,7 @@ class ImageKind(DataKind):
         if path.suffix.lower() == ".npy":
             images = read_npy_images(path)
         else:
-            images = png_decode(path.read_bytes(), str(path))[None]
+            images = png_decode(read_bytes(path, "PNG file"), str(path))[None]
         return self._levels(path, images, info)
 
     def _levels(self, path, images, info):
@@ -212,7 +212,7 @@ class AudioKind(DataKind):
 
     def read(self, path, info):
         x, rate = read_wav(path)
-        return [mulaw_encode(resample_linear(x, rate, info.sample_rate), info.vocab_size)]
+        return [mulaw_encode(resample_linear(x, rate, info.sample_rate, str(path)), info.vocab_size)]
 
 
 KINDS: dict[str, DataKind] = {kind.name: kind for kind in (ImageKind(), TextKind(), AudioKind())}
@@ -233,6 +233,8 @@ def load_sequences(path: Path, info: ModelInfo, unknown: str = "error") -> list[
     path, kind = Path(path), KINDS[info.data_kind]
     if not path.exists():
         raise UsageError(f"{path} does not exist; give {kind.expected}")
+    if not path.is_dir() and not path.is_file():
+        raise UsageError(f"{path} is not a regular file or folder; give {kind.expected}")
     if not path.is_dir():
         found = next((k for k in KINDS.values() if path.suffix.lower() in k.suffixes), KINDS["text"])
         if found is not kind:

@@ -14,8 +14,8 @@ grows; text as it comes); a device or FIFO (/dev/null, a named pipe) is written 
 from __future__ import annotations
 
 import io
-import os
 import sys
+import tempfile
 import wave
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -38,6 +38,13 @@ MAX_FILES = 10_000  # output files one run writes
 def check_output(path: Path, suffixes: tuple[str, ...] = ()) -> None:
     """``path`` can be created or replaced: its folder exists and is writable, it is no folder, and it has
     one of ``suffixes`` (any when empty) unless it is a device or FIFO."""
+    try:
+        _check_output(path, suffixes)
+    except OSError as e:
+        raise UsageError(f"cannot use --out {str(path)[:200]} ({e.strerror}); choose another --out") from None
+
+
+def _check_output(path: Path, suffixes: tuple[str, ...]) -> None:
     if is_special(path):
         return
     if suffixes and path.suffix.lower() not in suffixes:
@@ -48,8 +55,11 @@ def check_output(path: Path, suffixes: tuple[str, ...] = ()) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise UsageError(f"output directory {folder} does not exist; create it or choose another --out")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to the output directory {folder}; choose another --out")
+    try:  # the only sure test that a file can be created there (/proc, read-only mounts, permissions)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to the output directory {folder} ({e.strerror}); choose another --out") from None
 
 
 def numbered(path: Path, i: int, n: int) -> Path:
@@ -232,6 +242,11 @@ class AudioSink:
         return list(self.paths)
 
     def discard(self) -> None:
+        for _, w in self._open:
+            try:
+                w.close()  # now, not in its __del__ (a failed write would print from there)
+            except OSError:
+                pass  # the file goes anyway
         self._open = []
         for pending in self._pending:
             pending.discard()

@@ -82,9 +82,9 @@ def sample_categorical(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
 def sample(logits: np.ndarray, options: SamplingOptions, rngs: Sequence[np.random.Generator]) -> np.ndarray:
     """(B, V) logits -> (B,) int64 tokens; rngs[i] draws one uniform for row i (none when greedy).
     A temperature so small that logits / temperature overflows is greedy for the rows it overflows."""
-    if options.temperature == 0:
+    if np.float32(options.temperature) == 0:  # 0, or too small for float32: greedy
         return sample_argmax(logits)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         x = logits if options.temperature == 1 else logits / np.float32(options.temperature)
     overflow = ~np.isfinite(x).all(axis=1)  # (B,) rows scaled beyond the float range: greedy
     if overflow.any():

@@ -16,9 +16,10 @@ from .kinds import DataKind, kind_of
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 GPU_HINT = ("install the GPU build of onnxruntime with `pip uninstall onnxruntime && pip install .[gpu]` "
             "on a machine with an NVIDIA driver, or use --provider cpu")
-# What onnxruntime raises when a run fails (its pybind classes, not RuntimeError subclasses).
+# What onnxruntime raises when a run fails: its pybind classes, and RuntimeError ("Error in execution: ...").
 ORT_ERRORS = (_ort_state.Fail, _ort_state.InvalidArgument, _ort_state.RuntimeException, _ort_state.EPFail,
-              _ort_state.NotImplemented, _ort_state.InvalidGraph, _ort_state.EngineError)
+              _ort_state.NotImplemented, _ort_state.InvalidGraph, _ort_state.EngineError, RuntimeError)
+MAX_THREADS = 4 * (os.cpu_count() or 1)
 _ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64": "tensor(double)"}
 # onnxruntime's own warnings (e.g. "Failed to persist telemetry device ID" where $HOME is read-only) would
 # garble arrun's output; arrun reports every failure itself, and AR_DEBUG=1 shows onnxruntime's log.
@@ -45,8 +46,8 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: st
     _check_file(path)
     if provider not in PROVIDERS:
         raise UsageError(f"unknown provider {provider!r}; use cpu or cuda")
-    if threads < 0:
-        raise UsageError(f"--threads must be >= 0 (0 = one per core), got {threads}")
+    if not 0 <= threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be in 0..{MAX_THREADS} (0 = one per core), got {threads}")
     wanted = PROVIDERS[provider]
     if wanted not in ort.get_available_providers():
         raise ARError(f"this onnxruntime ({ort.__version__}) has no {wanted} "
@@ -68,15 +69,18 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: st
 
 
 def _check_file(path: Path) -> None:
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory; give the .onnx file exported by `arexport onnx`")
-    if not path.exists():
-        raise UsageError(f"{path} does not exist; give the .onnx file exported by `arexport onnx`")
+    """``path`` is a readable regular file (a FIFO or device would block or never end)."""
     try:
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory; give the .onnx file exported by `arexport onnx`")
+        if not path.exists():
+            raise UsageError(f"{path} does not exist; give the .onnx file exported by `arexport onnx`")
+        if not path.is_file():
+            raise UsageError(f"{path} is not a regular file; give the .onnx file exported by `arexport onnx`")
         with open(path, "rb"):
             pass
     except OSError as e:
-        raise UsageError(f"cannot read {path} ({e.strerror}); check its permissions") from None
+        raise UsageError(f"cannot read {path} ({e.strerror}); check the path and its permissions") from None
 
 
 def _create_session(path: Path, provider: str, threads: int) -> ort.InferenceSession:

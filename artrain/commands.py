@@ -24,6 +24,9 @@ def fit(*, family: str | None = None, data: str | None = None, out: Path | None 
             raise UsageError(f"--resume continues the run with its own options, so {', '.join(given)} cannot be "
                              "given with it; drop them (--steps and the other flags may change)")
         saved = ckpt.read_config(resume)["train"]
+        if not {"family", "data"} <= set(saved):
+            raise UsageError(f"{resume} holds no training state to resume (its config.json has no training "
+                             "options); train a new run with `artrain fit`")
         known = {f.name for f in fields(FitOptions)}
         opts = FitOptions(**{k: v for k, v in saved.items() if k in known})
         kept = {k: v for k, v in asdict(opts).items() if k not in ("family", "data")}

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from arrun.contract.codecs import encode_text, mulaw_encode, read_npy_images, read_npz_images, read_text, read_wav
+from arrun.contract.codecs import (encode_text, mulaw_encode, read_npy_images, read_npz_images, read_text, read_wav,
+                                   resampled_length)
 from arrun.contract.errors import ARError, UsageError
 from arrun.contract.files import write_atomic
 
@@ -100,7 +101,7 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
         data = _load_speech(cache_dir)
     else:
         data = _load_path(name, alphabet)
-    if alphabet is not None and data.kind != "text":
+    if alphabet is not None and data.alphabet is None:  # only text data has an alphabet
         raise UsageError(f"an alphabet was given but '{name}' is {data.kind} data; drop the alphabet")
     return data
 
@@ -246,10 +247,11 @@ def _load_text_file(path: Path, name: str, alphabet: str | None) -> Dataset:
 
 # ---------------------------------------------------------------- audio
 
-def _resample(x: np.ndarray, rate: int) -> np.ndarray:
+def _resample(x: np.ndarray, rate: int, source: str) -> np.ndarray:
     """(T,) float at `rate` Hz -> float at SAMPLE_RATE Hz, clipped to [-1, 1]."""
     from scipy.signal import resample_poly
     if rate != SAMPLE_RATE:
+        resampled_length(len(x), rate, SAMPLE_RATE, source)
         g = math.gcd(rate, SAMPLE_RATE)
         x = resample_poly(x, SAMPLE_RATE // g, rate // g)
     return np.clip(x, -1.0, 1.0)
@@ -257,7 +259,7 @@ def _resample(x: np.ndarray, rate: int) -> np.ndarray:
 
 def _read_wav(path: Path) -> np.ndarray:
     """A PCM WAV (8/16/24/32-bit, any channels, any rate) -> (T,) float64 mono at 16 kHz."""
-    return _resample(*read_wav(path))
+    return _resample(*read_wav(path), str(path))
 
 
 def _folder_splits(n: int) -> np.ndarray:

@@ -55,8 +55,10 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
     ``family`` and ``data`` may come from the config file instead."""
     file_values = _read_config_file(config_file) if config_file is not None else {}
     family = family or file_values.pop("family", None)
-    data = data or file_values.pop("data", None) or "digits"
+    data = data if data is not None else file_values.pop("data", "digits")
     file_values.pop("family", None), file_values.pop("data", None)
+    if not isinstance(data, str) or not data.strip():
+        raise UsageError(f"--data must name a built-in dataset or a path, got {data!r}")
     if not is_builtin(data):  # stored resolved, so `artrain eval` works from any folder
         data = str(Path(data).expanduser().resolve())
     if family is None:
@@ -70,8 +72,10 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
     check_option_types(base, "the fit options")
     opts = FitOptions(family=family, data=data, **base)
     for name in ("steps", "batch_size", "lr"):
-        if not getattr(opts, name) > 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(opts, name)}")
+        if not 0 < getattr(opts, name) < math.inf:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {getattr(opts, name)}")
+    if not 0 <= opts.seed < 2**63 or not 0 <= opts.weight_decay < math.inf:
+        raise UsageError(f"--seed must be in 0..2**63-1 and weight_decay >= 0, got {opts.seed} and {opts.weight_decay}")
     if opts.seq_len < 0 or opts.eval_every <= 0 or opts.warmup < 0:
         raise UsageError("seq_len and warmup must be >= 0 and eval_every > 0; fix the config")
     if opts.device not in ("cpu", "cuda"):
@@ -95,6 +99,8 @@ def check_option_types(values: dict, source: str) -> None:
 
 
 def _read_config_file(path: Path) -> dict:
+    if Path(path).exists() and not Path(path).is_file() and not Path(path).is_dir():
+        raise UsageError(f"config file {path} is not a regular file; give a JSON file of fit options")
     try:
         values = json.loads(Path(path).read_text())
     except (FileNotFoundError, NotADirectoryError):
@@ -148,6 +154,17 @@ def train_length(opts: FitOptions, data: Dataset, model: ARModel) -> int:
     return length
 
 
+BATCH_MEMORY_LIMIT = 8 << 30  # bytes the logits of one batch (with their gradient) may take
+
+
+def _check_batch_memory(batch_size: int, length: int, vocab_size: int) -> None:
+    need = batch_size * length * vocab_size * 4 * 3  # logits, their softmax and gradient, float32
+    if need > BATCH_MEMORY_LIMIT:
+        raise UsageError(f"--batch-size {batch_size} of {length} elements with {vocab_size} outputs needs "
+                         f"{need / 2**30:,.1f} GiB for the logits alone, more than the {BATCH_MEMORY_LIMIT >> 30} GiB "
+                         "artrain allows; give a smaller --batch-size or --seq-len")
+
+
 def lr_at(step: int, opts: FitOptions) -> float:
     """Linear warm-up, then cosine decay to 10 % of the peak."""
     if step < opts.warmup:
@@ -170,6 +187,7 @@ class Trainer:
         if ranks.world_size > 1:
             self.logits = DistributedDataParallel(self.logits)
         self.length = train_length(opts, data, self.model)
+        _check_batch_memory(opts.batch_size, self.length, self.model.config.vocab_size)
         random_windows(data.train, 1, self.length, np.random.default_rng(0))  # UsageError now if the data is too short
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
@@ -204,8 +222,11 @@ class Trainer:
             logits = self.logits(x, cond)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), x.flatten())
         if not torch.isfinite(loss):
+            if not (self.out / ckpt.CONFIG).exists():
+                raise ARError(f"the loss became {loss.item()} at step {self.step}, before any checkpoint was saved; "
+                              "lower --lr and train again")
             raise ARError(f"the loss became {loss.item()} at step {self.step}; the last good checkpoint is in "
-                               f"{self.out}; lower --lr and continue with --resume")
+                          f"{self.out}; lower --lr and continue with --resume")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

@@ -85,7 +85,7 @@ def row(name: str, data_name: str, model: float | None) -> str:
     cells = [model, math.log2(data.levels), marginal_bits(train, test, data.levels, positions),
              compressor_bits(lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), as_bytes(train), as_bytes(test)),
              compressor_bits(lambda b: bz2.compress(b, 9), as_bytes(train), as_bytes(test)),
-             flac_bits(test, data.sample_rate) if data.kind == "audio" else None]
+             flac_bits(test, data.sample_rate) if data.sample_rate else None]  # FLAC: audio only
     text = " | ".join("—" if c is None else f"{c:.3f}" for c in cells)
     return f"| {name} | {data_name} ({test.n_dims:,} held-out dims) | {text} |"
 

@@ -142,11 +142,20 @@ def test_pickle_checkpoint_is_refused_without_running_it(tmp_path):
 
 
 def test_nan_loss_stops_with_the_step(tmp_path):
+    """The error names the step, and points to the last checkpoint only when one was saved."""
     trainer = tiny_trainer(tmp_path)
     trainer.train_step()
+    good = trainer.model.head.weight.detach().clone()
     with torch.no_grad():
         trainer.model.head.weight.fill_(float("nan"))
-    with pytest.raises(ARError, match="at step 1; the last good checkpoint"):
+    with pytest.raises(ARError, match="at step 1, before any checkpoint was saved"):
+        trainer.train_step()
+    with torch.no_grad():
+        trainer.model.head.weight.copy_(good)
+    trainer.save()
+    with torch.no_grad():
+        trainer.model.head.weight.fill_(float("nan"))
+    with pytest.raises(ARError, match="at step 1; the last good checkpoint is in"):
         trainer.train_step()
 
 

@@ -3,7 +3,9 @@ mu-law, 8-bit grayscale PNG (zlib + struct), PCM WAV (stdlib ``wave``), .npy ima
 through an alphabet. numpy and the standard library only; bad input raises UsageError naming the file."""
 from __future__ import annotations
 
+import io
 import struct
+import warnings
 import wave
 import zipfile
 import zlib
@@ -14,6 +16,20 @@ import numpy as np
 from .errors import UsageError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_INPUT_BYTES = 1 << 30   # one input file (text, PNG, WAV) read at once
+MAX_PIXELS = 1 << 26        # one decoded PNG
+
+
+def read_bytes(path: Path, what: str = "file") -> bytes:
+    """A regular file of at most MAX_INPUT_BYTES, read whole; UsageError otherwise (a FIFO would block)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} is not a regular file; give a {what}")
+    size = path.stat().st_size
+    if size > MAX_INPUT_BYTES:
+        raise UsageError(f"{path} has {size / 2**30:.1f} GiB, more than the {MAX_INPUT_BYTES >> 30} GiB read at "
+                         "once; split it into smaller files")
+    return path.read_bytes()
 
 
 # ---------------------------------------------------------------- mu-law
@@ -76,7 +92,11 @@ def png_decode(data: bytes, source: str) -> np.ndarray:
         if (depth, color, interlace) != (8, 0, 0):
             raise UsageError(f"{source} is not an 8-bit grayscale non-interlaced PNG (bit depth {depth}, "
                              f"color type {color}); convert it, e.g. `convert IN -depth 8 -colorspace gray OUT`")
-        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
+        if w * h > MAX_PIXELS:
+            raise UsageError(f"{source} declares {w}x{h} pixels, more than the {MAX_PIXELS:,} read at once; "
+                             "give smaller images")
+        inflater = zlib.decompressobj()
+        raw = np.frombuffer(inflater.decompress(b"".join(idat), h * (w + 1) + 1), np.uint8)  # never more
         if raw.size != h * (w + 1):
             raise ValueError("image data has the wrong size")
     except (struct.error, zlib.error, ValueError) as e:
@@ -121,15 +141,18 @@ def _paeth(a: int, b: int, c: int) -> int:
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """A PCM WAV (8/16/24/32-bit, any channels) -> ((T,) float64 mono in [-1, 1], sample rate)."""
     try:
-        with wave.open(str(path), "rb") as w:
-            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
-            raw = w.readframes(w.getnframes())
-    except (wave.Error, EOFError, OSError) as e:
+        with wave.open(io.BytesIO(read_bytes(path, "PCM WAV file")), "rb") as w:
+            width, channels, rate, frames = w.getsampwidth(), w.getnchannels(), w.getframerate(), w.getnframes()
+            raw = w.readframes(frames)
+    except (wave.Error, EOFError) as e:
         raise UsageError(f"{path} is not a readable PCM WAV file ({e}); re-save it as 16-bit PCM WAV") from None
     if width not in (1, 2, 3, 4) or channels < 1 or rate < 1:
         raise UsageError(f"{path} has an unsupported format ({8 * width}-bit, {channels} channels, {rate} Hz); "
                          "re-save it as 16-bit PCM WAV")
-    raw = raw[:len(raw) - len(raw) % (width * channels)]  # drop a truncated last frame
+    if len(raw) < frames * width * channels:
+        raise UsageError(f"{path} is truncated: its header declares {frames:,} frames and it holds "
+                         f"{len(raw) // (width * channels):,}; re-save it")
+    raw = raw[:len(raw) - len(raw) % (width * channels)]
     if not raw:
         raise UsageError(f"{path} holds no audio; give a WAV file with some samples")
     if width == 1:  # 8-bit WAV is unsigned
@@ -142,11 +165,23 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     return x.reshape(-1, channels).mean(axis=1), rate
 
 
-def resample_linear(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+MAX_SAMPLES = 1 << 28  # samples of one clip after resampling
+
+
+def resampled_length(length: int, rate: int, target: int, source: str) -> int:
+    """Samples a clip of ``length`` at ``rate`` Hz has at ``target`` Hz; UsageError beyond MAX_SAMPLES."""
+    n = max(1, round(length * target / rate))
+    if n > MAX_SAMPLES:
+        raise UsageError(f"{source} becomes {n:,} samples at {target} Hz, more than the {MAX_SAMPLES:,} read at "
+                         "once; give shorter clips (or a file with its real sample rate)")
+    return n
+
+
+def resample_linear(x: np.ndarray, rate: int, target: int, source: str = "the audio") -> np.ndarray:
     """(T,) at ``rate`` Hz -> (round(T * target / rate),) at ``target`` Hz by linear interpolation."""
     if rate == target:
         return x
-    n = max(1, round(len(x) * target / rate))
+    n = resampled_length(len(x), rate, target, source)
     return np.interp(np.arange(n) * (rate / target), np.arange(len(x)), x)
 
 
@@ -155,7 +190,7 @@ def resample_linear(x: np.ndarray, rate: int, target: int) -> np.ndarray:
 def read_text(path: Path) -> str:
     """A UTF-8 file (a BOM is dropped), decoded strictly; empty or not UTF-8 -> UsageError."""
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        text = read_bytes(path, "UTF-8 text file").decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise UsageError(f"{path} is not valid UTF-8 (byte {e.start}); convert it to UTF-8, "
                          "e.g. iconv -f latin1 -t utf-8") from None
@@ -192,14 +227,21 @@ def encode_text(text: str, alphabet: str, source: str, unknown: str = "error") -
 def read_npy_images(path: Path) -> np.ndarray:
     """A .npy of images (N, H, W), N >= 1, of non-negative integer levels; never unpickles, and reads the
     header first (memory-mapped), so a header declaring more than the file holds allocates nothing."""
+    if not Path(path).is_file():
+        raise UsageError(f"{path} is not a regular file; give a .npy of images")
     try:
-        images = np.load(path, allow_pickle=False, mmap_mode="r")
-    except (ValueError, EOFError, OSError, MemoryError):  # numpy's own message suggests allow_pickle, which we never want
+        with warnings.catch_warnings(), np.errstate(all="ignore"):  # a hostile header overflows numpy's sums
+            warnings.simplefilter("ignore")
+            images = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (ValueError, EOFError, OSError, MemoryError, OverflowError):  # numpy's own message suggests allow_pickle, which we never want
         raise UsageError(f"{path} is not a readable .npy array (or holds less than its header declares); save "
                          "the images with numpy.save(path, array) from an integer array (N, H, W)") from None
     if images.ndim != 3 or not np.issubdtype(images.dtype, np.integer) or not images.size:
         raise UsageError(f"{path} holds a {images.dtype} array of shape {images.shape}; "
                          "images must be a non-empty integer array (N, H, W)")
+    if images.size > MAX_INPUT_BYTES // 8:
+        raise UsageError(f"{path} holds {images.size:,} levels, more than the {MAX_INPUT_BYTES // 8:,} read at "
+                         "once; split it into smaller files")
     images = np.array(images)  # (N, H, W) in memory
     if images.min() < 0:
         raise UsageError(f"{path} has negative values; images must hold levels 0, 1, 2, ...")
@@ -209,6 +251,7 @@ def read_npy_images(path: Path) -> np.ndarray:
 def read_npz_images(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """A .npz of ``images`` (N, H, W) integer levels and ``labels`` (N,) class ids >= 0, with optional
     ``class_names`` (C,) strings -> (images, labels, class names; default '0', '1', ...). Never unpickles."""
+    read_bytes(path, ".npz of labelled images")  # a regular file of a size read at once
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

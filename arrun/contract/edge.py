@@ -42,6 +42,10 @@ def run(work: Callable[[], T]) -> T:
         if debugging():
             raise
         error = e
+    except MemoryError:
+        if debugging():
+            raise
+        error = ARError("out of memory; ask for less at once (a smaller batch, length, model or file)")
     except Exception as e:
         if debugging():
             raise

@@ -234,25 +234,17 @@ def _ranged(low: int, high: int):
     return convert
 
 
-def _json_str(value: str) -> str:
-    s = json.loads(value)
-    if not isinstance(s, str):
-        raise ValueError("not a JSON string")
-    return s
+def _json(kind: type):
+    """A converter: JSON text -> its value, which must be of ``kind`` (str, list or dict)."""
+    def convert(value: str):
+        parsed = json.loads(value)
+        if not isinstance(parsed, kind):
+            raise ValueError(f"not a JSON {kind.__name__}")
+        return parsed
+    return convert
 
 
-def _json_list(value: str) -> list:
-    items = json.loads(value)
-    if not isinstance(items, list):
-        raise ValueError("not a JSON list")
-    return items
-
-
-def _json_dict(value: str) -> dict:
-    d = json.loads(value)
-    if not isinstance(d, dict):
-        raise ValueError("not a JSON object")
-    return d
+_json_str, _json_list, _json_dict = _json(str), _json(list), _json(dict)
 
 
 def _json_int(value) -> int:

@@ -74,6 +74,30 @@ class ARModel(nn.Module):
         return self(x, cond)
 
 
+class ImageModel(ARModel):
+    """What the image families share: the config has ``height`` and ``width``, set from the data; a
+    sequence is one whole image in raster order (``fixed_length`` = H*W); ``forward`` takes (B, H, W)."""
+
+    @classmethod
+    def data_config(cls, values, *, levels, num_classes, image_shape):
+        if image_shape is None:
+            raise ValueError(f"{cls.family} models images; train it on image data, or use a sequence family")
+        values = super().data_config(values, levels=levels, num_classes=num_classes, image_shape=image_shape)
+        return {**values, "height": image_shape[0], "width": image_shape[1]}
+
+    @property
+    def max_length(self) -> int:
+        return self.config.height * self.config.width
+
+    @property
+    def fixed_length(self) -> int:
+        return self.max_length  # forward takes whole images
+
+    def sequence_logits(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        return self(x.view(-1, c.height, c.width), cond).flatten(1, 2)  # (B, H*W, V)
+
+
 def gate(a: torch.Tensor, dim: int) -> torch.Tensor:
     """Gated activation unit tanh(a1) * sigmoid(a2), halves taken along ``dim``."""
     filt, gate_ = a.chunk(2, dim=dim)

@@ -27,7 +27,7 @@ from torch import nn
 
 from arrun.contract.schema import StateSpec
 
-from .base import ARModel, gate
+from .base import ImageModel, gate
 
 
 @dataclass(frozen=True)
@@ -96,19 +96,12 @@ class GatedLayer(nn.Module):
         return self.horizontal_out(a, h)
 
 
-class PixelCNN(ARModel):
+class PixelCNN(ImageModel):
     family = "pixelcnn"
     Config = PixelCNNConfig
     training_defaults = {
         "image": dict(steps=800, batch_size=32, lr=2e-3, eval_every=200, model=dict(layers=6, channels=32, dropout=0.3)),
     }
-
-    @classmethod
-    def data_config(cls, values, *, levels, num_classes, image_shape):
-        if image_shape is None:
-            raise ValueError("pixelcnn models images; train it on image data, or use wavenet or transformer")
-        values = super().data_config(values, levels=levels, num_classes=num_classes, image_shape=image_shape)
-        return {**values, "height": image_shape[0], "width": image_shape[1]}
 
     def __init__(self, config: PixelCNNConfig):
         super().__init__()
@@ -116,14 +109,6 @@ class PixelCNN(ARModel):
         self.embed = nn.Embedding(c.vocab_size, c.channels)
         self.layers = nn.ModuleList(GatedLayer(c, first=i == 0) for i in range(c.layers))
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.channels, c.channels), nn.ReLU(), nn.Linear(c.channels, c.vocab_size))
-
-    @property
-    def max_length(self) -> int:
-        return self.config.height * self.config.width
-
-    @property
-    def fixed_length(self) -> int:
-        return self.max_length  # forward takes whole images
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
@@ -137,10 +122,6 @@ class PixelCNN(ARModel):
         for layer in self.layers:
             v, h = layer(v, h, cond)
         return self.head(h.permute(0, 2, 3, 1))  # (B, H, W, V)
-
-    def sequence_logits(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.config
-        return self(x.view(-1, c.height, c.width), cond).flatten(1, 2)  # (B, H*W, V)
 
     def _vertical_row(self, rows, row, cond=None):
         """At the first pixel of a row: the completed row above enters the caches and the vertical stack

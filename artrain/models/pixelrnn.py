@@ -34,7 +34,7 @@ from torch import nn
 
 from arrun.contract.schema import StateSpec
 
-from .base import ARModel
+from .base import ImageModel
 
 
 @dataclass(frozen=True)
@@ -117,19 +117,12 @@ class RowLSTMLayer(nn.Module):
         return self.output(h, x), h, c
 
 
-class PixelRNN(ARModel):
+class PixelRNN(ImageModel):
     family = "pixelrnn"
     Config = PixelRNNConfig
     training_defaults = {
         "image": dict(steps=1200, batch_size=32, lr=3e-3, eval_every=300, model=dict(layers=4, channels=32, dropout=0.3)),
     }
-
-    @classmethod
-    def data_config(cls, values, *, levels, num_classes, image_shape):
-        if image_shape is None:
-            raise ValueError("pixelrnn models images; train it on image data, or use wavenet or transformer")
-        values = super().data_config(values, levels=levels, num_classes=num_classes, image_shape=image_shape)
-        return {**values, "height": image_shape[0], "width": image_shape[1]}
 
     def __init__(self, config: PixelRNNConfig):
         super().__init__()
@@ -137,14 +130,6 @@ class PixelRNN(ARModel):
         self.embed = nn.Embedding(c.vocab_size, c.channels)
         self.layers = nn.ModuleList(RowLSTMLayer(c, first=i == 0) for i in range(c.layers))
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.channels, c.channels), nn.ReLU(), nn.Linear(c.channels, c.vocab_size))
-
-    @property
-    def max_length(self) -> int:
-        return self.config.height * self.config.width
-
-    @property
-    def fixed_length(self) -> int:
-        return self.max_length  # forward takes whole images
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
@@ -158,10 +143,6 @@ class PixelRNN(ARModel):
         for layer in self.layers:
             h = layer(h, cond)
         return self.head(h.permute(0, 2, 3, 1))  # (B, H, W, V)
-
-    def sequence_logits(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.config
-        return self(x.view(-1, c.height, c.width), cond).flatten(1, 2)  # (B, H*W, V)
 
     def step(self, token, pos, state, cond=None):
         """token (B,) pixel pos - 1 (ignored at pos 0); pos in [0, H*W) -> (logits (B, V), new state)."""
