@@ -18,6 +18,7 @@ a family.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -74,9 +75,36 @@ class ARModel(nn.Module):
         return self(x, cond)
 
 
+@dataclass(frozen=True)
+class ImageConfig:
+    """The config of an image family (a family subclasses it, adding fields of its own if it has any)."""
+    vocab_size: int = 256      # pixel levels
+    height: int = 32
+    width: int = 32
+    num_classes: int = 0       # class ids for conditioning (0: unconditional)
+    layers: int = 8
+    channels: int = 64
+    kernel_size: int = 3       # odd; r = kernel_size // 2 columns (and rows) of context per layer
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and >= 3, got {self.kernel_size}")
+
+
 class ImageModel(ARModel):
-    """What the image families share: the config has ``height`` and ``width``, set from the data; a
-    sequence is one whole image in raster order (``fixed_length`` = H*W); ``forward`` takes (B, H, W)."""
+    """What the image families share: the config has ``height``, ``width`` (set from the data), ``layers``
+    and ``channels``; a sequence is one whole image in raster order (``fixed_length`` = H*W); ``forward``
+    takes (B, H, W); an embedding of the levels, ``layers`` layers built by ``layer(config, first=...)``
+    and a two-layer output head."""
+
+    def __init__(self, config, layer):
+        super().__init__()
+        self.config = c = config
+        self.embed = nn.Embedding(c.vocab_size, c.channels)
+        self.layers = nn.ModuleList(layer(c, first=i == 0) for i in range(c.layers))
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.channels, c.channels), nn.ReLU(),
+                                  nn.Linear(c.channels, c.vocab_size))
 
     @classmethod
     def data_config(cls, values, *, levels, num_classes, image_shape):

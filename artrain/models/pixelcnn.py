@@ -27,23 +27,12 @@ from torch import nn
 
 from arrun.contract.schema import StateSpec
 
-from .base import ImageModel, gate
+from .base import ImageConfig, ImageModel, gate
 
 
 @dataclass(frozen=True)
-class PixelCNNConfig:
-    vocab_size: int = 256      # pixel levels
-    height: int = 32
-    width: int = 32
-    num_classes: int = 0       # class ids for conditioning (0: unconditional)
-    layers: int = 8
-    channels: int = 64
-    kernel_size: int = 3       # odd; r = kernel_size // 2 rows/columns of context per layer
-    dropout: float = 0.0
-
-    def __post_init__(self):
-        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and >= 3, got {self.kernel_size}")
+class PixelCNNConfig(ImageConfig):
+    """kernel_size: the vertical and horizontal stacks see r = kernel_size // 2 rows and columns."""
 
 
 class GatedLayer(nn.Module):
@@ -104,11 +93,7 @@ class PixelCNN(ImageModel):
     }
 
     def __init__(self, config: PixelCNNConfig):
-        super().__init__()
-        self.config = c = config
-        self.embed = nn.Embedding(c.vocab_size, c.channels)
-        self.layers = nn.ModuleList(GatedLayer(c, first=i == 0) for i in range(c.layers))
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.channels, c.channels), nn.ReLU(), nn.Linear(c.channels, c.vocab_size))
+        super().__init__(config, GatedLayer)
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config

@@ -34,23 +34,12 @@ from torch import nn
 
 from arrun.contract.schema import StateSpec
 
-from .base import ImageModel
+from .base import ImageConfig, ImageModel
 
 
 @dataclass(frozen=True)
-class PixelRNNConfig:
-    vocab_size: int = 256      # pixel levels
-    height: int = 32
-    width: int = 32
-    num_classes: int = 0       # class ids for conditioning (0: unconditional)
-    layers: int = 8
-    channels: int = 64
-    kernel_size: int = 3       # odd; the input-to-state convolution sees r = kernel_size // 2 columns to the left
-    dropout: float = 0.0
-
-    def __post_init__(self):
-        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and >= 3, got {self.kernel_size}")
+class PixelRNNConfig(ImageConfig):
+    """kernel_size: the input-to-state convolution sees r = kernel_size // 2 columns to the left."""
 
 
 def lstm_cell(a: torch.Tensor, c_above: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,11 +114,7 @@ class PixelRNN(ImageModel):
     }
 
     def __init__(self, config: PixelRNNConfig):
-        super().__init__()
-        self.config = c = config
-        self.embed = nn.Embedding(c.vocab_size, c.channels)
-        self.layers = nn.ModuleList(RowLSTMLayer(c, first=i == 0) for i in range(c.layers))
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.channels, c.channels), nn.ReLU(), nn.Linear(c.channels, c.vocab_size))
+        super().__init__(config, RowLSTMLayer)
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
