@@ -84,15 +84,13 @@ def score(model_path: Path, data: Path, *, condition: int | str | None = None, u
     """Bits/dim of DATA under the model (full graph, or step graph by teacher forcing). Files in subfolders
     of a DATA folder are scored under the class their subfolder names; anything else under ``condition``."""
     model = open_model(model_path, threads=threads, command="arrun score")
-    if not model.kind.labels_classes(Path(data)):  # the condition is checked before any reading
-        condition = class_id(condition, model.info)
-        check_condition(condition, model.info, required=True)
+    labelled = model.kind.labels_classes(Path(data))
+    if not labelled:  # the condition is checked before any reading
+        condition = _required_condition(condition, model.info)
     items = load_sequences(data, model.info, unknown)
     names = {name for _, name in items}
-    if names == {None}:
-        condition = class_id(condition, model.info)
-        check_condition(condition, model.info, required=True)
-        conditions = condition
+    if names == {None}:  # a folder without class subfolders, or a file
+        conditions = _required_condition(condition, model.info) if labelled else condition
     else:
         if None in names:
             raise UsageError(f"{data} mixes files in class subfolders with loose files; put every file in the "
@@ -102,6 +100,13 @@ def score(model_path: Path, data: Path, *, condition: int | str | None = None, u
         conditions = [class_id(name, model.info, f"the subfolder {name!r}") for _, name in items]
     sequences = [seq for seq, _ in items]
     return {"model": str(model_path), "data": str(data), **run_score(model, sequences, conditions)}
+
+
+def _required_condition(condition: int | str | None, info) -> int | None:
+    """--condition by id or name, given exactly when the model is conditional -> the class id."""
+    condition = class_id(condition, info)
+    check_condition(condition, info, required=True)
+    return condition
 
 
 def bench(model_path: Path, *, provider: str = "cpu", batch_size: int = 1, steps: int = 600,

@@ -110,12 +110,12 @@ def open_output(path: Path) -> PendingFile | StdoutFile:
 
 
 def write_files(contents: dict[Path, bytes]) -> None:
-    """Write every file to its pending file, then commit them all: no file ever appears half-written, and
-    a failed write leaves no temporary file behind."""
-    pending: list[PendingFile] = []
+    """Write every file to its pending file (stdout for ``-``), then commit them all: no file ever appears
+    half-written, and a failed write leaves no temporary file behind."""
+    pending: list[PendingFile | StdoutFile] = []
     try:
         for path, data in contents.items():
-            pending.append(PendingFile(path))
+            pending.append(open_output(path))
             pending[-1].file.write(data)
         for file in pending:
             file.commit()
@@ -154,10 +154,6 @@ class ImageSink:
     def commit(self) -> list[Path]:
         cols = len(self.images) // self.info.num_classes if self.plan.per_class else None
         png = png_encode(image_grid(self.images, self.info.vocab_size, cols))
-        if self.png == STDOUT:
-            sys.stdout.buffer.write(png)
-            sys.stdout.buffer.flush()
-            return [STDOUT]
         files = {self.png: png} if self.npy is None else {self.png: png, self.npy: npy_bytes(self.images)}
         write_files(files)
         return list(files)
