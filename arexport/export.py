@@ -12,7 +12,8 @@ and only then renamed: a failure leaves no .onnx and no temporary file behind.
 Graphs (B = batch, dynamic in every graph; V = vocabulary size):
 - step: ``input_ids`` (B,) int64 [+ ``position`` () int64] [+ ``condition`` (B,) int64] + one input per
   state tensor -> ``logits`` (B, V) float32 + one output per state tensor with its input's shape and
-  dtype, fed straight back. Names pair up ``in.<s>`` -> ``out.<s>``; the KV cache uses the
+  dtype, fed straight back; a model whose step takes chunks (``ARModel.step_tokens`` S > 1: the windowed
+  Transformer) has ``input_ids`` (B, s) and ``logits`` (B, s, V), 1 <= s <= S. Names pair up ``in.<s>`` -> ``out.<s>``; the KV cache uses the
   Optimum/onnxruntime-genai names ``past_key_values.{i}.key|value`` -> ``present.{i}.key|value``.
   ``position`` is there when the model's step reads it (``ARModel.uses_position``).
 - full: ``input_ids`` (B, T) int64 [+ ``condition`` (B,)] -> ``logits`` (B, T, V), logits[:, t]
@@ -104,7 +105,9 @@ def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInf
     bits = evaluation.get("bits_per_dim")
     info = ModelInfo(
         family=family, graph=graph, data_kind=data.kind, vocab_size=c.vocab_size, start_token=c.vocab_size,
-        max_length=model.max_length, state=state, image_shape=tuple(data.image_shape or ()),
+        max_length=model.max_length, state=state, window=model.window, receptive_field=model.receptive_field,
+        step_tokens=model.step_tokens if graph == "step" else 1, data_name=Path(data.name).name,  # a user's path: no local folders
+        image_shape=tuple(data.image_shape or ()),
         alphabet=data.alphabet or "", sample_rate=data.sample_rate or 0, num_classes=c.num_classes,
         class_names=tuple(data.class_names) if c.num_classes else (),
         uses_position=graph == "step" and model.uses_position,
@@ -155,8 +158,13 @@ def _example(model: ARModel, info: ModelInfo) -> tuple[tuple, tuple]:
     if info.graph == "step":
         state = model.init_state(B)
         pos = [torch.tensor(0)] if info.uses_position else []
-        args = [torch.full((B,), info.start_token), *pos, *cond, *(state[s.name] for s in info.state)]
-        shapes = [{0: batch}, *[None] * len(pos), *[{0: batch}] * (len(cond) + len(info.state))]
+        if info.step_tokens > 1:  # prefill: (B, s) elements per call, 1 <= s <= step_tokens
+            tokens = torch.full((B, 2), info.start_token)
+            token_shape = {0: batch, 1: torch.export.Dim("step_tokens", min=1, max=info.step_tokens)}
+        else:
+            tokens, token_shape = torch.full((B,), info.start_token), {0: batch}
+        args = [tokens, *pos, *cond, *(state[s.name] for s in info.state)]
+        shapes = [token_shape, *[None] * len(pos), *[{0: batch}] * (len(cond) + len(info.state))]
         return tuple(args), (tuple(shapes),)
     if model.fixed_length:
         tokens, length = torch.zeros(B, model.fixed_length, dtype=torch.long), {0: batch}

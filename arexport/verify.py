@@ -11,6 +11,8 @@ Checks, in order (the first failure raises):
    - step graph, teacher-forced from the initial state the metadata declares: logits vs the torch
      ``step`` rollout and vs torch ``forward`` (sequence_logits);
    - step graph, greedy: the tokens chosen by argmax are identical to torch's greedy ``step`` rollout;
+   - step graph taking chunks (prefill): the sequence fed in chunks of ``step_tokens`` vs torch ``forward``;
+   a windowed model is checked on at least 2W + 1 positions, so the ring buffer wraps;
    - full graph: logits vs torch ``forward``;
    each within ``tolerance`` (max abs difference, float32) and with identical argmax tokens.
 """
@@ -30,7 +32,7 @@ from artrain.models import ARModel
 from arrun.contract.errors import ARError, UsageError, first_line
 from arrun.contract.schema import BATCH_DIM, LOGITS_OUTPUT, ModelInfo, SchemaError
 from arrun.kinds import kind_of
-from arrun.runtime import StepRunner, Stepper, full_logits
+from arrun.runtime import StepRunner, Stepper, full_logits, prefill
 from arrun.session import Model, open_model
 
 TOLERANCE = 1e-4
@@ -53,7 +55,7 @@ class Comparison:
 
     def line(self) -> str:
         tokens = "greedy tokens identical" if not self.token_mismatches else f"{self.token_mismatches} greedy tokens differ"
-        return f"{self.what:<28} batch {self.batch}: max |diff| {self.max_abs_diff:.1e} over {self.positions} positions, {tokens}"
+        return f"{self.what:<29} batch {self.batch}: max |diff| {self.max_abs_diff:.1e} over {self.positions} positions, {tokens}"
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def _one_torch_thread():
 def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: int, steps: int) -> list[Comparison]:
     """The comparisons at one batch size on one random sequence (and condition)."""
     info = runtime.info
-    T = min(steps, info.max_length) if info.max_length else steps
+    T = min(steps, info.max_length) if info.max_length else max(steps, 2 * info.window + 1)
     L = model.fixed_length or T  # a model with a fixed length (whole images) takes only that in forward
     x = rng.integers(0, info.vocab_size, (batch, L), dtype=np.int64)
     cond = rng.integers(0, info.num_classes, batch, dtype=np.int64) if info.num_classes else None
@@ -204,9 +206,14 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
     onnx_greedy, onnx_tokens = rollout(onnx_step, start, cond, None, T)
     torch_greedy, torch_tokens = rollout(torch_step, start, cond, None, T)
     greedy = _comparison("onnx greedy vs torch greedy", onnx_greedy, torch_greedy)
-    return [_comparison("onnx step vs torch step", onnx_logits, torch_logits),
-            _comparison("onnx step vs torch forward", onnx_logits, forward[:, :T]),
-            Comparison(greedy.what, batch, T, greedy.max_abs_diff, int((onnx_tokens != torch_tokens).sum()))]
+    comparisons = [_comparison("onnx step vs torch step", onnx_logits, torch_logits),
+                   _comparison("onnx step vs torch forward", onnx_logits, forward[:, :T]),
+                   Comparison(greedy.what, batch, T, greedy.max_abs_diff, int((onnx_tokens != torch_tokens).sum()))]
+    if info.step_tokens > 1:
+        onnx_step.reset(cond)
+        inputs = np.concatenate([np.full((batch, 1), start, np.int64), x[:, :T - 1]], axis=1)  # (B, T) fed
+        comparisons.append(_comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs), forward[:, :T]))
+    return comparisons
 
 
 def _comparison(what: str, got: np.ndarray, want: np.ndarray) -> Comparison:
@@ -224,8 +231,13 @@ class TorchStepper:
     def reset(self, condition: np.ndarray | None = None) -> None:
         self._state, self._cond = self.model.init_state(self.batch_size), _tensor(condition)
 
-    @torch.no_grad()
     def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        if self.model.step_tokens > 1:
+            return self.chunk(tokens[:, None], position)[:, 0]
+        return self.chunk(tokens, position)
+
+    @torch.no_grad()
+    def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray:
         logits, self._state = self.model.step(torch.from_numpy(tokens), torch.tensor(position), self._state, self._cond)
         return logits.numpy()
 

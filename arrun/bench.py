@@ -5,7 +5,8 @@ sink that keeps nothing; the bare loop is ``runtime.PlainStepper`` (``session.ru
 name) and never samples. Both
 restart from the initial state at the model's maximum length. The two alternate in rounds after a
 warm-up, so slow drifts of a shared machine hit both alike; each round's first step (which builds the
-bindings) is not timed.
+bindings) is not timed. A graph that takes chunks (``step_tokens`` > 1) is also timed on prefill: a
+prompt of four full chunks per round, in elements per second against sampling's.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import time
 import numpy as np
 
 from .generate import Plan, generate
-from .runtime import PlainStepper
+from .runtime import PlainStepper, Stepper, prefill
 from .sampling import SamplingOptions
 from .session import Model
 
@@ -42,10 +43,29 @@ def bench(model: Model, *, batch_size: int = 1, steps: int = 600) -> dict:
     lat_ms = np.concatenate(latencies) * 1e3
     n = len(lat_ms)
     p50, p90, p99 = np.percentile(lat_ms, [50, 90, 99])
-    return {"provider": model.provider, "batch_size": batch_size, "steps": n,
-            "steps_per_s": n / loop_s, "tokens_per_s": n * batch_size / loop_s,
-            "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
-            "bare_steps_per_s": n / bare_s, "loop_vs_bare": bare_s / loop_s}
+    record = {"provider": model.provider, "batch_size": batch_size, "steps": n,
+              "steps_per_s": n / loop_s, "tokens_per_s": n * batch_size / loop_s,
+              "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
+              "bare_steps_per_s": n / bare_s, "loop_vs_bare": bare_s / loop_s}
+    if model.info.step_tokens > 1:
+        prefill_per_s = _prefill_rate(model, batch_size)
+        record |= {"prefill_tokens_per_s": prefill_per_s, "prefill_vs_decode": prefill_per_s / record["tokens_per_s"]}
+    return record
+
+
+def _prefill_rate(model: Model, batch_size: int) -> float:
+    """Elements per second (over the batch) of prefilling a prompt of four full chunks, best of ROUNDS."""
+    info = model.info
+    stepper = Stepper(model, batch_size)
+    condition = np.zeros(batch_size, np.int64) if info.num_classes else None
+    prompt = np.random.default_rng(0).integers(0, info.vocab_size, (batch_size, 4 * info.step_tokens))  # (B, P)
+    best = np.inf
+    for _ in range(ROUNDS + 1):  # the first round warms up
+        stepper.reset(condition)
+        start = time.perf_counter()
+        prefill(stepper, prompt)
+        best = min(best, time.perf_counter() - start)
+    return prompt.size / best
 
 
 def _sample_loop(model: Model, batch_size: int, steps: int) -> np.ndarray:

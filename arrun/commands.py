@@ -67,7 +67,9 @@ def info(model_path: Path) -> dict:
     return {
         "path": str(model_path), "family": i.family, "graph": i.graph, "data_kind": i.data_kind,
         "decoding": model.kind.describe(i), **model.kind.fields(i), "vocab_size": i.vocab_size,
-        "start_token": i.start_token, "max_length": i.max_length, "num_classes": i.num_classes,
+        "start_token": i.start_token, "max_length": i.max_length, "window": i.window,
+        "receptive_field": i.receptive_field, "step_tokens": i.step_tokens, "data_name": i.data_name,
+        "num_classes": i.num_classes,
         "class_names": list(i.class_names), "uses_position": i.uses_position,
         "state": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "input": s.input, "output": s.output,
                    "init": s.init} for s in i.state],

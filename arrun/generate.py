@@ -16,7 +16,7 @@ import numpy as np
 from .contract.errors import UsageError
 from .contract.schema import ModelInfo
 from .kinds import KINDS
-from .runtime import Stepper
+from .runtime import Stepper, prefill
 from .sampling import SamplingOptions, sample, sample_rngs
 from .session import Model
 
@@ -140,7 +140,8 @@ class GenerateStats:
 
 def generate(model: Model, plan: Plan, sampling: SamplingOptions, seed: int, sink: Sink,
              progress: Callable[[int], None] | None = None) -> GenerateStats:
-    """Run every batch of the plan through the step graph; tokens (B, P + L) go to ``sink``."""
+    """Run every batch of the plan through the step graph; tokens (B, P + L) go to ``sink``. The prompt is
+    fed in one prefill (chunks of the graph's ``step_tokens``), then one step per sampled element."""
     steppers: dict[int, Stepper] = {}
     start, steps, P, T = time.perf_counter(), 0, len(plan.prompt), plan.total_length
     for indices in plan.batches():
@@ -152,13 +153,14 @@ def generate(model: Model, plan: Plan, sampling: SamplingOptions, seed: int, sin
         rngs = sample_rngs(seed, indices)
         tokens = np.zeros((B, T), np.int64)  # (B, P + L): prompt, then samples
         tokens[:, :P] = plan.prompt
-        feed = np.full(B, model.info.start_token, np.int64)  # (B,) the step's input_ids
         sink.begin(indices)
-        for t in range(T):
-            logits = stepper.step(feed, t)  # (B, V)
-            if t >= P:
-                tokens[:, t] = sample(logits, sampling, rngs)
-            feed[:] = tokens[:, t]
+        start_and_prompt = np.concatenate([np.full((B, 1), model.info.start_token, np.int64), tokens[:, :P]], 1)
+        logits = prefill(stepper, start_and_prompt)[:, -1]  # (B, V) the distribution at position P
+        sink.update(tokens, P)
+        for t in range(P, T):
+            if t > P:
+                logits = stepper.step(tokens[:, t - 1], t)  # (B, V)
+            tokens[:, t] = sample(logits, sampling, rngs)
             sink.update(tokens, t + 1)
             if progress is not None:
                 progress(steps + t + 1)

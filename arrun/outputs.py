@@ -251,7 +251,8 @@ class AudioSink:
 
 class TextSink:
     """Decodes tokens through the alphabet; streams characters as they come when one sample runs at a
-    time (otherwise each sample as its batch ends)."""
+    time (otherwise each sample as its batch ends): flushed per character to a terminal, per line to a
+    file or pipe."""
 
     def __init__(self, out: Path | None, info: ModelInfo, plan: Plan, stream: TextIO | None):
         if out == STDOUT and stream is None:
@@ -262,6 +263,7 @@ class TextSink:
         self.tokens: list[list[int]] = []
         self._live = False
         self._shown = 0
+        self._per_character = stream is not None and stream.isatty()
 
     def begin(self, indices: range) -> None:
         self._live, self._shown = self.stream is not None and len(indices) == 1, 0
@@ -270,8 +272,10 @@ class TextSink:
 
     def update(self, tokens: np.ndarray, done: int) -> None:
         if self._live:
-            self.stream.write("".join(self.alphabet[t] for t in tokens[0, self._shown:done]))
-            self.stream.flush()
+            text = "".join(self.alphabet[t] for t in tokens[0, self._shown:done])
+            self.stream.write(text)
+            if self._per_character or "\n" in text:
+                self.stream.flush()
             self._shown = done
 
     def end(self, tokens: np.ndarray) -> None:

@@ -3,6 +3,8 @@ drives a model through this protocol, so what is measured is what users run.
 
     stepper.reset(condition)               # the initial state the metadata declares; condition (B,) or None
     logits = stepper.step(tokens, position)  # tokens (B,) int64: the elements at position - 1 -> (B, V)
+    logits = stepper.chunk(tokens, position)  # tokens (B, s), s <= info.step_tokens -> (B, s, V), a new array
+    logits = prefill(stepper, tokens, position)  # tokens (B, T), any T, in chunks -> (B, T, V)
 
 ``Stepper`` is the implementation that ships: state lives in preallocated OrtValues fed back by name through
 two IO bindings (A -> B, then B -> A), so the graph's inputs and outputs are never reallocated and, on CUDA,
@@ -29,6 +31,17 @@ class StepRunner(Protocol):
 
     def step(self, tokens: np.ndarray, position: int) -> np.ndarray: ...
 
+    def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray: ...
+
+
+def prefill(runner: StepRunner, tokens: np.ndarray, position: int = 0) -> np.ndarray:
+    """Feed tokens (B, T) at positions position..position+T-1 -> logits (B, T, V): in calls of up to
+    ``info.step_tokens`` elements where the graph takes chunks, else one step per element."""
+    S, T = runner.info.step_tokens, tokens.shape[1]
+    if S == 1:
+        return np.stack([runner.step(tokens[:, t], position + t).copy() for t in range(T)], axis=1)
+    return np.concatenate([runner.chunk(tokens[:, i:i + S], position + i) for i in range(0, T, S)], axis=1)
+
 
 class Stepper:
     """IO-binding step loop for a fixed batch size. ``step`` returns logits (B, V), a view into a buffer
@@ -37,7 +50,11 @@ class Stepper:
     def __init__(self, model: Model, batch_size: int):
         info, session, device = model.info, model.session, model.provider
         self.info, self.batch_size, self._session, self._device = info, batch_size, session, device
-        self.logits = np.zeros((batch_size, info.vocab_size), np.float32)  # (B, V) host buffer
+        chunked = info.step_tokens > 1  # input_ids (B, s), logits (B, s, V): one-element steps use s = 1
+        self._logits = np.zeros((batch_size, *[1] * chunked, info.vocab_size), np.float32)  # host buffer
+        self.logits = self._logits.reshape(batch_size, info.vocab_size)  # (B, V) view of it
+        self._tokens = np.zeros((batch_size, *[1] * chunked), np.int64)  # (B,) or (B, 1) input_ids
+        self._tokens_flat = self._tokens.reshape(batch_size)  # (B,) view: step copies into it
         self._position = np.zeros((), np.int64)
         self._init = [s.initial(batch_size) for s in info.state]
         sets = [[ort.OrtValue.ortvalue_from_shape_and_type(x.shape, x.dtype, device, 0) for x in self._init]
@@ -49,7 +66,7 @@ class Stepper:
             for spec, x_in, x_out in zip(info.state, a, b):
                 io.bind_ortvalue_input(spec.input, x_in)
                 io.bind_ortvalue_output(spec.output, x_out)
-            io.bind_output(LOGITS_OUTPUT, "cpu", 0, np.float32, list(self.logits.shape), self.logits.ctypes.data)
+            self._bind_logits(io)
             self._bindings.append(io)
         self._parity = 0
 
@@ -62,8 +79,26 @@ class Stepper:
             for io in self._bindings:
                 io.bind_cpu_input(CONDITION_INPUT, self._condition)
 
+    def _bind_logits(self, io: ort.IOBinding) -> None:
+        io.bind_output(LOGITS_OUTPUT, "cpu", 0, np.float32, list(self._logits.shape), self._logits.ctypes.data)
+
     def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        self._tokens_flat[:] = tokens
+        self._run(self._bindings[self._parity], self._tokens, position)
+        return self.logits
+
+    def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        """tokens (B, s) -> logits (B, s, V) in a new array (the graph must take chunks: step_tokens >= s)."""
+        logits = np.empty((*tokens.shape, self.info.vocab_size), np.float32)  # (B, s, V)
         io = self._bindings[self._parity]
+        io.bind_output(LOGITS_OUTPUT, "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+        try:
+            self._run(io, np.ascontiguousarray(tokens, dtype=np.int64), position)
+        finally:
+            self._bind_logits(io)
+        return logits
+
+    def _run(self, io: ort.IOBinding, tokens: np.ndarray, position: int) -> None:
         # Rebound every step: on CUDA binding a host array is what copies it to the device.
         io.bind_cpu_input(TOKEN_INPUT, tokens)
         if self.info.uses_position:
@@ -73,7 +108,6 @@ class Stepper:
         if self._device != "cpu":
             io.synchronize_outputs()
         self._parity ^= 1
-        return self.logits
 
 
 class PlainStepper:
@@ -90,6 +124,11 @@ class PlainStepper:
             self._feeds[CONDITION_INPUT] = np.ascontiguousarray(condition, dtype=np.int64)
 
     def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        if self.info.step_tokens > 1:
+            return self.chunk(tokens[:, None], position)[:, 0]
+        return self.chunk(tokens, position)
+
+    def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray:
         self._feeds[TOKEN_INPUT] = tokens
         if self.info.uses_position:
             self._feeds[POSITION_INPUT] = np.array(position, np.int64)

@@ -1,7 +1,9 @@
 """Negative log-likelihood of the user's data, in bits per dimension, by the rule of
 ``contract.scoring`` that ``artrain eval`` follows too. The data kind's adapter (``kinds``) turns DATA
-into token sequences; the full graph scores a batch of equal-length chunks in one run, a step graph by
-teacher forcing through the ``runtime`` step loop.
+into token sequences; the full graph scores a batch of equal-length pieces in one run (a windowed model's
+overlapping pieces, each scored past its context), a step graph by teacher forcing through the ``runtime``
+step loop, prefilled in chunks where the graph takes them: the rollout itself, so a windowed model's step
+graph scores each sequence whole.
 """
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ import numpy as np
 
 from .contract.errors import ARError, first_line
 from .contract.scoring import Score, chunks, nll_nats
-from .runtime import Stepper, full_logits
+from .runtime import Stepper, full_logits, prefill
 from .session import ORT_ERRORS, Model
 
 MAX_LOGITS = 1 << 24  # floats of logits per full-graph run (64 MB)
 MAX_STEP_BATCH = 256
+STEP_BLOCK = 4096  # positions prefilled per call of ``prefill`` (bounds the logits held at once)
 
 
 def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int | None = None) -> dict:
@@ -22,38 +25,40 @@ def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int
     info = model.info
     if conditions is None or isinstance(conditions, int):
         conditions = [conditions] * len(sequences)
-    pieces = [(piece, c) for s, c in zip(sequences, conditions) for piece in chunks(s, info.max_length)]
-    by_length: dict[int, list[tuple[np.ndarray, int | None]]] = {}
-    for piece, c in pieces:
-        by_length.setdefault(len(piece), []).append((piece, c))
+    receptive_field = info.receptive_field if info.graph == "full" else 0  # the step graph is the rollout
+    pieces = [(piece, skip, c) for s, c in zip(sequences, conditions)
+              for piece, skip in chunks(s, info.max_length, receptive_field)]
+    by_shape: dict[tuple[int, int], list[tuple[np.ndarray, int | None]]] = {}
+    for piece, skip, c in pieces:
+        by_shape.setdefault((len(piece), skip), []).append((piece, c))
     nats = 0.0
     try:
-        for T, group in sorted(by_length.items()):
+        for (T, skip), group in sorted(by_shape.items()):
             x = np.stack([piece for piece, _ in group])  # (N, T)
             labels = None if info.num_classes == 0 else np.array([c for _, c in group], np.int64)  # (N,)
             size = max(1, MAX_LOGITS // (T * info.vocab_size)) if info.graph == "full" else MAX_STEP_BATCH
             for i in range(0, len(x), size):
                 cond = None if labels is None else labels[i:i + size]
-                nats += (_nll_full if info.graph == "full" else _nll_step)(model, x[i:i + size], cond)
+                nats += (_nll_full if info.graph == "full" else _nll_step)(model, x[i:i + size], cond, skip)
     except ORT_ERRORS as e:
         raise ARError(f"onnxruntime failed while scoring ({first_line(e)}); rerun with AR_DEBUG=1 for details") from None
-    result = Score.of(nats, sum(len(p) for p, _ in pieces))
+    result = Score.of(nats, sum(len(p) - skip for p, skip, _ in pieces))
     return {"bits_per_dim": result.bits_per_dim, "nats_per_dim": result.nats_per_dim, "n_dims": result.n_dims,
             "n_sequences": len(sequences), "n_chunks": len(pieces), "graph": info.graph, "unit": model.kind.unit}
 
 
-def _nll_full(model: Model, x: np.ndarray, cond: np.ndarray | None) -> float:
-    """x (B, T) through the full graph: logits (B, T, V) in one run."""
-    return nll_nats(full_logits(model, x, cond), x)
+def _nll_full(model: Model, x: np.ndarray, cond: np.ndarray | None, skip: int) -> float:
+    """x (B, T) through the full graph: logits (B, T, V) in one run; the first ``skip`` are context."""
+    return nll_nats(full_logits(model, x, cond)[:, skip:], x[:, skip:])
 
 
-def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None) -> float:
+def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None, skip: int) -> float:
     """x (B, T) through the step graph by teacher forcing: position t is fed x_{t-1}."""
     stepper = Stepper(model, len(x))
     stepper.reset(cond)
-    feed = np.full(len(x), model.info.start_token, np.int64)
+    inputs = np.concatenate([np.full((len(x), 1), model.info.start_token, np.int64), x[:, :-1]], axis=1)  # (B, T)
     total = 0.0
-    for t in range(x.shape[1]):
-        total += nll_nats(stepper.step(feed, t), x[:, t])
-        feed[:] = x[:, t]
+    for i in range(0, x.shape[1], STEP_BLOCK):
+        logits = prefill(stepper, inputs[:, i:i + STEP_BLOCK], i)  # (B, block, V)
+        total += nll_nats(logits[:, max(skip - i, 0):], x[:, max(skip, i):i + STEP_BLOCK])
     return total

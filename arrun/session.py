@@ -120,7 +120,7 @@ def check_graph(session: ort.InferenceSession, info: ModelInfo, path: Path) -> N
 
 def _expected_args(info: ModelInfo) -> dict[str, tuple[str, list]]:
     """Graph input/output name -> (onnxruntime type, shape with None for dynamic dimensions)."""
-    rank = 1 if info.graph == "step" else 2  # (B,) or (B, T)
+    rank = 1 if info.graph == "step" and info.step_tokens == 1 else 2  # (B,) or (B, T) / (B, s)
     want = {TOKEN_INPUT: ("tensor(int64)", [None] * rank), CONDITION_INPUT: ("tensor(int64)", [None]),
             POSITION_INPUT: ("tensor(int64)", []), LOGITS_OUTPUT: ("tensor(float)", [None] * rank + [info.vocab_size])}
     for s in info.state:

@@ -1,6 +1,6 @@
 """Held-out negative log-likelihood in bits per dimension, by the rule of ``arrun.contract.scoring``
 (which ``arrun score`` follows too): each sequence scored from the initial state in chunks of the model's
-maximum length."""
+maximum length, or in overlapping pieces of a windowed model's receptive field."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +21,8 @@ def evaluate(model: ARModel, split: Split, *, batch_tokens: int = 65536, max_bat
     model.eval()
     device = next(model.parameters()).device
     labels = [-1] * len(split) if split.labels is None else split.labels.tolist()
-    pieces = [(piece, labels[i]) for i in range(len(split)) for piece in chunks(split.sequence(i), model.max_length)]
+    pieces = [(piece, skip, labels[i]) for i in range(len(split))
+              for piece, skip in chunks(split.sequence(i), model.max_length, model.receptive_field)]
     pieces.sort(key=lambda p: len(p[0]))
     total_nats, n_dims, i = 0.0, 0, 0
     while i < len(pieces):
@@ -32,10 +33,10 @@ def evaluate(model: ARModel, split: Split, *, batch_tokens: int = 65536, max_bat
         T = len(group[-1][0])
         x = torch.zeros(len(group), T, dtype=torch.long)
         mask = torch.zeros(len(group), T, dtype=torch.bool)
-        for row, (seq, _) in enumerate(group):
+        for row, (seq, skip, _) in enumerate(group):
             x[row, : len(seq)] = torch.from_numpy(seq.astype(np.int64))
-            mask[row, : len(seq)] = True
-        cond = torch.tensor([label for _, label in group]) if split.labels is not None else None
+            mask[row, skip: len(seq)] = True  # the first `skip` elements are context only
+        cond = torch.tensor([label for _, _, label in group]) if split.labels is not None else None
         cond = cond.to(device) if cond is not None and getattr(model.config, "num_classes", 0) else None
         logits = model.sequence_logits(x.to(device), cond)  # (B, T, V)
         nll = F.cross_entropy(logits.flatten(0, 1).float(), x.to(device).flatten(), reduction="none")  # (B*T,)

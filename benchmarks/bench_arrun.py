@@ -3,7 +3,7 @@
     python benchmarks/bench_arrun.py [--steps N] [--workdir DIR]
 
 Builds the standard WaveNet (2 stacks x 10 layers, 64 residual / 128 skip channels, 256 classes) and
-Transformer (4 layers, d_model 256, 4 heads, context 256) with random weights, exports their step graphs
+Transformer (4 layers, d_model 256, 4 heads, window 256) with random weights, exports their step graphs
 with arexport, and prints a markdown table:
 - ``arrun bench`` (in process): the sampling loop (generate: IO binding + numpy sampling + feedback) vs
   the bare session.run loop (state fed back, no sampling), alternating rounds; target >= 85 %;
@@ -38,7 +38,7 @@ ALPHABET = "".join(chr(c) for c in range(0x21, 0x21 + 256))  # 256 printable cha
 STANDARD = {
     "wavenet": (dict(vocab_size=256, stacks=2, layers_per_stack=10, residual_channels=64, skip_channels=128),
                 DataInfo("random", "audio", 256, sample_rate=16000)),
-    "transformer": (dict(vocab_size=256, max_len=256, layers=4, d_model=256, heads=4),
+    "transformer": (dict(vocab_size=256, window=256, layers=4, d_model=256, heads=4),
                     DataInfo("random", "text", 256, alphabet=ALPHABET)),
 }
 

@@ -11,7 +11,7 @@ timings interleaved round by round and the median round kept. Prints a markdown 
 - Gated PixelCNN 32x32, 256 levels, 8 layers, 64 channels: ORT cached step per pixel (a whole image, the
   row starts included) vs recomputing the whole image per pixel (ORT full graph) >= 20x;
 - PixelRNN (Row LSTM) of the same size: the same comparison (its step is one LSTM cell per layer);
-- Transformer 4 layers, d 256, 4 heads, context 256, over 256 generated tokens: ORT KV-cache step vs
+- Transformer 4 layers, d 256, 4 heads, window 256, over 256 generated tokens: ORT KV-cache step vs
   full recompute (ORT full graph over the t + 1 tokens so far, averaged over t) >= 5x, and vs the torch
   eager ``step`` >= 2.5x.
 Every loop is arrun's own step protocol: the ratios use the ``arrun.runtime.Stepper`` that ships (IO
@@ -57,7 +57,7 @@ STANDARD = {
                  DataInfo("random", "image", 256, image_shape=(32, 32))),
     "pixelrnn": (dict(vocab_size=256, height=32, width=32, layers=8, channels=64),
                  DataInfo("random", "image", 256, image_shape=(32, 32))),
-    "transformer": (dict(vocab_size=256, max_len=256, layers=4, d_model=256, heads=4),
+    "transformer": (dict(vocab_size=256, window=256, layers=4, d_model=256, heads=4),
                     DataInfo("random", "audio", 256, sample_rate=16000)),
 }
 TARGETS = {("wavenet", "recompute"): 150, ("wavenet", "torch"): 3, ("pixelcnn", "recompute"): 20,

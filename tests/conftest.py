@@ -28,7 +28,7 @@ TINY = {
                  dict(name="tiny-image", kind="image", levels=4, image_shape=(5, 4))),
     "pixelrnn": (dict(vocab_size=4, height=5, width=4, layers=3, channels=8),
                  dict(name="tiny-image", kind="image", levels=4, image_shape=(5, 4))),
-    "transformer": (dict(vocab_size=len(ALPHABET), max_len=24, layers=2, d_model=16, heads=2),
+    "transformer": (dict(vocab_size=len(ALPHABET), window=6, layers=2, d_model=16, heads=2),
                     dict(name="tiny-text", kind="text", levels=len(ALPHABET), alphabet=ALPHABET)),
 }
 KIND = {"audio": "wavenet", "image": "pixelcnn", "text": "transformer"}  # the family arrun's tests use per kind

@@ -48,12 +48,13 @@ def test_step_graph_parity(family, num_classes):
     path = exported(family, "step", num_classes)
     report = verify_onnx(path, checkpoint(family, num_classes)[1], steps=64, batches=(1, 3))
     assert report.passed and report.max_abs_diff <= 1e-4
-    assert {(c.what, c.batch) for c in report.comparisons} == {
-        (what, b) for what in ("onnx step vs torch step", "onnx step vs torch forward", "onnx greedy vs torch greedy")
-        for b in (1, 3)}
+    info = read_info(path)
+    checks = ["onnx step vs torch step", "onnx step vs torch forward", "onnx greedy vs torch greedy"]
+    checks += ["onnx prefill vs torch forward"] * (info.step_tokens > 1)
+    assert {(c.what, c.batch) for c in report.comparisons} == {(what, b) for what in checks for b in (1, 3)}
     assert all(c.token_mismatches == 0 for c in report.comparisons)
-    max_length = read_info(path).max_length
-    assert all(c.positions == min(max_length or 64, 64) for c in report.comparisons)  # up to the last position
+    assert 64 > 3 * info.window  # a windowed model's ring buffer wraps several times
+    assert all(c.positions == min(info.max_length or 64, 64) for c in report.comparisons)  # up to the last position
 
 
 @pytest.mark.parametrize("family,num_classes", FULL_CASES)
@@ -93,10 +94,12 @@ def test_initial_state_from_metadata(family):
     assert [s.name for s in info.state] == list(init)
     for spec in info.state:
         assert np.array_equal(state[spec.input], init[spec.name].numpy())
-    feed = {"input_ids": np.full(batch, info.start_token), **state}
+    tokens = np.full((batch, 1) if info.step_tokens > 1 else batch, info.start_token)  # (B, 1): a chunk of one
+    feed = {"input_ids": tokens, **state}
     if info.uses_position:
         feed["position"] = np.array(0)
     outs = dict(zip(info.output_names(), session(path).run(info.output_names(), feed)))
+    outs["logits"] = outs["logits"].reshape(batch, info.vocab_size)
     for spec in info.state:
         assert outs[spec.output].shape == state[spec.input].shape and outs[spec.output].dtype == np.float32
     x = torch.randint(0, info.vocab_size, (batch, info.max_length or 8))
@@ -108,7 +111,7 @@ def test_initial_state_from_metadata(family):
 def test_step_graph_batch_seven():
     """A batch size far from the traced one, through the verification itself."""
     report = verify_onnx(exported("transformer", "step", 3), checkpoint("transformer", 3)[1], steps=6, batches=(7,))
-    assert report.passed and {c.positions for c in report.comparisons} == {6}
+    assert report.passed and {c.positions for c in report.comparisons} == {2 * 6 + 1}  # a window of 6 wraps
 
 
 # ---- the contract -------------------------------------------------------------------------------
@@ -166,7 +169,7 @@ def trained(tmp_path_factory) -> Path:
     """A checkpoint written by `artrain fit`: a tiny class-conditional transformer, 2 steps on digits."""
     from artrain.cli import app as artrain
     root = tmp_path_factory.mktemp("trained")
-    (root / "tiny.json").write_text(json.dumps({"model": {"layers": 1, "d_model": 16, "heads": 2, "max_len": 64},
+    (root / "tiny.json").write_text(json.dumps({"model": {"layers": 1, "d_model": 16, "heads": 2},
                                                 "batch_size": 4, "eval_every": 2, "warmup": 1}))
     result = CliRunner().invoke(artrain, ["fit", "--model", "transformer", "--data", "digits", "--steps", "2",
                                           "--out", str(root / "run"), "--config", str(root / "tiny.json")])
@@ -189,7 +192,7 @@ def test_cli_export(cli_export):
     assert summary["path"] == str(out) and summary["size_bytes"] == out.stat().st_size
     assert summary["inputs"][:3] == ["input_ids", "position", "condition"]
     assert summary["verification"]["passed"] and summary["verification"]["max_abs_diff"] <= 1e-4
-    assert {c["positions"] for c in summary["verification"]["comparisons"]} == {64}  # max_len: all positions
+    assert {c["positions"] for c in summary["verification"]["comparisons"]} == {2 * 64 + 1}  # the ring buffer wraps
     assert _files(out.parent) == {"model.onnx"}  # the temporary file is gone
     info = read_info(out)
     assert (info.data_kind, info.image_shape, info.num_classes, info.bits_split) == ("image", (8, 8), 10, "test")
@@ -200,7 +203,7 @@ def test_cli_verify(cli_export, trained):
     result = invoke("verify", cli_export[1], trained)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert "verification passed" in lines[1] and len(lines) == 8  # header, verdict, 3 comparisons x 2 batches
+    assert "verification passed" in lines[1] and len(lines) == 10  # header, verdict, 4 comparisons x 2 batches
     assert json.loads(invoke("verify", cli_export[1], trained, "--json").stdout)["passed"]
 
 
@@ -212,7 +215,7 @@ def test_cli_default_output_and_text_report(cli_export, trained, monkeypatch):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"wrote {trained / 'step.onnx'} (") and "opset 18, IR 8, onnxruntime >= 1.14.1" in lines[0]
-    assert lines[3].startswith("verification passed") and len(lines) == 10
+    assert lines[3].startswith("verification passed") and len(lines) == 12
     assert_one_line_error(invoke("onnx", trained, "--step-graph"), 2, "already exists", "--force")
 
 
@@ -311,7 +314,7 @@ def test_failed_verification_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(arexport.export, "to_onnx", lambda model, info: other)
     result = invoke("onnx", twin, "--step-graph")
     report = result.stdout.splitlines()  # every figure, then the one-line error on stderr
-    assert report[0].startswith("verification FAILED") and len(report) == 7
+    assert report[0].startswith("verification FAILED") and len(report) == 9
     assert_one_line_error(result, 1, "fails verification", "max |diff|", str(twin / "step.onnx"), stdout=result.stdout)
     assert _files(twin) == {"config.json", "model.safetensors"}
     with pytest.raises(ParityError) as failure:

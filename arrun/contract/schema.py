@@ -10,7 +10,10 @@ Graph I/O (B = batch, dynamic in every graph):
 - step graph: ``input_ids`` (B,) int64, the element at position - 1 (the start symbol at position 0);
   ``position`` () int64 where the family needs it; ``condition`` (B,) int64 where the model is
   conditional; one input per state tensor -> ``logits`` (B, V) float32 and one output per state tensor
-  with the input's shape and dtype, to be fed back as the next step's input.
+  with the input's shape and dtype, to be fed back as the next step's input. A graph declaring
+  ``ar.step_tokens`` S > 1 takes ``input_ids`` (B, s) for any 1 <= s <= S, the elements at positions
+  position-1..position+s-2, and returns ``logits`` (B, s, V) for positions position..position+s-1
+  (prefill: a chunk of a prompt in one call).
 - full graph: ``input_ids`` (B, T) int64 elements x_0..x_{T-1} (plus ``condition``) -> ``logits``
   (B, T, V) float32, where logits[:, t] is the distribution of x_t given x_<t.
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: unbounded windowed models (window, receptive field, step tokens), data name
 
 TOKEN_INPUT = "input_ids"
 POSITION_INPUT = "position"
@@ -50,7 +53,11 @@ class Key:
     VOCAB_SIZE = "ar.vocab_size"          # logits width V; tokens are in [0, V)
     START_TOKEN = "ar.start_token"        # fed as input_ids at position 0
     MAX_LENGTH = "ar.max_length"          # positions a sequence may have; 0: unbounded
+    WINDOW = "ar.window"                  # keys one attention query sees (a KV ring buffer of this size); 0: none
+    RECEPTIVE_FIELD = "ar.receptive_field"  # predecessors a prediction depends on (scoring feeds this many); 0: all
+    STEP_TOKENS = "ar.step_tokens"        # elements one step-graph call takes (> 1: input_ids (B, s), prefill)
     IMAGE_SHAPE = "ar.data.image_shape"   # JSON [H, W] (image) else []
+    DATA_NAME = "ar.data.name"            # the training data: a built-in name or the file/folder name
     ALPHABET = "ar.data.alphabet"         # JSON string: token i is character i (text) else ""
     SAMPLE_RATE = "ar.data.sample_rate"   # Hz (audio: tokens are 8-bit mu-law codes) else 0
     NUM_CLASSES = "ar.condition.num_classes"  # 0: unconditional (no condition input)
@@ -107,6 +114,10 @@ class ModelInfo:
     start_token: int
     max_length: int
     state: tuple[StateSpec, ...] = ()
+    window: int = 0
+    receptive_field: int = 0
+    step_tokens: int = 1
+    data_name: str = ""
     image_shape: tuple[int, ...] = ()
     alphabet: str = ""
     sample_rate: int = 0
@@ -142,6 +153,10 @@ class ModelInfo:
             Key.VOCAB_SIZE: str(self.vocab_size),
             Key.START_TOKEN: str(self.start_token),
             Key.MAX_LENGTH: str(self.max_length),
+            Key.WINDOW: str(self.window),
+            Key.RECEPTIVE_FIELD: str(self.receptive_field),
+            Key.STEP_TOKENS: str(self.step_tokens),
+            Key.DATA_NAME: self.data_name,
             Key.IMAGE_SHAPE: json.dumps(list(self.image_shape)),
             Key.ALPHABET: json.dumps(self.alphabet),
             Key.SAMPLE_RATE: str(self.sample_rate),
@@ -184,6 +199,10 @@ class ModelInfo:
             start_token=parse(Key.START_TOKEN, int),
             max_length=parse(Key.MAX_LENGTH, _ranged(0, MAX_LENGTH)),
             state=parse(Key.STATE, _state_specs),
+            window=parse(Key.WINDOW, _ranged(0, MAX_LENGTH)),
+            receptive_field=parse(Key.RECEPTIVE_FIELD, _ranged(0, MAX_LENGTH)),
+            step_tokens=parse(Key.STEP_TOKENS, _ranged(1, MAX_LENGTH)),
+            data_name=get(Key.DATA_NAME),
             image_shape=parse(Key.IMAGE_SHAPE, lambda s: tuple(_json_int(v) for v in _json_list(s))),
             alphabet=parse(Key.ALPHABET, _json_str),
             sample_rate=parse(Key.SAMPLE_RATE, int),
@@ -207,6 +226,8 @@ class ModelInfo:
             problems.append("class names and number of classes disagree")
         if self.graph == "step" and not self.state:
             problems.append("a step graph needs a state spec")
+        if self.window and self.step_tokens > self.window:
+            problems.append(f"a step takes up to {self.step_tokens} elements but the window holds {self.window}")
         if not 0 <= self.start_token <= self.vocab_size:
             problems.append(f"the start token {self.start_token} is outside 0..{self.vocab_size}")
         state_bytes = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in self.state)

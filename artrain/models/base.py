@@ -58,6 +58,22 @@ class ARModel(nn.Module):
         return 0
 
     @property
+    def receptive_field(self) -> int:
+        """Predecessors one prediction can depend on (0: all of them); scoring feeds each element this many."""
+        return 0
+
+    @property
+    def window(self) -> int:
+        """Keys one attention query sees (0: no attention window)."""
+        return 0
+
+    @property
+    def step_tokens(self) -> int:
+        """Elements one ``step`` call takes: 1 -> token (B,), logits (B, V); S > 1 -> token (B, s) for any
+        1 <= s <= S, logits (B, s, V) (prefill)."""
+        return 1
+
+    @property
     def fixed_length(self) -> int:
         """The one sequence length the parallel ``forward`` takes (an image's H*W), 0 when any length up to
         ``max_length`` works."""

@@ -1,11 +1,22 @@
-"""Decoder-only Transformer (Vaswani et al. 2017): pre-LayerNorm blocks, causal multi-head
-self-attention, learned positions, a fixed maximum context and optional class conditioning.
+"""Decoder-only Transformer (Vaswani et al. 2017) for unbounded sequences: pre-LayerNorm blocks, rotary
+position embeddings (RoPE, Su et al. 2021) and sliding-window causal self-attention, optional class
+conditioning.
 
-Step state: a fixed-capacity key/value cache per layer, ``past_key_values.{i}.key`` and
-``past_key_values.{i}.value``, each (B, heads, max_len, head_dim). A step writes the new key and value
-at ``pos`` and attends over positions <= pos (later slots are masked). Past the maximum context there is
-no sliding window: ``forward`` with T > max_len and ``step`` with pos >= max_len raise ValueError, and
-runtimes must stop at max_len (the exported graph carries max_len in its metadata).
+Attention: the query at position t sees the keys at t-W+1..t (W = ``window``, itself included), in
+training (a banded causal mask) and in the step graph alike. Positions enter only through the rotation of
+queries and keys, so a score depends on relative positions and the model runs for as long as it is
+asked. Stacked, L windowed layers make one prediction depend on ``receptive_field`` = L * (W - 1) + 1
+predecessors (the start symbol counted as one), which is what scoring feeds each element.
+
+Step state, per layer ``past_key_values.{i}.key`` and ``.value`` (B, heads, W, head_dim): a ring
+buffer of the last W keys (already rotated at their absolute positions) and values. A step takes
+``input_ids`` (B, S), 1 <= S <= W elements at absolute positions pos..pos+S-1 (prefill: a chunk of a
+prompt in one call), attends over the W buffered slots and the S new keys with a mask built from
+absolute positions (slots never written are masked), and writes the new keys to slots (pos + j) mod W.
+``pos`` has no upper bound: memory and time per step are constant.
+
+Rotation angles are computed in float64 (position * frequency), so the keys at position 10**6 rotate as
+exactly as those at position 10.
 """
 from __future__ import annotations
 
@@ -19,20 +30,43 @@ from arrun.contract.schema import StateSpec
 
 from .base import ARModel, shift_right
 
+ROPE_BASE = 10000.0
+
 
 @dataclass(frozen=True)
 class TransformerConfig:
     vocab_size: int = 256
     num_classes: int = 0       # class ids added as an embedding at every position (0: unconditional)
-    max_len: int = 256         # maximum context, start symbol included
+    window: int = 256          # W: each position attends to itself and the W - 1 before it
     layers: int = 4
     d_model: int = 256
     heads: int = 4
     dropout: float = 0.0
 
     def __post_init__(self):
-        if self.d_model % self.heads:
-            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        if self.d_model % self.heads or (self.d_model // self.heads) % 2:
+            raise ValueError(f"d_model {self.d_model} must split into {self.heads} heads of an even size (RoPE)")
+
+
+def rotary(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """positions (..., S) int64 -> cos, sin (..., 1, S, head_dim / 2) float32, angles computed in float64
+    and broadcast over the heads axis."""
+    inv_freq = ROPE_BASE ** -(torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
+    angles = positions.to(torch.float64)[..., None] * inv_freq  # (..., S, hd/2)
+    return angles.cos().float().unsqueeze(-3), angles.sin().float().unsqueeze(-3)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, nh, S, hd) rotated pairwise (first half, second half) by the angles of cos/sin."""
+    x1, x2 = x.chunk(2, dim=-1)  # 2 x (B, nh, S, hd/2)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def window_mask(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int) -> torch.Tensor:
+    """query_pos (..., S), key_pos (..., K) -> allowed (..., S, K) bool: the key was written (position >= 0)
+    and lies in the query's window (0 <= q - k < W)."""
+    gap = query_pos[..., :, None] - key_pos[..., None, :]  # (..., S, K)
+    return (key_pos[..., None, :] >= 0) & (gap >= 0) & (gap < window)
 
 
 class SelfAttention(nn.Module):
@@ -41,30 +75,20 @@ class SelfAttention(nn.Module):
         self.heads = c.heads
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
         self.proj = nn.Linear(c.d_model, c.d_model)
-        self.dropout = c.dropout
 
-    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, T, D)
-        return tuple(t.view(B, T, self.heads, D // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, D = x.shape
-        q, k, v = self._split(x)  # (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(B, T, D))
-
-    def step(self, x, pos, past_key, past_value):
-        """x (B, 1, D) at pos; past caches (B, nh, L, hd) -> (y (B, 1, D), present key, present value)."""
-        B, _, D = x.shape
-        hd = D // self.heads
-        q, k, v = self._split(x)  # (B, nh, 1, hd)
-        at = pos.view(1, 1, 1, 1).expand(B, self.heads, 1, hd)
-        key, value = past_key.scatter(2, at, k), past_value.scatter(2, at, v)  # (B, nh, L, hd), written at pos
-        slots = torch.arange(past_key.shape[2], device=x.device)  # (L,)
-        att = (q * hd**-0.5) @ key.transpose(-2, -1)  # (B, nh, 1, L)
-        y = att.masked_fill(slots > pos, float("-inf")).softmax(-1) @ value  # (B, nh, 1, hd); later slots masked
-        return self.proj(y.transpose(1, 2).reshape(B, 1, D)), key, value
+    def forward(self, x, rope, allowed, past=None):
+        """x (B, S, D); rope: cos, sin of the S positions; allowed (S, K) or (B, 1, S, K) over the keys
+        [*past keys, *the S new ones]; past: (key, value) (B, nh, P, hd) or None.
+        -> y (B, S, D), (keys, values) (B, nh, P + S, hd) with the new keys rotated."""
+        B, S, D = x.shape
+        q, k, v = (t.view(B, S, self.heads, D // self.heads).transpose(1, 2) for t in self.qkv(x).split(D, dim=-1))
+        q, k = rotate(q, *rope), rotate(k, *rope)  # (B, nh, S, hd)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nh, P + S, hd)
+        # No dropout on the attention weights: with a mask it costs 3x the step on CPU; the residual
+        # branches carry the model's dropout.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, nh, S, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, S, D)), (k, v)
 
 
 class Block(nn.Module):
@@ -76,14 +100,10 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c.d_model, 4 * c.d_model), nn.GELU(), nn.Linear(4 * c.d_model, c.d_model))
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x)))
-        return x + self.drop(self.mlp(self.ln2(x)))
-
-    def step(self, x, pos, past_key, past_value):
-        y, key, value = self.attn.step(self.ln1(x), pos, past_key, past_value)
-        x = x + y
-        return x + self.mlp(self.ln2(x)), key, value
+    def forward(self, x, rope, allowed, past=None):
+        y, kv = self.attn(self.ln1(x), rope, allowed, past)
+        x = x + self.drop(y)
+        return x + self.drop(self.mlp(self.ln2(x))), kv
 
 
 class Transformer(ARModel):
@@ -92,22 +112,21 @@ class Transformer(ARModel):
     training_defaults = {
         "image": dict(steps=1500, batch_size=64, lr=2e-3, eval_every=250,
                       model=dict(layers=4, d_model=64, heads=4, dropout=0.2)),
-        "text": dict(steps=2700, batch_size=32, seq_len=128, lr=2e-3,
-                     model=dict(layers=4, d_model=128, heads=4, max_len=128, dropout=0.1)),
-        "audio": dict(steps=1500, batch_size=16, seq_len=256, lr=1e-3,
-                      model=dict(layers=4, d_model=128, heads=4, max_len=256)),
+        "text": dict(steps=2700, batch_size=32, seq_len=256, lr=2e-3,
+                     model=dict(layers=4, d_model=128, heads=4, window=128, dropout=0.1)),
+        "audio": dict(steps=1500, batch_size=16, seq_len=512, lr=1e-3,
+                      model=dict(layers=4, d_model=128, heads=4, window=256)),
     }
 
     @classmethod
     def data_config(cls, values, *, levels, num_classes, image_shape):
         values = super().data_config(values, levels=levels, num_classes=num_classes, image_shape=image_shape)
-        return values if image_shape is None else {**values, "max_len": image_shape[0] * image_shape[1]}
+        return values if image_shape is None else {**values, "window": image_shape[0] * image_shape[1]}
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = c = config
         self.token = nn.Embedding(c.vocab_size + 1, c.d_model)  # last id: start symbol
-        self.position = nn.Embedding(c.max_len, c.d_model)
         self.cond = nn.Embedding(c.num_classes, c.d_model) if c.num_classes else None
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
@@ -115,37 +134,75 @@ class Transformer(ARModel):
         self.head = nn.Linear(c.d_model, c.vocab_size)
 
     @property
-    def max_length(self) -> int:
-        return self.config.max_len
+    def window(self) -> int:
+        return self.config.window
+
+    @property
+    def receptive_field(self) -> int:
+        return self.config.layers * (self.config.window - 1) + 1
+
+    @property
+    def step_tokens(self) -> int:
+        return self.config.window
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
-        shape = (c.heads, c.max_len, c.d_model // c.heads)
+        shape = (c.heads, c.window, c.d_model // c.heads)
         return tuple(StateSpec(f"past_key_values.{i}.{kv}", shape) for i in range(c.layers) for kv in ("key", "value"))
 
-    def _embed(self, u: torch.Tensor, positions: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        x = self.token(u) + self.position(positions)  # (B, T, D)
+    def _embed(self, u: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        x = self.token(u)  # (B, S, D)
         if self.cond is not None:
             x = x + self.cond(cond)[:, None]
         return self.drop(x)
 
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(self.ln_f(h))  # (B, S, V)
+
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T) int64, T <= max_len -> logits (B, T, V); logits[:, t] predicts x_t from x_<t."""
+        """x (B, T) int64, any T -> logits (B, T, V); logits[:, t] predicts x_t from x_<t."""
         T = x.shape[1]
-        if T > self.config.max_len:
-            raise ValueError(f"sequence length {T} exceeds the maximum context {self.config.max_len}")
-        h = self._embed(shift_right(x, self.config.vocab_size), torch.arange(T, device=x.device), cond)
+        positions = torch.arange(T, device=x.device)  # (T,)
+        rope = rotary(positions, self.config.d_model // self.config.heads)
+        allowed = window_mask(positions, positions, self.config.window)  # (T, T) banded causal
+        h = self._embed(shift_right(x, self.config.vocab_size), cond)
         for block in self.blocks:
-            h = block(h)  # (B, T, D)
-        return self.head(self.ln_f(h))
+            h, _ = block(h, rope, allowed)  # (B, T, D)
+        return self._head(h)
 
     def step(self, token, pos, state, cond=None):
-        """token (B,) x_{pos-1} or the start symbol; pos < max_len -> (logits (B, V), new state)."""
-        if not torch.compiler.is_compiling() and int(pos) >= self.config.max_len:
-            raise ValueError(f"position {int(pos)} is past the maximum context {self.config.max_len}")
-        h = self._embed(token[:, None], pos.view(1), cond)  # (B, 1, D)
+        """token (B, S) int64, 1 <= S <= W: the elements at positions pos-1..pos+S-2 (the start symbol
+        for position -1); pos () int64 >= 0 -> (logits (B, S, V) for positions pos..pos+S-1, new state)."""
+        W, S = self.config.window, token.shape[1]
+        if not torch.compiler.is_compiling() and not 1 <= S <= W:
+            raise ValueError(f"a step takes 1..{W} elements (the window), got {S}")
+        new = pos + torch.arange(S, device=token.device)  # (S,) absolute positions of the new elements
+        slots = torch.arange(W, device=token.device)  # (W,)
+        written = pos - 1 - torch.remainder(pos - 1 - slots, W)  # (W,) position held by each slot, < 0: none
+        allowed = window_mask(new, torch.cat([written, new]), W)  # (S, W + S)
+        offset = torch.remainder(slots - pos, W)  # (W,) which new element lands in each slot
+        keep = torch.where(offset < S, W + offset, slots)  # (W,) index into [*buffer, *new] per slot
+        rope = rotary(new, self.config.d_model // self.config.heads)
+        h = self._embed(token, cond)  # (B, S, D)
         new_state = {}
         for i, block in enumerate(self.blocks):
             k, v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
-            h, new_state[k], new_state[v] = block.step(h, pos, state[k], state[v])
-        return self.head(self.ln_f(h))[:, 0], new_state
+            h, (keys, values) = block(h, rope, allowed, (state[k], state[v]))  # keys (B, nh, W + S, hd)
+            new_state[k], new_state[v] = keys.index_select(2, keep), values.index_select(2, keep)
+        return self._head(h), new_state
+
+    def step_growing(self, token, attention_mask, position_ids, past):
+        """The onnxruntime-genai form of ``step``: a KV cache that grows by S per call instead of a ring.
+        token (B, S); attention_mask (B, P + S) 1 for real elements; position_ids (B, S); past: per layer
+        (key, value) (B, nh, P, hd) -> (logits (B, S, V), per layer (key, value) (B, nh, P + S, hd)).
+        The window is applied by mask, so up to any length it gives the ring-buffer step's distribution."""
+        key_pos = torch.cumsum(attention_mask, dim=-1) - 1  # (B, P + S) positions of the real elements
+        key_pos = key_pos.masked_fill(attention_mask == 0, -1)
+        allowed = window_mask(position_ids, key_pos, self.config.window)[:, None]  # (B, 1, S, P + S)
+        rope = rotary(position_ids, self.config.d_model // self.config.heads)  # (B, 1, S, hd/2)
+        h = self._embed(token, None)
+        present = []
+        for block, kv in zip(self.blocks, past):
+            h, kv = block(h, rope, allowed, kv)
+            present.append(kv)
+        return self._head(h), present
