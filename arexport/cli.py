@@ -1,4 +1,4 @@
-"""`arexport`: thin Typer commands over ``export_onnx`` and ``verify_onnx``.
+"""`arexport`: thin Typer commands over ``export_onnx``, ``verify_onnx`` and ``export_genai``.
 
 Errors become one line on stderr through ``arrun.contract.edge``, ``error: <what>; <what to do>``, and an
 exit code: 2 for bad input (arguments, checkpoint, paths), 1 when export or verification fails (a parity
@@ -16,6 +16,7 @@ from arrun.contract import edge
 from arrun.contract.errors import UsageError
 
 from .export import DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS, ExportResult, export_onnx
+from .genai import CONFIG_FILE, DEFAULT_MAX_LENGTH, MODEL_FILE, export_genai
 from .verify import ParityError, verify_onnx
 
 app = edge.typer_app(prog="arexport", no_args_is_help=True,
@@ -45,6 +46,22 @@ def onnx_command(
                            force=force, verify=verify)
     result = edge.run(_reporting_parity(work, as_json))
     typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(_export_lines(result)))
+
+
+@app.command("genai", epilog="Example:  arexport genai runs/pydoc-transformer --out pydoc-genai")
+def genai_command(
+    checkpoint_dir: CheckpointArg,
+    out: Annotated[Path, typer.Option("--out", help="Output folder (model.onnx and genai_config.json).", show_default=False)],
+    max_length: Annotated[int, typer.Option("--max-length", help="Most positions onnxruntime-genai generates (its KV cache grows to this).")] = DEFAULT_MAX_LENGTH,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Export a Transformer checkpoint as a folder onnxruntime-genai runs (growing KV cache), verified."""
+    result = edge.run(_reporting_parity(lambda: export_genai(checkpoint_dir, out, max_length=max_length, force=force),
+                                        as_json))
+    lines = [f"wrote {result.folder}/{{{MODEL_FILE},{CONFIG_FILE}}}: onnxruntime-genai model type llama, "
+             f"max length {result.max_length}", *result.report.lines()]
+    typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(lines))
 
 
 @app.command("verify", epilog="Example:  arexport verify runs/digits/step.onnx runs/digits")
