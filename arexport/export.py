@@ -180,21 +180,30 @@ def to_onnx(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     """Trace ``model`` as ``info.graph`` -> ModelProto with the metadata, at the lowest IR version its opset allows."""
     wrapper = StepGraph(model, info) if info.graph == "step" else FullGraph(model)
     args, dynamic_shapes = _example(model, info)
-    with _quiet():
-        try:
-            program = torch.onnx.export(wrapper.eval(), args, dynamo=True, dynamic_shapes=dynamic_shapes,
-                                        input_names=info.input_names(), output_names=info.output_names(),
-                                        opset_version=info.opset, external_data=False, verbose=False)
-            proto = program.model_proto
-        except Exception as e:
-            raise ExportError(f"torch.onnx could not export the {info.family} {info.graph} graph "
-                              f"({type(e).__name__}: {first_line(e)}); rerun with AR_DEBUG=1 for the exporter's log") from e
-    _strip_ir10_fields(proto.graph)  # node/value metadata (IR 10): the exporter's stack traces
-    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
-    proto.producer_name, proto.producer_version = "arexport", __version__
+    proto = trace(wrapper, args, dynamic_shapes, info.input_names(), info.output_names(), info.opset,
+                  f"the {info.family} {info.graph} graph")
     del proto.metadata_props[:]
     for key, value in info.to_metadata().items():
         proto.metadata_props.add(key=key, value=value)
+    return proto
+
+
+def trace(module: nn.Module, args: tuple, dynamic_shapes, input_names: list[str], output_names: list[str],
+          opset: int, what: str) -> onnx.ModelProto:
+    """``torch.onnx.export`` (dynamo) of ``module`` in eval mode, quietly -> ModelProto at the lowest IR version
+    its opset allows, without the exporter's IR-10 annotations; ExportError naming ``what`` on failure."""
+    with _quiet():
+        try:
+            program = torch.onnx.export(module.eval(), args, dynamo=True, dynamic_shapes=dynamic_shapes,
+                                        input_names=input_names, output_names=output_names,
+                                        opset_version=opset, external_data=False, verbose=False)
+            proto = program.model_proto
+        except Exception as e:
+            raise ExportError(f"torch.onnx could not export {what} ({type(e).__name__}: {first_line(e)}); rerun "
+                              "with AR_DEBUG=1 for the exporter's log") from e
+    _strip_ir10_fields(proto.graph)  # node/value metadata (IR 10): the exporter's stack traces
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
+    proto.producer_name, proto.producer_version = "arexport", __version__
     return proto
 
 

@@ -32,10 +32,11 @@ from torch import nn
 
 from artrain.checkpoint import load_checkpoint
 from artrain.models import ARModel
-from arrun.contract.errors import UsageError, first_line
+from arrun.contract.errors import UsageError
+from arrun.contract.schema import LOGITS_OUTPUT, TOKEN_INPUT
 
-from .export import DEFAULT_OPSET, _quiet, _strip_ir10_fields
-from .verify import TOLERANCE, Comparison, ExportError, ParityError, VerifyReport, _comparison
+from .export import DEFAULT_OPSET, trace
+from .verify import TOLERANCE, ParityError, VerifyReport, _comparison
 
 MODEL_FILE, CONFIG_FILE = "model.onnx", "genai_config.json"
 DEFAULT_MAX_LENGTH = 4096
@@ -122,11 +123,12 @@ def genai_config(model: ARModel, max_length: int) -> dict:
     }
 
 
-def _names(layers: int) -> tuple[list[str], list[str]]:
-    inputs = ["input_ids", "attention_mask", "position_ids"]
-    inputs += [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
-    outputs = ["logits"] + [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
-    return inputs, outputs
+def _names(model: ARModel) -> tuple[list[str], list[str]]:
+    """Graph inputs and outputs: the step graph's token input, the mask and positions, then the KV cache under
+    the names the model's state spec gives it (past_key_values.{i}.key -> present.{i}.key)."""
+    specs = model.state_spec()
+    return ([TOKEN_INPUT, "attention_mask", "position_ids"] + [s.input for s in specs],
+            [LOGITS_OUTPUT] + [s.output for s in specs])
 
 
 def _to_onnx(model: ARModel) -> onnx.ModelProto:
@@ -137,19 +139,7 @@ def _to_onnx(model: ARModel) -> onnx.ModelProto:
             torch.arange(P, P + S).expand(B, S).contiguous(), *past)
     auto = torch.export.Dim.AUTO
     shapes = (({0: auto, 1: auto},) * 3 + ({0: auto, 2: auto},) * len(past),)  # one tuple: forward(*inputs)
-    inputs, outputs = _names(c.layers)
-    with _quiet():
-        try:
-            program = torch.onnx.export(GrowingGraph(model).eval(), args, dynamo=True, dynamic_shapes=shapes,
-                                        input_names=inputs, output_names=outputs, opset_version=DEFAULT_OPSET,
-                                        external_data=False, verbose=False)
-        except Exception as e:
-            raise ExportError(f"torch.onnx could not export the onnxruntime-genai graph ({type(e).__name__}: "
-                              f"{first_line(e)}); rerun with AR_DEBUG=1 for the exporter's log") from e
-    proto = program.model_proto
-    _strip_ir10_fields(proto.graph)
-    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
-    return proto
+    return trace(GrowingGraph(model), args, shapes, *_names(model), DEFAULT_OPSET, "the onnxruntime-genai graph")
 
 
 def verify_growing(path: Path, model: ARModel, *, name: str, steps: int = 64, seed: int = 0) -> VerifyReport:
@@ -157,7 +147,7 @@ def verify_growing(path: Path, model: ARModel, *, name: str, steps: int = 64, se
     element per call, at batch 1 and 3, over at least 2W + 1 positions (the window slides)."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     c, rng = model.config, np.random.default_rng(seed)
-    T, inputs, outputs = max(steps, 2 * c.window + 1), *_names(c.layers)
+    T, inputs, outputs = max(steps, 2 * c.window + 1), *_names(model)
     comparisons = []
     for batch in (1, 3):
         x = rng.integers(0, c.vocab_size, (batch, T), dtype=np.int64)

@@ -32,7 +32,7 @@ from artrain.models import ARModel
 from arrun.contract.errors import ARError, UsageError, first_line
 from arrun.contract.schema import BATCH_DIM, LOGITS_OUTPUT, ModelInfo, SchemaError
 from arrun.kinds import kind_of
-from arrun.runtime import StepRunner, Stepper, full_logits, prefill
+from arrun.runtime import ChunkRunner, StepRunner, Stepper, full_logits, prefill
 from arrun.session import Model, open_model
 
 TOLERANCE = 1e-4
@@ -222,19 +222,14 @@ def _comparison(what: str, got: np.ndarray, want: np.ndarray) -> Comparison:
     return Comparison(what, got.shape[0], got.shape[1], float(np.abs(got - want).max()), mismatches)
 
 
-class TorchStepper:
+class TorchStepper(ChunkRunner):
     """The eager model behind arrun's step protocol (``runtime.StepRunner``): reset / step -> logits (B, V)."""
 
     def __init__(self, model: ARModel, batch_size: int):
-        self.model, self.batch_size = model, batch_size
+        self.model, self.batch_size, self.chunked = model, batch_size, model.step_tokens > 1
 
     def reset(self, condition: np.ndarray | None = None) -> None:
         self._state, self._cond = self.model.init_state(self.batch_size), _tensor(condition)
-
-    def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        if self.model.step_tokens > 1:
-            return self.chunk(tokens[:, None], position)[:, 0]
-        return self.chunk(tokens, position)
 
     @torch.no_grad()
     def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray:

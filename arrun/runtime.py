@@ -34,6 +34,17 @@ class StepRunner(Protocol):
     def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray: ...
 
 
+class ChunkRunner:
+    """``step`` in terms of ``chunk`` for runners with no buffers of their own: a graph that takes chunks
+    (``chunked``) gets a chunk of one element, whose logits (B, 1, V) become (B, V)."""
+    chunked: bool
+
+    def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        if self.chunked:
+            return self.chunk(tokens[:, None], position)[:, 0]
+        return self.chunk(tokens, position)
+
+
 def prefill(runner: StepRunner, tokens: np.ndarray, position: int = 0) -> np.ndarray:
     """Feed tokens (B, T) at positions position..position+T-1 -> logits (B, T, V): in calls of up to
     ``info.step_tokens`` elements where the graph takes chunks, else one step per element."""
@@ -110,11 +121,12 @@ class Stepper:
         self._parity ^= 1
 
 
-class PlainStepper:
+class PlainStepper(ChunkRunner):
     """The same protocol over ``session.run``: every state output fed back as the next input by name."""
 
     def __init__(self, model: Model, batch_size: int):
         self.info, self.batch_size, self._session = model.info, batch_size, model.session
+        self.chunked = model.info.step_tokens > 1
         self._outputs = model.info.output_names()
         self._feeds: dict[str, np.ndarray] = {}
 
@@ -122,11 +134,6 @@ class PlainStepper:
         self._feeds = {s.input: s.initial(self.batch_size) for s in self.info.state}
         if self.info.num_classes:
             self._feeds[CONDITION_INPUT] = np.ascontiguousarray(condition, dtype=np.int64)
-
-    def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        if self.info.step_tokens > 1:
-            return self.chunk(tokens[:, None], position)[:, 0]
-        return self.chunk(tokens, position)
 
     def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray:
         self._feeds[TOKEN_INPUT] = tokens

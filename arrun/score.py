@@ -39,7 +39,8 @@ def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int
             size = max(1, MAX_LOGITS // (T * info.vocab_size)) if info.graph == "full" else MAX_STEP_BATCH
             for i in range(0, len(x), size):
                 cond = None if labels is None else labels[i:i + size]
-                nats += (_nll_full if info.graph == "full" else _nll_step)(model, x[i:i + size], cond, skip)
+                rows = x[i:i + size]
+                nats += _nll_full(model, rows, cond, skip) if info.graph == "full" else _nll_step(model, rows, cond)
     except ORT_ERRORS as e:
         raise ARError(f"onnxruntime failed while scoring ({first_line(e)}); rerun with AR_DEBUG=1 for details") from None
     result = Score.of(nats, sum(len(p) - skip for p, skip, _ in pieces))
@@ -52,13 +53,14 @@ def _nll_full(model: Model, x: np.ndarray, cond: np.ndarray | None, skip: int) -
     return nll_nats(full_logits(model, x, cond)[:, skip:], x[:, skip:])
 
 
-def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None, skip: int) -> float:
-    """x (B, T) through the step graph by teacher forcing: position t is fed x_{t-1}."""
+def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None) -> float:
+    """x (B, T), a whole sequence (no context-only part), through the step graph by teacher forcing:
+    position t is fed x_{t-1}."""
     stepper = Stepper(model, len(x))
     stepper.reset(cond)
     inputs = np.concatenate([np.full((len(x), 1), model.info.start_token, np.int64), x[:, :-1]], axis=1)  # (B, T)
     total = 0.0
     for i in range(0, x.shape[1], STEP_BLOCK):
         logits = prefill(stepper, inputs[:, i:i + STEP_BLOCK], i)  # (B, block, V)
-        total += nll_nats(logits[:, max(skip - i, 0):], x[:, max(skip, i):i + STEP_BLOCK])
+        total += nll_nats(logits, x[:, i:i + STEP_BLOCK])
     return total
