@@ -8,8 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
-from arrun.contract.codecs import (mulaw_decode, mulaw_encode, png_decode, png_encode, read_wav, resample_linear,
-                                   to_pcm16)
+from arrun.contract.codecs import (mulaw_decode, mulaw_encode, png_decode, png_encode, read_wav,
+                                   resample_poly, to_pcm16)
 from arrun.contract.errors import UsageError
 
 
@@ -105,13 +105,26 @@ def test_read_wav_refuses_other_files(tmp_path):
         read_wav(tmp_path / "x.wav")
 
 
-def test_resample_linear():
-    x = np.arange(8.0)
-    assert np.allclose(resample_linear(x, 8000, 16000)[:15], np.arange(15) / 2)
-    assert resample_linear(x, 16000, 8000).tolist() == [0.0, 2.0, 4.0, 6.0]
-    assert resample_linear(x, 100, 100) is x
-
-
 def test_pcm16():
     pcm = np.frombuffer(to_pcm16(np.array([-2.0, -1.0, 0.0, 0.5, 1.0])), "<i2")
     assert pcm.tolist() == [-32767, -32767, 0, 16384, 32767]
+
+
+@pytest.mark.parametrize("rate,target", [(22050, 16000), (8000, 16000), (44100, 16000), (48000, 16000),
+                                         (16000, 16000), (11025, 16000)])
+@pytest.mark.parametrize("length", [0, 1, 7, 1000, 22050])
+def test_resample_poly_matches_scipy(rate, target, length):
+    signal = pytest.importorskip("scipy.signal")
+    g = math.gcd(rate, target)
+    noise = np.random.default_rng(length).uniform(-1.0, 1.0, length)
+    sine = 0.8 * np.sin(2 * np.pi * 440.0 * np.arange(length) / rate)
+    for x in (noise, sine):
+        y = resample_poly(x, rate, target)
+        expected = signal.resample_poly(x, target // g, rate // g)
+        assert y.dtype == np.float64 and y.shape == expected.shape
+        assert np.abs(y - expected).max(initial=0.0) < 1e-9
+
+
+def test_resample_poly_refuses_bad_rates():
+    with pytest.raises(UsageError, match="sample rates"):
+        resample_poly(np.zeros(10), 0, 16000)
