@@ -32,18 +32,19 @@ def onnx_command(
     checkpoint_dir: CheckpointArg,
     step_graph: Annotated[bool, typer.Option("--step-graph", help="Export the single-step graph with explicit state (for generation).")] = False,
     full_graph: Annotated[bool, typer.Option("--full-graph", help="Export the parallel graph over a whole sequence (for scoring).")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output file; default CHECKPOINT_DIR/step.onnx or CHECKPOINT_DIR/full.onnx.", show_default=False)] = None,
+    chunk_graph: Annotated[bool, typer.Option("--chunk-graph", help="Export the step rolled N times in one graph, sampling inside it (WaveNet: fastest generation).")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file; default CHECKPOINT_DIR/<graph>.onnx.", show_default=False)] = None,
     opset: Annotated[int, typer.Option("--opset", help=f"ONNX opset, {SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}; opset 18 loads on onnxruntime >= {MIN_ONNXRUNTIME[18]}.")] = DEFAULT_OPSET,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Prove parity with the eager model before the file is written.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Export a checkpoint's model as an ONNX step graph or full graph, verified by default."""
+    """Export a checkpoint's model as an ONNX step, full or chunk graph, verified by default."""
     def work() -> ExportResult:
-        if step_graph == full_graph:
-            raise UsageError("choose exactly one graph kind; pass --step-graph or --full-graph")
-        return export_onnx(checkpoint_dir, out, graph="step" if step_graph else "full", opset=opset,
-                           force=force, verify=verify)
+        chosen = [kind for kind, flag in (("step", step_graph), ("full", full_graph), ("chunk", chunk_graph)) if flag]
+        if len(chosen) != 1:
+            raise UsageError("choose exactly one graph kind; pass --step-graph, --full-graph or --chunk-graph")
+        return export_onnx(checkpoint_dir, out, graph=chosen[0], opset=opset, force=force, verify=verify)
     result = edge.run(_reporting_parity(work, as_json))
     typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(_export_lines(result)))
 

@@ -48,6 +48,7 @@ from pathlib import Path
 import onnx
 import onnxruntime
 import onnxscript
+import onnxscript.optimizer
 import torch
 from torch import nn
 
@@ -60,6 +61,7 @@ from arrun.contract.schema import BATCH_DIM, GRAPH_KINDS, ModelInfo, SchemaError
 from arrun.kinds import kind_of
 
 from . import __version__
+from .chunk import chunk_graph
 from .verify import ExportError, VerifyReport, verify_onnx
 
 DEFAULT_OPSET = 18
@@ -100,17 +102,21 @@ def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInf
     if model.fixed_length and model.fixed_length != math.prod(data.image_shape or (0,)):
         raise UsageError(f"the checkpoint's images are {data.image_shape} but its {family} model takes "
                          f"{model.fixed_length} pixels; the checkpoint is mixed, train again")
-    state = model.state_spec() if graph == "step" else ()
+    if graph == "chunk" and (model.step_tokens != 1 or model.fixed_length):
+        raise UsageError(f"a chunk graph rolls the one-element step of a sequence model of any length (a WaveNet); "
+                         f"export the {family} model with --step-graph")
+    state = model.state_spec() if graph != "full" else ()
     evaluation = config.get("eval") or {}
     bits = evaluation.get("bits_per_dim")
     info = ModelInfo(
         family=family, graph=graph, data_kind=data.kind, vocab_size=c.vocab_size, start_token=c.vocab_size,
         max_length=model.max_length, state=state, window=model.window, receptive_field=model.receptive_field,
         step_tokens=model.step_tokens if graph == "step" else 1, data_name=Path(data.name).name,  # a user's path: no local folders
+        features=model.feature_spec,
         image_shape=tuple(data.image_shape or ()),
         alphabet=data.alphabet or "", sample_rate=data.sample_rate or 0, num_classes=c.num_classes,
         class_names=tuple(data.class_names) if c.num_classes else (),
-        uses_position=graph == "step" and model.uses_position,
+        uses_position=graph != "full" and model.uses_position,
         bits_per_dim=math.nan if bits is None else float(bits), bits_split=evaluation.get("split") or "",
         opset=opset, min_onnxruntime=MIN_ONNXRUNTIME[opset], producer=_producer_versions())
     try:
@@ -123,30 +129,34 @@ def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInf
 
 
 class StepGraph(nn.Module):
-    """forward(input_ids, [position], [condition], *state_in) -> (logits, *state_out), state in spec order."""
+    """forward(input_ids, [position], [condition], [features (B, M)], *state_in) -> (logits, *state_out), state
+    in spec order; the frame's conditioning vector is computed in the graph."""
 
     def __init__(self, model: ARModel, info: ModelInfo):
         super().__init__()
         self.model, self.names = model, [s.name for s in info.state]
-        self.uses_position, self.conditional = info.uses_position, info.num_classes > 0
+        self.uses_position, self.conditional, self.local = info.uses_position, info.num_classes > 0, bool(info.features)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         token, rest = inputs[0], list(inputs[1:])
         pos = rest.pop(0) if self.uses_position else None
         cond = rest.pop(0) if self.conditional else None
-        logits, new_state = self.model.step(token, pos, dict(zip(self.names, rest)), cond)
+        local = {"features": self.model.frame_vectors(rest.pop(0))} if self.local else {}
+        logits, new_state = self.model.step(token, pos, dict(zip(self.names, rest)), cond, **local)
         return (logits, *(new_state[name] for name in self.names))
 
 
 class FullGraph(nn.Module):
-    """forward(input_ids (B, T), [condition (B,)]) -> logits (B, T, V)."""
+    """forward(input_ids (B, T), [condition (B,)], [features (B, F, M)]) -> logits (B, T, V)."""
 
-    def __init__(self, model: ARModel):
+    def __init__(self, model: ARModel, info: ModelInfo):
         super().__init__()
-        self.model = model
+        self.model, self.conditional, self.local = model, info.num_classes > 0, bool(info.features)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model.sequence_logits(*inputs)
+        cond = inputs[1] if self.conditional else None
+        local = {"features": inputs[-1]} if self.local else {}
+        return self.model.sequence_logits(inputs[0], cond, **local)
 
 
 def _example(model: ARModel, info: ModelInfo) -> tuple[tuple, tuple]:
@@ -155,6 +165,11 @@ def _example(model: ARModel, info: ModelInfo) -> tuple[tuple, tuple]:
     B = _EXAMPLE_BATCH
     batch = torch.export.Dim(BATCH_DIM, min=1, max=4096)
     cond = [torch.zeros(B, dtype=torch.long)] if info.num_classes else []
+    cond_shapes = [{0: batch}] * len(cond)
+    if info.features:  # a frame (B, M) per step, frames (B, F, M) for a whole sequence
+        step = info.graph == "step"
+        cond.append(torch.zeros(B, info.features.n_mels) if step else torch.zeros(B, 3, info.features.n_mels))
+        cond_shapes.append({0: batch} if step else {0: batch, 1: torch.export.Dim("frames", min=1)})
     if info.graph == "step":
         state = model.init_state(B)
         pos = [torch.tensor(0)] if info.uses_position else []
@@ -164,7 +179,7 @@ def _example(model: ARModel, info: ModelInfo) -> tuple[tuple, tuple]:
         else:
             tokens, token_shape = torch.full((B,), info.start_token), {0: batch}
         args = [tokens, *pos, *cond, *(state[s.name] for s in info.state)]
-        shapes = [token_shape, *[None] * len(pos), *[{0: batch}] * (len(cond) + len(info.state))]
+        shapes = [token_shape, *[None] * len(pos), *cond_shapes, *[{0: batch}] * len(info.state)]
         return tuple(args), (tuple(shapes),)
     if model.fixed_length:
         tokens, length = torch.zeros(B, model.fixed_length, dtype=torch.long), {0: batch}
@@ -173,15 +188,18 @@ def _example(model: ARModel, info: ModelInfo) -> tuple[tuple, tuple]:
         T = min(3, info.max_length or 3)
         tokens = torch.zeros(B, T, dtype=torch.long)
         length = {0: batch, 1: torch.export.Dim("length", min=1, **bound)} if T >= 2 else {0: batch}
-    return (tokens, *cond), ((length, *[{0: batch}] * len(cond)),)
+    return (tokens, *cond), ((length, *cond_shapes),)
 
 
 def to_onnx(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     """Trace ``model`` as ``info.graph`` -> ModelProto with the metadata, at the lowest IR version its opset allows."""
-    wrapper = StepGraph(model, info) if info.graph == "step" else FullGraph(model)
-    args, dynamic_shapes = _example(model, info)
-    proto = trace(wrapper, args, dynamic_shapes, info.input_names(), info.output_names(), info.opset,
-                  f"the {info.family} {info.graph} graph")
+    if info.graph == "chunk":
+        proto = chunk_graph(model, info)
+    else:
+        wrapper = StepGraph(model, info) if info.graph == "step" else FullGraph(model, info)
+        args, dynamic_shapes = _example(model, info)
+        proto = trace(wrapper, args, dynamic_shapes, info.input_names(), info.output_names(), info.opset,
+                      f"the {info.family} {info.graph} graph")
     del proto.metadata_props[:]
     for key, value in info.to_metadata().items():
         proto.metadata_props.add(key=key, value=value)
@@ -197,7 +215,10 @@ def trace(module: nn.Module, args: tuple, dynamic_shapes, input_names: list[str]
             program = torch.onnx.export(module.eval(), args, dynamo=True, dynamic_shapes=dynamic_shapes,
                                         input_names=input_names, output_names=output_names,
                                         opset_version=opset, external_data=False, verbose=False)
-            proto = program.model_proto
+            # Fold what depends on weights alone (a step's slices and stacks of weight matrices) into initializers:
+            # the exporter's own pass stops at small tensors, and a step would recompute them every call.
+            proto = onnxscript.optimizer.optimize(program.model_proto, input_size_limit=1 << 24,
+                                                  output_size_limit=1 << 24)
         except Exception as e:
             raise ExportError(f"torch.onnx could not export {what} ({type(e).__name__}: {first_line(e)}); rerun "
                               "with AR_DEBUG=1 for the exporter's log") from e

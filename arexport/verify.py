@@ -12,8 +12,12 @@ Checks, in order (the first failure raises):
      ``step`` rollout and vs torch ``forward`` (sequence_logits);
    - step graph, greedy: the tokens chosen by argmax are identical to torch's greedy ``step`` rollout;
    - step graph taking chunks (prefill): the sequence fed in chunks of ``step_tokens`` vs torch ``forward``;
-   a windowed model is checked on at least 2W + 1 positions, so the ring buffer wraps;
+   a model with ring buffers (a windowed Transformer's KV cache, WaveNet's queues) is checked on at least
+   2 * ``state_period`` + 1 positions, so every ring wraps twice;
    - full graph: logits vs torch ``forward``;
+   - chunk graph: the elements it samples from given uniforms (in two chunks) are those the torch ``step``
+     rollout samples with ``arrun.sampling.sample_categorical`` from the same uniforms;
+   a vocoder gets random feature frames, the same for the graph and the model.
    each within ``tolerance`` (max abs difference, float32) and with identical argmax tokens.
 """
 from __future__ import annotations
@@ -32,7 +36,8 @@ from artrain.models import ARModel
 from arrun.contract.errors import ARError, UsageError, first_line
 from arrun.contract.schema import BATCH_DIM, LOGITS_OUTPUT, ModelInfo, SchemaError
 from arrun.kinds import kind_of
-from arrun.runtime import ChunkRunner, StepRunner, Stepper, full_logits, prefill
+from arrun.runtime import ChunkRunner, ChunkSampler, StepRunner, Stepper, full_logits, prefill
+from arrun.sampling import sample_categorical
 from arrun.session import Model, open_model
 
 TOLERANCE = 1e-4
@@ -158,7 +163,7 @@ def _check_shapes(graph: onnx.GraphProto, info: ModelInfo, name: str) -> None:
     for tensor, dims in expected.items():
         if values[tensor] != dims:
             raise ExportError(f"{name}: '{tensor}' has shape {values[tensor]}, the metadata declares {dims}; export it again")
-    if values[LOGITS_OUTPUT][-1] != info.vocab_size:
+    if info.graph != "chunk" and values[LOGITS_OUTPUT][-1] != info.vocab_size:
         raise ExportError(f"{name}: logits have shape {values[LOGITS_OUTPUT]} for {info.vocab_size} tokens; export it again")
 
 
@@ -171,7 +176,7 @@ def _check_pairing(model: ARModel, info: ModelInfo, name: str) -> None:
     c = model.config
     ours = (model.family, c.vocab_size, c.num_classes)
     if ours != (info.family, info.vocab_size, info.num_classes) or \
-            (info.graph == "step" and info.state != model.state_spec()):
+            (info.graph != "full" and info.state != model.state_spec()):
         raise UsageError(f"{name} was not exported from this checkpoint (the file: {info.family}, {info.vocab_size} tokens, "
                          f"{info.num_classes} classes; the checkpoint: {ours[0]}, {ours[1]} tokens, {ours[2]} classes"
                          "); give the checkpoint it came from")
@@ -189,22 +194,28 @@ def _one_torch_thread():
 
 
 def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: int, steps: int) -> list[Comparison]:
-    """The comparisons at one batch size on one random sequence (and condition)."""
+    """The comparisons at one batch size on one random sequence (and condition, and features)."""
     info = runtime.info
-    T = min(steps, info.max_length) if info.max_length else max(steps, 2 * info.window + 1)
+    T = min(steps, info.max_length) if info.max_length else max(steps, 2 * model.state_period + 1)
     L = model.fixed_length or T  # a model with a fixed length (whole images) takes only that in forward
     x = rng.integers(0, info.vocab_size, (batch, L), dtype=np.int64)
     cond = rng.integers(0, info.num_classes, batch, dtype=np.int64) if info.num_classes else None
+    frames, local = None, {}
+    if info.features:  # log-mel-like frames: around ln(1e-2), spread over the floor .. loud range
+        frames = (rng.standard_normal((batch, info.features.frames(L), info.features.n_mels)) * 2 - 5).astype(np.float32)
+        local["features"] = torch.from_numpy(frames)
     with torch.no_grad():
-        forward = model.sequence_logits(torch.from_numpy(x), _tensor(cond)).numpy()  # (B, L, V)
+        forward = model.sequence_logits(torch.from_numpy(x), _tensor(cond), **local).numpy()  # (B, L, V)
     if info.graph == "full":
-        return [_comparison("onnx full vs torch forward", full_logits(runtime, x, cond), forward)]
-    onnx_step, torch_step = Stepper(runtime, batch), TorchStepper(model, batch)
-    start = info.start_token
-    onnx_logits, _ = rollout(onnx_step, start, cond, x[:, :T])
-    torch_logits, _ = rollout(torch_step, start, cond, x[:, :T])
-    onnx_greedy, onnx_tokens = rollout(onnx_step, start, cond, None, T)
-    torch_greedy, torch_tokens = rollout(torch_step, start, cond, None, T)
+        return [_comparison("onnx full vs torch forward", full_logits(runtime, x, cond, frames), forward)]
+    torch_step = TorchStepper(model, batch)
+    if info.graph == "chunk":
+        return [_compare_chunk(runtime, torch_step, rng, cond, frames, T)]
+    onnx_step, start = Stepper(runtime, batch), info.start_token
+    onnx_logits, _ = rollout(onnx_step, start, cond, x[:, :T], features=frames)
+    torch_logits, _ = rollout(torch_step, start, cond, x[:, :T], features=frames)
+    onnx_greedy, onnx_tokens = rollout(onnx_step, start, cond, None, T, features=frames)
+    torch_greedy, torch_tokens = rollout(torch_step, start, cond, None, T, features=frames)
     greedy = _comparison("onnx greedy vs torch greedy", onnx_greedy, torch_greedy)
     comparisons = [_comparison("onnx step vs torch step", onnx_logits, torch_logits),
                    _comparison("onnx step vs torch forward", onnx_logits, forward[:, :T]),
@@ -214,6 +225,23 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
         inputs = np.concatenate([np.full((batch, 1), start, np.int64), x[:, :T - 1]], axis=1)  # (B, T) fed
         comparisons.append(_comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs), forward[:, :T]))
     return comparisons
+
+
+def _compare_chunk(runtime: Model, torch_step: "TorchStepper", rng: np.random.Generator, cond: np.ndarray | None,
+                   frames: np.ndarray | None, T: int) -> Comparison:
+    """The chunk graph's samples (in two calls) vs the torch step rollout sampling from the same uniforms."""
+    B, start = torch_step.batch_size, runtime.info.start_token
+    uniforms = rng.random((B, T))  # (B, T)
+    sampler = ChunkSampler(runtime, B)
+    sampler.reset(cond, frames)
+    cut = T // 3
+    first = sampler.sample(np.full(B, start, np.int64), 0, uniforms[:, :cut])  # (B, cut)
+    got = np.concatenate([first, sampler.sample(first[:, -1], cut, uniforms[:, cut:])], axis=1)  # (B, T)
+    torch_step.reset(cond, frames)
+    want, token = np.zeros((B, T), np.int64), np.full(B, start, np.int64)
+    for t in range(T):
+        token = want[:, t] = sample_categorical(torch_step.step(token, t), uniforms[:, t])
+    return Comparison("onnx chunk vs torch sampling", B, T, 0.0, int((got != want).sum()))
 
 
 def _comparison(what: str, got: np.ndarray, want: np.ndarray) -> Comparison:
@@ -228,21 +256,25 @@ class TorchStepper(ChunkRunner):
     def __init__(self, model: ARModel, batch_size: int):
         self.model, self.batch_size, self.chunked = model, batch_size, model.step_tokens > 1
 
-    def reset(self, condition: np.ndarray | None = None) -> None:
+    @torch.no_grad()
+    def reset(self, condition: np.ndarray | None = None, features: np.ndarray | None = None) -> None:
         self._state, self._cond = self.model.init_state(self.batch_size), _tensor(condition)
+        self._vectors = None if features is None else self.model.frame_vectors(torch.from_numpy(features))  # (B, F, D)
 
     @torch.no_grad()
     def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        logits, self._state = self.model.step(torch.from_numpy(tokens), torch.tensor(position), self._state, self._cond)
+        local = {} if self._vectors is None else {"features": self._vectors[:, position // self.model.feature_spec.hop]}
+        logits, self._state = self.model.step(torch.from_numpy(tokens), torch.tensor(position), self._state, self._cond,
+                                              **local)
         return logits.numpy()
 
 
 def rollout(stepper: StepRunner, start_token: int, condition: np.ndarray | None, tokens: np.ndarray | None,
-            steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            steps: int | None = None, features: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reset ``stepper`` and roll it from ``start_token``: teacher-forced on tokens (B, T), or greedy (argmax
     fed back) for ``steps`` steps when tokens is None -> (logits (B, T, V), the tokens fed after each step)."""
     B, T = tokens.shape if tokens is not None else (stepper.batch_size, steps)
-    stepper.reset(condition)
+    stepper.reset(condition, features)
     token = np.full(B, start_token, np.int64)
     logits, fed = [], []
     for t in range(T):

@@ -61,13 +61,17 @@ def sample(
     unknown: UnknownOpt = Unknown.error,
     length: Annotated[Optional[int], typer.Option(
         help="Elements to generate (text and audio; default: the rest of the context, or 1 s of audio).")] = None,
+    features: Annotated[Optional[Path], typer.Option(
+        help="A vocoder's input: a .npy of log-mel frames (frames, mel bins) of the model's analysis; the samples "
+             "are what they describe (hop samples per frame).")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads per step (0: one per core).")] = 1,
     out: Annotated[Optional[Path], typer.Option(
         help="Output file: .png (+ .npy) for images (default samples.png), .wav for audio (default samples.wav), "
              "a text file for text (default: stdout only); - for stdout; a device or FIFO is written through.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Generate samples: a PNG grid and .npy for images, WAV files for audio, text on stdout."""
+    """Generate samples: a PNG grid and .npy for images, WAV files for audio, text on stdout. Takes the step
+    graph, or a chunk graph (audio, sampled inside the graph: temperature 1, no top-k or top-p)."""
     from .commands import sample as work
     from .generate import SampleOptions
     from .sampling import SamplingOptions
@@ -76,13 +80,40 @@ def sample(
                             prompt, length, unknown.value)
     stream = None if json_out else sys.stdout
     record = edge.run(lambda: work(model, options=options, provider=provider.value, threads=threads, out=out,
-                               stream=stream, progress=sys.stderr.isatty()))
+                                   stream=stream, progress=sys.stderr.isatty(), features=features))
+    _report(record, json_out)
+
+
+def _report(record: dict, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(record))
-    else:
-        files = ", ".join(record["files"]) or "stdout"
-        typer.echo(f"{record['num_samples']} sample(s) of {record['length']} to {files}: {record['steps']} steps in "
-                   f"{record['seconds']:.2f} s ({record['steps_per_s'] or 0:,.0f} steps/s)", err=True)
+        return
+    files = ", ".join(record["files"]) or "stdout"
+    rtf = f", real-time factor {record['real_time_factor']:.2f}" if "real_time_factor" in record else ""
+    typer.echo(f"{record['num_samples']} sample(s) of {record['length']} to {files}: {record['steps']} steps in "
+               f"{record['seconds']:.2f} s ({record['steps_per_s'] or 0:,.0f} steps/s{rtf})", err=True)
+
+
+@app.command(epilog="Examples:  arrun vocode models/speech-vocoder/chunk.onnx hello.wav --out resynth.wav  |  "
+                     "arrun vocode models/speech-vocoder/chunk.onnx hello.wav --out - | aplay")
+def vocode(
+    model: ModelArg,
+    wav: Annotated[Path, typer.Argument(help="A PCM WAV file: any sample rate and channels.", show_default=False)],
+    provider: ProviderOpt = Provider.cpu,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: one per core).")] = 1,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Output WAV (default vocoded.wav); - streams it to stdout as it is made; a device or FIFO is written "
+             "through.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Resynthesise a WAV with a vocoder: its log-mel features (computed as at training) turned back into audio
+    by the model, as fast as the model goes (the real-time factor is printed)."""
+    from .commands import vocode as work
+
+    record = edge.run(lambda: work(model, wav, seed=seed, provider=provider.value, threads=threads, out=out,
+                                   progress=sys.stderr.isatty() and out != Path("-")))
+    _report(record, json_out)
 
 
 @app.command(epilog="Examples:  arrun info models/pydoc-transformer/step.onnx  |  "

@@ -6,25 +6,55 @@ runs anything, so a bad input costs no time and leaves no file.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 from .bench import bench as run_bench
+from .contract.codecs import mulaw_encode, read_wav, resample_poly
 from .contract.errors import ARError, Interrupted, UsageError, first_line
+from .contract.features import mulaw_features, read_features
 from .generate import SampleOptions, check_condition, check_memory, class_id, generate, make_plan
 from .kinds import load_sequences
 from .progress import Progress
 from .score import score as run_score
-from .session import ORT_ERRORS, open_model
+from .session import ORT_ERRORS, Model, open_model
 
 MAX_BENCH_BATCH = 65_536
 MAX_BENCH_STEPS = 10_000_000
 
 
 def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", threads: int = 1,
-           out: Path | None = None, stream: TextIO | None = None, progress: bool = False) -> dict:
-    """Generate samples into files (and text into ``stream`` as it comes) -> the summary record."""
-    model = open_model(model_path, provider=provider, threads=threads, graph="step", command="arrun sample")
+           out: Path | None = None, stream: TextIO | None = None, progress: bool = False,
+           features: Path | None = None) -> dict:
+    """Generate samples into files (and text into ``stream`` as it comes) -> the summary record. A vocoder
+    turns the frames of ``features`` (a .npy) into audio."""
+    model = open_model(model_path, provider=provider, threads=threads, graph=("step", "chunk"), command="arrun sample")
+    if features is not None:
+        if not model.info.features:
+            raise UsageError(f"{model_path} is not a vocoder and takes no features; drop --features")
+        options = replace(options, features=read_features(features, model.info.features))
+    return _generate(model, options, out, stream, progress)
+
+
+def vocode(model_path: Path, wav: Path, *, seed: int = 0, provider: str = "cpu", threads: int = 1,
+           out: Path | None = None, progress: bool = False) -> dict:
+    """Analyse ``wav`` (any rate and channels, resampled and mu-law coded as for training) into the vocoder's
+    features and synthesise them -> the summary record; the output has the input's length at the model's rate."""
+    model = open_model(model_path, provider=provider, threads=threads, graph=("chunk", "step"), command="arrun vocode")
+    info = model.info
+    if not info.features:
+        raise UsageError(f"{model_path} is not a vocoder (it takes no features); give one exported from a checkpoint "
+                         "trained with mel_bins > 0, e.g. models/speech-vocoder/chunk.onnx")
+    audio, rate = read_wav(Path(wav))  # an empty WAV is refused here
+    codes = mulaw_encode(resample_poly(audio, rate, info.sample_rate, str(wav)), info.vocab_size)  # (T,)
+    frames = mulaw_features(codes, info.features, info.vocab_size)  # (F, M)
+    options = SampleOptions(seed=seed, length=len(codes), features=frames)
+    record = _generate(model, options, out or Path("vocoded.wav"), None, progress)
+    return {**record, "input": str(wav), "frames": len(frames)}
+
+
+def _generate(model: Model, options: SampleOptions, out: Path | None, stream: TextIO | None, progress: bool) -> dict:
     info = model.info
     plan = make_plan(options, info)
     sink = model.kind.sink(out, info, plan, stream)
@@ -46,15 +76,17 @@ def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", t
     finally:
         if bar is not None:
             bar.close()
-    record = {"model": str(model_path), "family": info.family, "data_kind": info.data_kind, "provider": provider,
-              "files": [str(p) for p in files], "num_samples": plan.n, "batch_size": plan.batch_size,
-              "length": plan.length, "prompt_length": len(plan.prompt), "seed": options.seed,
-              "temperature": options.sampling.temperature, "top_k": options.sampling.top_k,
+    record = {"model": str(model.path), "family": info.family, "graph": info.graph, "data_kind": info.data_kind,
+              "provider": model.provider, "files": [str(p) for p in files], "num_samples": plan.n,
+              "batch_size": plan.batch_size, "length": plan.length, "prompt_length": len(plan.prompt),
+              "seed": options.seed, "temperature": options.sampling.temperature, "top_k": options.sampling.top_k,
               "top_p": options.sampling.top_p,
               "conditions": None if plan.conditions is None else plan.conditions.tolist(),
               "steps": stats.steps, "seconds": stats.seconds,
               "steps_per_s": stats.steps / stats.seconds if stats.seconds else None,
               "tokens_per_s": stats.tokens / stats.seconds if stats.seconds else None}
+    if info.sample_rate and stats.tokens:  # audio: seconds of compute per second of sound, over the batch
+        record["real_time_factor"] = stats.seconds * info.sample_rate / stats.tokens
     record.update(sink.record())
     return record
 
@@ -117,7 +149,7 @@ def bench(model_path: Path, *, provider: str = "cpu", batch_size: int = 1, steps
     if not (1 <= batch_size <= MAX_BENCH_BATCH and 1 <= steps <= MAX_BENCH_STEPS):
         raise UsageError(f"--batch-size may be at most {MAX_BENCH_BATCH:,} and --steps at most {MAX_BENCH_STEPS:,} "
                          f"(both >= 1), got {batch_size} and {steps}")
-    model = open_model(model_path, provider=provider, threads=threads, graph="step", command="arrun bench")
+    model = open_model(model_path, provider=provider, threads=threads, graph=("step", "chunk"), command="arrun bench")
     check_memory(model.kind, model.info, 0, batch_size, model.info.max_length or steps)
     try:
         return {"model": str(model_path), "family": model.info.family,

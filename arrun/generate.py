@@ -1,8 +1,9 @@
 """Sampling: a plan resolved against the model once, then the step loop (``runtime.Stepper``) with
-``sampling``'s numpy samplers, tokens fed back and handed to a sink.
+``sampling``'s numpy samplers, tokens fed back and handed to a sink; or, on a chunk graph
+(``runtime.ChunkSampler``), CHUNK elements per call sampled inside the graph from the same uniforms.
 
-Shapes (B = batch): input_ids (B,) int64, condition (B,) int64, logits (B, V) float32; tokens (B, P + L)
-int64 hold the prompt, then the samples.
+Shapes (B = batch): input_ids (B,) int64, condition (B,) int64, logits (B, V) float32, features (F, M) float32
+frames shared by every sample (a vocoder); tokens (B, P + L) int64 hold the prompt, then the samples.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from .contract.errors import UsageError
 from .contract.schema import ModelInfo
 from .kinds import KINDS
-from .runtime import Stepper, prefill
+from .runtime import ChunkSampler, Stepper, prefill
 from .sampling import SamplingOptions, sample, sample_rngs
 from .session import Model
 
@@ -35,6 +36,7 @@ class SampleOptions:
     prompt: str = ""
     length: int | None = None        # new elements per sample; None: the data kind's default
     unknown: str = "error"           # prompt characters outside the alphabet: error | skip | replace
+    features: np.ndarray | None = None  # (F, M) float32 frames a vocoder is conditioned on (``read_features``)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Plan:
     batch_size: int
     n: int                         # samples in all
     per_class: bool                # one group of num_samples per class (image grids: one row each)
+    features: np.ndarray | None = None  # (F, M) frames of a vocoder, None otherwise
 
     @property
     def total_length(self) -> int:
@@ -71,11 +74,30 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
                          "and run several times with other --seed values")
     kind = KINDS[info.data_kind]
     prompt = kind.prompt_tokens(o.prompt, info, o.unknown)
-    length = kind.length(o.length, len(prompt), info)
+    length = _local_length(o, info) if info.features else kind.length(o.length, len(prompt), info)
     batch_size = min(o.batch_size or MAX_BATCH, n)
     check_memory(kind, info, n, batch_size, len(prompt) + length)
+    if o.features is not None and not info.features:
+        raise UsageError("this model is not a vocoder and takes no features; drop --features")
+    if info.graph == "chunk" and o.sampling != SamplingOptions():
+        raise UsageError("a chunk graph samples at temperature 1 from the full distribution; drop --temperature, "
+                         "--top-k and --top-p, or sample with the step graph (step.onnx)")
     conditions, per_class = _conditions(o, info)
-    return Plan(conditions, prompt, length, batch_size, n, per_class)
+    return Plan(conditions, prompt, length, batch_size, n, per_class, o.features)
+
+
+def _local_length(o: SampleOptions, info: ModelInfo) -> int:
+    """A vocoder generates what its features describe: every frame's hop samples, or --length of them."""
+    if o.features is None:
+        raise UsageError("this model is a vocoder: give the features it turns into audio with --features "
+                         "FRAMES.npy, or use `arrun vocode MODEL in.wav`")
+    room = len(o.features) * info.features.hop
+    if o.length is None:
+        return room
+    if not 1 <= o.length <= room:
+        raise UsageError(f"--length {o.length} does not fit the features: {len(o.features)} frames describe "
+                         f"{room} samples; give --length 1..{room} or drop it")
+    return o.length
 
 
 def check_memory(kind, info: ModelInfo, n: int, batch_size: int, total_length: int) -> None:
@@ -138,32 +160,49 @@ class GenerateStats:
     seconds: float
 
 
+CHUNK = 1024  # elements per call of a chunk graph
+
+
 def generate(model: Model, plan: Plan, sampling: SamplingOptions, seed: int, sink: Sink,
              progress: Callable[[int], None] | None = None) -> GenerateStats:
     """Run every batch of the plan through the step graph; tokens (B, P + L) go to ``sink``. The prompt is
-    fed in one prefill (chunks of the graph's ``step_tokens``), then one step per sampled element."""
-    steppers: dict[int, Stepper] = {}
+    fed in one prefill (chunks of the graph's ``step_tokens``), then one step per sampled element; a chunk
+    graph samples CHUNK elements per call instead."""
+    runners: dict[int, Stepper | ChunkSampler] = {}
     start, steps, P, T = time.perf_counter(), 0, len(plan.prompt), plan.total_length
+    chunked = model.info.graph == "chunk"
     for indices in plan.batches():
         B = len(indices)
-        if B not in steppers:  # at most two sizes: the batch and the last, smaller one
-            steppers[B] = Stepper(model, B)
-        stepper = steppers[B]
-        stepper.reset(None if plan.conditions is None else plan.conditions[indices.start:indices.stop])
+        if B not in runners:  # at most two sizes: the batch and the last, smaller one
+            runners[B] = (ChunkSampler if chunked else Stepper)(model, B)
+        runner = runners[B]
+        features = None if plan.features is None else np.broadcast_to(plan.features, (B, *plan.features.shape))
+        runner.reset(None if plan.conditions is None else plan.conditions[indices.start:indices.stop], features)
         rngs = sample_rngs(seed, indices)
         tokens = np.zeros((B, T), np.int64)  # (B, P + L): prompt, then samples
         tokens[:, :P] = plan.prompt
         sink.begin(indices)
-        start_and_prompt = np.concatenate([np.full((B, 1), model.info.start_token, np.int64), tokens[:, :P]], 1)
-        logits = prefill(stepper, start_and_prompt)[:, -1]  # (B, V) the distribution at position P
-        sink.update(tokens, P)
-        for t in range(P, T):
-            if t > P:
-                logits = stepper.step(tokens[:, t - 1], t)  # (B, V)
-            tokens[:, t] = sample(logits, sampling, rngs)
-            sink.update(tokens, t + 1)
-            if progress is not None:
-                progress(steps + t + 1)
+        if chunked:  # no prompt: chunk graphs are made for audio
+            previous = np.full(B, model.info.start_token, np.int64)
+            for t in range(0, T, CHUNK):
+                n = min(CHUNK, T - t)
+                uniforms = np.stack([rng.random(n) for rng in rngs])  # (B, n): what n steps of `sample` draw
+                tokens[:, t:t + n] = runner.sample(previous, t, uniforms)
+                previous = tokens[:, t + n - 1]
+                sink.update(tokens, t + n)
+                if progress is not None:
+                    progress(steps + t + n)
+        else:
+            start_and_prompt = np.concatenate([np.full((B, 1), model.info.start_token, np.int64), tokens[:, :P]], 1)
+            logits = prefill(runner, start_and_prompt)[:, -1]  # (B, V) the distribution at position P
+            sink.update(tokens, P)
+            for t in range(P, T):
+                if t > P:
+                    logits = runner.step(tokens[:, t - 1], t)  # (B, V)
+                tokens[:, t] = sample(logits, sampling, rngs)
+                sink.update(tokens, t + 1)
+                if progress is not None:
+                    progress(steps + t + 1)
         steps += T
         sink.end(tokens)
     return GenerateStats(steps, plan.n * plan.length, time.perf_counter() - start)

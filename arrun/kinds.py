@@ -13,7 +13,7 @@ from typing import TextIO
 import numpy as np
 
 from .contract.codecs import (encode_text, mulaw_encode, png_decode, read_bytes, read_npy_images, read_npz_images,
-                              read_text, read_wav, resample_linear)
+                              read_text, read_wav, resample_poly)
 from .contract.errors import UsageError
 from .contract.schema import ModelInfo, SchemaError
 from .outputs import AudioSink, ImageSink, TextSink
@@ -212,7 +212,7 @@ class AudioKind(DataKind):
 
     def read(self, path, info):
         x, rate = read_wav(path)
-        return [mulaw_encode(resample_linear(x, rate, info.sample_rate, str(path)), info.vocab_size)]
+        return [mulaw_encode(resample_poly(x, rate, info.sample_rate, str(path)), info.vocab_size)]
 
 
 KINDS: dict[str, DataKind] = {kind.name: kind for kind in (ImageKind(), TextKind(), AudioKind())}

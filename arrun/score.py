@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract.errors import ARError, first_line
+from .contract.errors import ARError, UsageError, first_line
+from .contract.features import mulaw_features
 from .contract.scoring import Score, chunks, nll_nats
 from .runtime import Stepper, full_logits, prefill
 from .session import ORT_ERRORS, Model
@@ -21,13 +22,14 @@ STEP_BLOCK = 4096  # positions prefilled per call of ``prefill`` (bounds the log
 
 def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int | None = None) -> dict:
     """-> {bits_per_dim, nats_per_dim, n_dims, n_sequences, n_chunks, graph, unit}; ``conditions``: one class
-    id for all sequences or one per sequence, checked by ``check_condition`` (None: unconditional)."""
+    id for all sequences or one per sequence, checked by ``check_condition`` (None: unconditional). A vocoder
+    scores each sequence given its own features (``mulaw_features``), as ``artrain eval`` does."""
     info = model.info
     if conditions is None or isinstance(conditions, int):
         conditions = [conditions] * len(sequences)
     receptive_field = info.receptive_field if info.graph == "full" else 0  # the step graph is the rollout
     pieces = [(piece, skip, c) for s, c in zip(sequences, conditions)
-              for piece, skip in chunks(s, info.max_length, receptive_field)]
+              for piece, skip in chunks(s, info.max_length, receptive_field)]  # a vocoder's: whole sequences
     by_shape: dict[tuple[int, int], list[tuple[np.ndarray, int | None]]] = {}
     for piece, skip, c in pieces:
         by_shape.setdefault((len(piece), skip), []).append((piece, c))
@@ -40,7 +42,11 @@ def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int
             for i in range(0, len(x), size):
                 cond = None if labels is None else labels[i:i + size]
                 rows = x[i:i + size]
-                nats += _nll_full(model, rows, cond, skip) if info.graph == "full" else _nll_step(model, rows, cond)
+                frames = None
+                if info.features:
+                    frames = np.stack([mulaw_features(row, info.features, info.vocab_size) for row in rows])  # (n, F, M)
+                nats += _nll_full(model, rows, cond, skip, frames) if info.graph == "full" else \
+                    _nll_step(model, rows, cond, frames)
     except ORT_ERRORS as e:
         raise ARError(f"onnxruntime failed while scoring ({first_line(e)}); rerun with AR_DEBUG=1 for details") from None
     result = Score.of(nats, sum(len(p) - skip for p, skip, _ in pieces))
@@ -48,16 +54,17 @@ def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int
             "n_sequences": len(sequences), "n_chunks": len(pieces), "graph": info.graph, "unit": model.kind.unit}
 
 
-def _nll_full(model: Model, x: np.ndarray, cond: np.ndarray | None, skip: int) -> float:
-    """x (B, T) through the full graph: logits (B, T, V) in one run; the first ``skip`` are context."""
-    return nll_nats(full_logits(model, x, cond)[:, skip:], x[:, skip:])
+def _nll_full(model: Model, x: np.ndarray, cond: np.ndarray | None, skip: int, frames: np.ndarray | None) -> float:
+    """x (B, T) [, frames (B, F, M)] through the full graph: logits (B, T, V) in one run; the first ``skip``
+    are context."""
+    return nll_nats(full_logits(model, x, cond, frames)[:, skip:], x[:, skip:])
 
 
-def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None) -> float:
+def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None, frames: np.ndarray | None) -> float:
     """x (B, T), a whole sequence (no context-only part), through the step graph by teacher forcing:
     position t is fed x_{t-1}."""
     stepper = Stepper(model, len(x))
-    stepper.reset(cond)
+    stepper.reset(cond, frames)
     inputs = np.concatenate([np.full((len(x), 1), model.info.start_token, np.int64), x[:, :-1]], axis=1)  # (B, T)
     total = 0.0
     for i in range(0, x.shape[1], STEP_BLOCK):

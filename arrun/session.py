@@ -10,7 +10,8 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from .contract.errors import ARError, UsageError, first_line
-from .contract.schema import CONDITION_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, ModelInfo, SchemaError
+from .contract.schema import (CONDITION_INPUT, FEATURES_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, TOKENS_OUTPUT,
+                              UNIFORMS_INPUT, ModelInfo, SchemaError)
 from .kinds import DataKind, kind_of
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -36,11 +37,11 @@ class Model:
     provider: str  # 'cpu' | 'cuda'
 
 
-def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: str | None = None,
+def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: tuple[str, ...] = (),
                command: str = "arrun") -> Model:
     """Load ``path`` on ``provider`` ('cpu' | 'cuda') with ``threads`` intra-op threads (0: all cores).
 
-    graph: the graph kind the command needs ('step' | 'full'), or None for either.
+    graph: the graph kinds the command takes ('step', 'full', 'chunk'), () for any.
     Raises UsageError for a bad file, metadata or graph, ARError when the provider cannot run."""
     path = Path(path)
     _check_file(path)
@@ -62,9 +63,9 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: st
     except SchemaError as e:
         raise UsageError(str(e)) from None
     check_graph(session, info, path)
-    if graph is not None and info.graph != graph:
-        raise UsageError(f"{path} is a {info.graph} graph and `{command}` needs the {graph} graph; "
-                         f"export it with `arexport onnx CHECKPOINT_DIR --{graph}-graph`")
+    if graph and info.graph not in graph:
+        raise UsageError(f"{path} is a {info.graph} graph and `{command}` needs the {' or '.join(graph)} graph; "
+                         f"export it with `arexport onnx CHECKPOINT_DIR --{graph[0]}-graph`")
     return Model(path, info, kind, session, provider)
 
 
@@ -120,9 +121,12 @@ def check_graph(session: ort.InferenceSession, info: ModelInfo, path: Path) -> N
 
 def _expected_args(info: ModelInfo) -> dict[str, tuple[str, list]]:
     """Graph input/output name -> (onnxruntime type, shape with None for dynamic dimensions)."""
-    rank = 1 if info.graph == "step" and info.step_tokens == 1 else 2  # (B,) or (B, T) / (B, s)
+    rank = 2 if info.graph == "full" or info.step_tokens > 1 else 1  # (B, T) / (B, s) or (B,)
+    mels = info.features.n_mels if info.features else 0
     want = {TOKEN_INPUT: ("tensor(int64)", [None] * rank), CONDITION_INPUT: ("tensor(int64)", [None]),
-            POSITION_INPUT: ("tensor(int64)", []), LOGITS_OUTPUT: ("tensor(float)", [None] * rank + [info.vocab_size])}
+            POSITION_INPUT: ("tensor(int64)", []), LOGITS_OUTPUT: ("tensor(float)", [None] * rank + [info.vocab_size]),
+            FEATURES_INPUT: ("tensor(float)", [None, mels] if info.graph == "step" else [None, None, mels]),
+            UNIFORMS_INPUT: ("tensor(double)", [None, None]), TOKENS_OUTPUT: ("tensor(int64)", [None, None])}
     for s in info.state:
         want[s.input] = want[s.output] = (_ORT_TYPES.get(s.dtype, s.dtype), [None, *s.shape])
     return want

@@ -10,7 +10,6 @@ This module is numpy/scipy/scikit-learn only (no torch) so it can be imported an
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import shutil
 import subprocess
@@ -22,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from arrun.contract.codecs import (encode_text, mulaw_encode, read_npy_images, read_npz_images, read_text, read_wav,
-                                   resampled_length)
+from arrun.contract.codecs import (encode_text, mulaw_encode, read_npy_images, read_npz_images,
+                                   read_text, read_wav, resample_poly)
 from arrun.contract.errors import ARError, UsageError
 from arrun.contract.files import write_atomic
 
@@ -147,12 +146,21 @@ def _splits(seqs: list[np.ndarray], labels: list[int] | None, which: np.ndarray)
 
 def random_windows(split: Split, batch_size: int, length: int,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-    """Draw `batch_size` random training windows of `length` tokens.
+    """Draw `batch_size` random training windows of `length` tokens (``window_starts``).
+    Returns (windows (batch_size, length) int64, labels (batch_size,) int64 or None)."""
+    seq, start = window_starts(split, batch_size, length, rng)
+    windows = split.tokens[(split.offsets[seq] + start)[:, None] + np.arange(length)]  # (B, length)
+    return windows, None if split.labels is None else split.labels[seq]
+
+
+def window_starts(split: Split, batch_size: int, length: int, rng: np.random.Generator,
+                  align: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Draw `batch_size` random windows of `length` tokens -> (sequence (B,), start in it (B,)) int64.
 
     Each window lies inside one sequence; its start is uniform over all valid start positions of the
     split, so a sequence is chosen with probability proportional to its number of valid windows and
-    sequences shorter than `length` are never chosen. If all are shorter -> UsageError.
-    Returns (windows (batch_size, length) int64, labels (batch_size,) int64 or None).
+    sequences shorter than `length` are never chosen (if all are -> UsageError). ``align`` > 1 rounds
+    each start down to a multiple of it (a vocoder's windows start on a feature frame).
     """
     if batch_size < 1 or length < 1:
         raise UsageError(f"batch size and window length must be >= 1, got {batch_size} and {length}")
@@ -164,9 +172,8 @@ def random_windows(split: Split, batch_size: int, length: int,
                          "tokens); use a shorter length or more data")
     r = rng.integers(0, cum[-1], size=batch_size)                   # (B,) global window index
     seq = np.searchsorted(cum, r, side="right")                     # (B,) sequence of each window
-    start = split.offsets[seq] + r - (cum[seq] - n_valid[seq])      # (B,) first token index
-    windows = split.tokens[start[:, None] + np.arange(length)]      # (B, length)
-    return windows, None if split.labels is None else split.labels[seq]
+    start = r - (cum[seq] - n_valid[seq])                           # (B,) first token, in the sequence
+    return seq, start - start % align
 
 
 # ---------------------------------------------------------------- images
@@ -248,13 +255,8 @@ def _load_text_file(path: Path, name: str, alphabet: str | None) -> Dataset:
 # ---------------------------------------------------------------- audio
 
 def _resample(x: np.ndarray, rate: int, source: str) -> np.ndarray:
-    """(T,) float at `rate` Hz -> float at SAMPLE_RATE Hz, clipped to [-1, 1]."""
-    from scipy.signal import resample_poly
-    if rate != SAMPLE_RATE:
-        resampled_length(len(x), rate, SAMPLE_RATE, source)
-        g = math.gcd(rate, SAMPLE_RATE)
-        x = resample_poly(x, SAMPLE_RATE // g, rate // g)
-    return np.clip(x, -1.0, 1.0)
+    """(T,) float at `rate` Hz -> float at SAMPLE_RATE Hz, clipped to [-1, 1] (as `arrun` resamples a WAV)."""
+    return np.clip(resample_poly(x, rate, SAMPLE_RATE, source), -1.0, 1.0)
 
 
 def _read_wav(path: Path) -> np.ndarray:

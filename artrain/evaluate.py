@@ -1,12 +1,14 @@
 """Held-out negative log-likelihood in bits per dimension, by the rule of ``arrun.contract.scoring``
 (which ``arrun score`` follows too): each sequence scored from the initial state in chunks of the model's
-maximum length, or in overlapping pieces of a windowed model's receptive field."""
+maximum length, or in overlapping pieces of a windowed model's receptive field; a vocoder given each
+sequence's own features (``arrun.contract.features.mulaw_features``)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from arrun.contract.features import mulaw_features
 from arrun.contract.scoring import Score, chunks
 
 from .data import Split
@@ -19,7 +21,7 @@ def evaluate(model: ARModel, split: Split, *, batch_tokens: int = 65536, max_bat
     the families are causal, so padding never changes the logits of the real elements."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device, spec = next(model.parameters()).device, model.feature_spec
     labels = [-1] * len(split) if split.labels is None else split.labels.tolist()
     pieces = [(piece, skip, labels[i]) for i in range(len(split))
               for piece, skip in chunks(split.sequence(i), model.max_length, model.receptive_field)]
@@ -38,7 +40,14 @@ def evaluate(model: ARModel, split: Split, *, batch_tokens: int = 65536, max_bat
             mask[row, skip: len(seq)] = True  # the first `skip` elements are context only
         cond = torch.tensor([label for _, _, label in group]) if split.labels is not None else None
         cond = cond.to(device) if cond is not None and getattr(model.config, "num_classes", 0) else None
-        logits = model.sequence_logits(x.to(device), cond)  # (B, T, V)
+        features = {}
+        if spec is not None:  # a vocoder: each piece's own frames, zero frames past its end
+            frames = np.zeros((len(group), spec.frames(T), spec.n_mels), np.float32)  # (B, F, M)
+            for row, (seq, _, _) in enumerate(group):
+                clip = mulaw_features(seq, spec, model.config.vocab_size)
+                frames[row, :len(clip)] = clip
+            features["features"] = torch.from_numpy(frames).to(device)
+        logits = model.sequence_logits(x.to(device), cond, **features)  # (B, T, V)
         nll = F.cross_entropy(logits.flatten(0, 1).float(), x.to(device).flatten(), reduction="none")  # (B*T,)
         total_nats += nll[mask.to(device).flatten()].double().sum().item()
         n_dims += int(mask.sum())

@@ -25,9 +25,10 @@ from safetensors import safe_open
 from torch.nn.parallel import DistributedDataParallel
 
 from arrun.contract.errors import ARError, UsageError
+from arrun.contract.features import mulaw_features
 
 from . import checkpoint as ckpt
-from .data import Dataset, data_kind, is_builtin, load_dataset, random_windows
+from .data import Dataset, data_kind, is_builtin, load_dataset, random_windows, window_starts
 from .distributed import Distributed
 from .evaluate import evaluate
 from .models import FAMILIES, ARModel, build_model, family_class, make_config
@@ -189,6 +190,12 @@ class Trainer:
         self.length = train_length(opts, data, self.model)
         _check_batch_memory(opts.batch_size, self.length, self.model.config.vocab_size)
         random_windows(data.train, 1, self.length, np.random.default_rng(0))  # UsageError now if the data is too short
+        self.spec = self.model.feature_spec
+        if self.spec is not None:  # a vocoder: every training clip's frames, computed once
+            if data.kind != "audio":
+                raise UsageError(f"a model with mel_bins > 0 is a vocoder and trains on audio, not {data.kind} data; "
+                                 "drop mel_bins or give audio data")
+            self.frames = [mulaw_features(data.train.sequence(i), self.spec, data.levels) for i in range(len(data.train))]
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -207,19 +214,27 @@ class Trainer:
             "eval": evaluation,
         }
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This rank's shard of the global batch: x (B / world, T), labels (B / world,) or None."""
-        x, labels = random_windows(self.data.train, self.opts.batch_size, self.length, self.rng)
-        cond = torch.from_numpy(labels[self.rows]).to(self.device) if self.model.config.num_classes else None
-        return torch.from_numpy(x[self.rows]).to(self.device), cond
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+        """This rank's shard of the global batch: x (B / world, T), labels (B / world,) or None, and for a
+        vocoder {"features": the windows' frames (B / world, ceil(T / hop), M)}."""
+        split, B, T = self.data.train, self.opts.batch_size, self.length
+        seq, start = window_starts(split, B, T, self.rng, align=self.spec.hop if self.spec else 1)
+        x = split.tokens[(split.offsets[seq] + start)[:, None] + np.arange(T)]  # (B, T)
+        cond = torch.from_numpy(split.labels[seq][self.rows]).to(self.device) if self.model.config.num_classes else None
+        features = {}
+        if self.spec is not None:
+            first, count = start // self.spec.hop, -(-T // self.spec.hop)  # windows start on a frame
+            frames = np.stack([self.frames[s][f:f + count] for s, f in zip(seq, first)])  # (B, F, M)
+            features["features"] = torch.from_numpy(frames[self.rows]).to(self.device)
+        return torch.from_numpy(x[self.rows]).to(self.device), cond, features
 
     def train_step(self) -> float:
         """One optimizer step; returns the batch loss in bits/dim."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.opts)
-        x, cond = self.batch()
+        x, cond, features = self.batch()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.opts.device == "cuda"):
-            logits = self.logits(x, cond)  # (B, T, V)
+            logits = self.logits(x, cond, **features)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), x.flatten())
         if not torch.isfinite(loss):
             if not (self.out / ckpt.CONFIG).exists():
@@ -435,5 +450,5 @@ class _SequenceLogits(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        return self.model.sequence_logits(x, cond)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None, **features) -> torch.Tensor:
+        return self.model.sequence_logits(x, cond, **features)

@@ -31,18 +31,24 @@ TINY = {
     "transformer": (dict(vocab_size=len(ALPHABET), window=6, layers=2, d_model=16, heads=2),
                     dict(name="tiny-text", kind="text", levels=len(ALPHABET), alphabet=ALPHABET)),
 }
+# a vocoder: the tiny WaveNet conditioned on 8-band log-mel frames of 4 samples, kernel 3, on 16 kHz audio
+VOCODER = dict(mel_bins=8, mel_hop=4, mel_hidden=16, kernel_size=3)
+VOCODER_DATA = dict(TINY["wavenet"][1], name="tiny-speech", sample_rate=16000)
 KIND = {"audio": "wavenet", "image": "pixelcnn", "text": "transformer"}  # the family arrun's tests use per kind
 _ROOT = Path(tempfile.mkdtemp(prefix="ar-tests-"))
 atexit.register(shutil.rmtree, _ROOT, True)
 
 
-def make_checkpoint(path: Path, family: str, num_classes: int = 0, seed: int = 0, **config_changes):
+def make_checkpoint(path: Path, family: str, num_classes: int = 0, seed: int = 0, data: dict | None = None,
+                    **config_changes):
     """A tiny random model of ``family`` saved as an artrain checkpoint in ``path`` -> (model in eval mode, path).
-    Weights are normal with std 0.3, so distributions are far from uniform and a wrong tap shows up."""
+    Weights are normal with std 0.3, so distributions are far from uniform and a wrong tap shows up. ``data``
+    replaces the family's data info."""
     from artrain.checkpoint import DataInfo, save_checkpoint
     from artrain.models import build_model
 
-    config, data = TINY[family]
+    config, default_data = TINY[family]
+    data = data or default_data
     torch.manual_seed(seed)
     model = build_model(family, {**config, "num_classes": num_classes, **config_changes}).eval()
     for p in model.parameters():
@@ -60,8 +66,24 @@ def tiny_model(family: str, num_classes: int = 0):
 
 
 def exported(family: str, graph: str = "step", num_classes: int = 0) -> Path:
-    """The shared tiny model exported by arexport as a ``graph`` ('step' | 'full') graph (unverified)."""
+    """The shared tiny model exported by arexport as a ``graph`` ('step' | 'full' | 'chunk') graph (unverified)."""
     return _exported(family, graph, num_classes)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_vocoder(num_classes: int = 0):
+    """(model, checkpoint directory) of the shared tiny vocoder (``VOCODER``), built once per session."""
+    return make_checkpoint(_ROOT / f"vocoder-{num_classes}-ckpt", "wavenet", num_classes, data=VOCODER_DATA, **VOCODER)
+
+
+@functools.lru_cache(maxsize=None)
+def exported_vocoder(graph: str = "step", num_classes: int = 0) -> Path:
+    """The shared tiny vocoder exported as a ``graph`` graph (unverified)."""
+    from arexport.export import export_onnx
+
+    out = _ROOT / f"vocoder-{num_classes}-{graph}.onnx"
+    export_onnx(tiny_vocoder(num_classes)[1], out, graph=graph, verify=False)
+    return out
 
 
 @functools.lru_cache(maxsize=None)  # behind wrappers, so that f("x") and f("x", 0) share an entry

@@ -119,7 +119,7 @@ def test_bad_output_paths_and_graph(tmp_path):
     assert_error(["sample", exported(KIND["audio"]), "--out", tmp_path / "no" / "a.wav"], 2, "does not exist", tmp_path)
     (tmp_path / "d.wav").mkdir()
     assert_error(["sample", exported(KIND["audio"]), "--out", tmp_path / "d.wav"], 2, "is a directory")
-    assert_error(["sample", exported(KIND["text"], "full")], 2, "needs the step graph")
+    assert_error(["sample", exported(KIND["text"], "full")], 2, "needs the step or chunk graph")
     assert_error(["bench", exported(KIND["text"]), "--steps", "0"], 2, "--steps at most")
 
 

@@ -155,7 +155,7 @@ def test_kv_cache_names():
     assert [s.input for s in info.state][:2] == ["past_key_values.0.key", "past_key_values.0.value"]
     assert [s.output for s in info.state][:2] == ["present.0.key", "present.0.value"]
     wavenet = read_info(exported("wavenet", "step", 3))
-    assert wavenet.input_names()[:3] == ["input_ids", "condition", "in.queue.0"]  # no position
+    assert wavenet.input_names() == ["input_ids", "position", "condition", "in.queue"]  # one ring buffer
 
 
 # ---- the command line ---------------------------------------------------------------------------
@@ -275,8 +275,8 @@ def test_bad_arguments(tmp_path, case):
         "checkpoint file": (tmp_path / "run" / "model.safetensors", ["--step-graph", "--force"], "checkpoint"),
         "opset 17": (tmp_path / "x.onnx", ["--step-graph", "--opset", "17"], "18..20"),
         "opset 21": (tmp_path / "x.onnx", ["--full-graph", "--opset", "21"], "18..20"),
-        "no graph": (tmp_path / "x.onnx", [], "--step-graph or --full-graph"),
-        "both graphs": (tmp_path / "x.onnx", ["--step-graph", "--full-graph"], "--step-graph or --full-graph"),
+        "no graph": (tmp_path / "x.onnx", [], "--step-graph, --full-graph or --chunk-graph"),
+        "both graphs": (tmp_path / "x.onnx", ["--step-graph", "--full-graph"], "--step-graph, --full-graph or --chunk-graph"),
     }[case]
     assert_one_line_error(invoke("onnx", ckpt, "--out", out, *extra), 2, words)
     assert _files(tmp_path) == {"run", "file", "taken.onnx"} and (tmp_path / "taken.onnx").read_text() == "keep me"

@@ -16,6 +16,15 @@ Graph I/O (B = batch, dynamic in every graph):
   (prefill: a chunk of a prompt in one call).
 - full graph: ``input_ids`` (B, T) int64 elements x_0..x_{T-1} (plus ``condition``) -> ``logits``
   (B, T, V) float32, where logits[:, t] is the distribution of x_t given x_<t.
+- chunk graph (``ar.graph`` 'chunk'): the step graph rolled N times inside the graph, sampling as it goes:
+  ``input_ids`` (B,) the element before the chunk, ``position`` () the chunk's first position, [``condition``],
+  [``features``], ``uniforms`` (B, N) float64, one per element, state -> ``tokens`` (B, N) int64 and the
+  state. Element i is drawn by the inverse CDF of the softmax of its logits at uniforms[:, i], computed in
+  float64 as ``arrun.sampling.sample_categorical`` does, so a chunk samples what N steps sample.
+A locally conditioned model (``ar.features``: a vocoder) takes ``features`` float32 frames of the declared
+analysis (``arrun.contract.features``), frame f conditioning elements f*hop .. f*hop + hop - 1: (B, F, M)
+frames 0..F-1 in the full graph, (B, M) the frame of ``position`` in the step graph, (B, F, M) frames
+position // hop .. in the chunk graph.
 """
 from __future__ import annotations
 
@@ -25,15 +34,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FORMAT_VERSION = 2  # 2: unbounded windowed models (window, receptive field, step tokens), data name
+from .features import FeatureSpec
+
+FORMAT_VERSION = 3  # 2: windowed models (window, receptive field, step tokens), data name; 3: features, chunk graph
 
 TOKEN_INPUT = "input_ids"
 POSITION_INPUT = "position"
 CONDITION_INPUT = "condition"
+FEATURES_INPUT = "features"
+UNIFORMS_INPUT = "uniforms"
 LOGITS_OUTPUT = "logits"
+TOKENS_OUTPUT = "tokens"
 BATCH_DIM = "batch"
 
-GRAPH_KINDS = ("step", "full")
+GRAPH_KINDS = ("step", "full", "chunk")
 DATA_KINDS = ("image", "text", "audio")
 STATE_DTYPES = ("float32", "float16", "float64")
 # Ranges a file may declare; anything beyond is refused before a runtime allocates for it.
@@ -48,7 +62,7 @@ class Key:
 
     FORMAT_VERSION = "ar.format_version"
     FAMILY = "ar.family"
-    GRAPH = "ar.graph"                    # 'step' | 'full'
+    GRAPH = "ar.graph"                    # 'step' | 'full' | 'chunk'
     DATA_KIND = "ar.data.kind"            # 'image' | 'text' | 'audio'
     VOCAB_SIZE = "ar.vocab_size"          # logits width V; tokens are in [0, V)
     START_TOKEN = "ar.start_token"        # fed as input_ids at position 0
@@ -60,6 +74,7 @@ class Key:
     DATA_NAME = "ar.data.name"            # the training data: a built-in name or the file/folder name
     ALPHABET = "ar.data.alphabet"         # JSON string: token i is character i (text) else ""
     SAMPLE_RATE = "ar.data.sample_rate"   # Hz (audio: tokens are 8-bit mu-law codes) else 0
+    FEATURES = "ar.features"              # JSON FeatureSpec of the local conditioning (a vocoder) else ""
     NUM_CLASSES = "ar.condition.num_classes"  # 0: unconditional (no condition input)
     CLASS_NAMES = "ar.condition.class_names"  # JSON list of str
     STATE = "ar.state"                    # JSON list of {name, input, output, shape, dtype, init}
@@ -118,6 +133,7 @@ class ModelInfo:
     receptive_field: int = 0
     step_tokens: int = 1
     data_name: str = ""
+    features: FeatureSpec | None = None
     image_shape: tuple[int, ...] = ()
     alphabet: str = ""
     sample_rate: int = 0
@@ -133,14 +149,18 @@ class ModelInfo:
 
     def input_names(self) -> list[str]:
         names = [TOKEN_INPUT]
-        if self.graph == "step" and self.uses_position:
+        if self.graph != "full" and self.uses_position:
             names.append(POSITION_INPUT)
         if self.num_classes:
             names.append(CONDITION_INPUT)
+        if self.features:
+            names.append(FEATURES_INPUT)
+        if self.graph == "chunk":
+            names.append(UNIFORMS_INPUT)
         return names + [s.input for s in self.state]
 
     def output_names(self) -> list[str]:
-        return [LOGITS_OUTPUT] + [s.output for s in self.state]
+        return [TOKENS_OUTPUT if self.graph == "chunk" else LOGITS_OUTPUT] + [s.output for s in self.state]
 
     def to_metadata(self) -> dict[str, str]:
         state = [dict(name=s.name, input=s.input, output=s.output, shape=[BATCH_DIM, *s.shape], dtype=s.dtype,
@@ -157,6 +177,7 @@ class ModelInfo:
             Key.RECEPTIVE_FIELD: str(self.receptive_field),
             Key.STEP_TOKENS: str(self.step_tokens),
             Key.DATA_NAME: self.data_name,
+            Key.FEATURES: self.features.to_json() if self.features else "",
             Key.IMAGE_SHAPE: json.dumps(list(self.image_shape)),
             Key.ALPHABET: json.dumps(self.alphabet),
             Key.SAMPLE_RATE: str(self.sample_rate),
@@ -203,6 +224,7 @@ class ModelInfo:
             receptive_field=parse(Key.RECEPTIVE_FIELD, _ranged(0, MAX_LENGTH)),
             step_tokens=parse(Key.STEP_TOKENS, _ranged(1, MAX_LENGTH)),
             data_name=get(Key.DATA_NAME),
+            features=parse(Key.FEATURES, lambda s: FeatureSpec.from_json(s) if s else None),
             image_shape=parse(Key.IMAGE_SHAPE, lambda s: tuple(_json_int(v) for v in _json_list(s))),
             alphabet=parse(Key.ALPHABET, _json_str),
             sample_rate=parse(Key.SAMPLE_RATE, int),
@@ -224,8 +246,12 @@ class ModelInfo:
         problems = []
         if self.class_names and len(self.class_names) != self.num_classes:
             problems.append("class names and number of classes disagree")
-        if self.graph == "step" and not self.state:
-            problems.append("a step graph needs a state spec")
+        if self.graph != "full" and not self.state:
+            problems.append(f"a {self.graph} graph needs a state spec")
+        if self.graph == "chunk" and self.step_tokens != 1:
+            problems.append("a chunk graph rolls one element per iteration")
+        if self.features and self.features.sample_rate != self.sample_rate:
+            problems.append(f"the features are analysed at {self.features.sample_rate} Hz, the audio is {self.sample_rate} Hz")
         if self.window and self.step_tokens > self.window:
             problems.append(f"a step takes up to {self.step_tokens} elements but the window holds {self.window}")
         if not 0 <= self.start_token <= self.vocab_size:

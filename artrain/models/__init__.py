@@ -25,15 +25,17 @@ MAX_SIZE = 1 << 20  # any integer config field (channels, layers, vocabulary, ..
 
 def make_config(family: str, values: dict):
     """Family name + dict of config fields -> the family's frozen config. Unknown keys, values of the wrong
-    type, sizes < 1 (classes < 0) or > MAX_SIZE and a dropout outside [0, 1) raise ValueError."""
+    type, sizes < 1 (< 0 for a field whose default is 0: classes, mel bins) or > MAX_SIZE and a dropout outside
+    [0, 1) raise ValueError."""
     config_cls = family_class(family).Config
     types = {f.name: f.type for f in fields(config_cls)}
+    may_be_zero = {f.name for f in fields(config_cls) if f.default == 0}
     unknown = set(values) - set(types)
     if unknown:
         raise ValueError(f"unknown {family} config keys: {', '.join(sorted(unknown))} "
                          f"(it has {', '.join(sorted(types))})")
     for name, value in values.items():
-        low = 0 if name == "num_classes" else 1
+        low = 0 if name in may_be_zero else 1
         if types[name] == "int" and (not isinstance(value, int) or isinstance(value, bool)
                                      or not low <= value <= MAX_SIZE):
             raise ValueError(f"{family} config {name!r} must be an integer in {low}..{MAX_SIZE}, got {value!r}")

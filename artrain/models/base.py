@@ -2,7 +2,11 @@
 
 Contract (every family):
 - ``forward(x, cond=None)`` -> logits for every element in parallel (teacher forcing);
-  logits at position t are the distribution of x_t given x_<t (and the condition).
+  logits at position t are the distribution of x_t given x_<t (and the condition). A locally conditioned
+  model (``feature_spec`` not None: a vocoder) also takes ``features=`` (B, F, M) frames, frame f
+  conditioning elements f*hop .. f*hop + hop - 1; ``frame_vectors(frames (B, ..., M))`` -> (B, ..., D) is its
+  conditioning network, applied once per frame, and its ``step`` takes ``features=`` (B, D), the vector of
+  the frame of the element at ``pos``. The other families never receive the argument.
 - ``state_spec()`` -> every state tensor, declared in full (``StateSpec``: name, shape without the batch,
   dtype, initial value); the exporter only serialises it and ``init_state`` builds from it.
 - ``step(token, pos, state, cond=None)`` -> (logits (B, V), new_state). ``token`` (B,) int64 is the
@@ -24,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from arrun.contract.features import FeatureSpec
 from arrun.contract.schema import StateSpec
 
 FAMILIES: dict[str, type["ARModel"]] = {}  # family name -> class, filled as the family modules load
@@ -68,10 +73,21 @@ class ARModel(nn.Module):
         return 0
 
     @property
+    def state_period(self) -> int:
+        """Steps after which every slot of a ring-buffer state has been overwritten (0: no ring buffer);
+        verification rolls at least twice this far."""
+        return self.window
+
+    @property
     def step_tokens(self) -> int:
         """Elements one ``step`` call takes: 1 -> token (B,), logits (B, V); S > 1 -> token (B, s) for any
         1 <= s <= S, logits (B, s, V) (prefill)."""
         return 1
+
+    @property
+    def feature_spec(self) -> FeatureSpec | None:
+        """The features a locally conditioned model takes (``arrun.contract.features``), None for the others."""
+        return None
 
     @property
     def fixed_length(self) -> int:
@@ -86,9 +102,10 @@ class ARModel(nn.Module):
         device = next(self.parameters()).device
         return {s.name: torch.from_numpy(s.initial(batch_size)).to(device) for s in self.state_spec()}
 
-    def sequence_logits(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V) for flat sequences x (B, T); families with a 2-D layout override it."""
-        return self(x, cond)
+    def sequence_logits(self, x: torch.Tensor, cond: torch.Tensor | None = None, **features) -> torch.Tensor:
+        """Logits (B, T, V) for flat sequences x (B, T) [and ``features=`` frames]; families with a 2-D layout
+        override it."""
+        return self(x, cond, **features)
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,11 @@ class ImageModel(ARModel):
     @property
     def max_length(self) -> int:
         return self.config.height * self.config.width
+
+    @property
+    def feature_spec(self) -> FeatureSpec | None:
+        """The features a locally conditioned model takes (``arrun.contract.features``), None for the others."""
+        return None
 
     @property
     def fixed_length(self) -> int:

@@ -1,13 +1,23 @@
 """WaveNet (van den Oord et al. 2016) with the Fast WaveNet step (Paine et al. 2016).
 
-Stacks of dilated causal convolutions (kernel 2, dilations 1, 2, ..., 2^(k-1), repeated), gated
-tanh * sigmoid units, residual and skip connections, a 1x1 output head, a categorical output, and
-optional global conditioning on a class id. Activations are kept channel-last, (B, T, C), so the
-dilated convolution is one matrix product over [x_{t-d}, x_t] in both ``forward`` and ``step``.
+Stacks of dilated causal convolutions (kernel k, dilations 1, k, k^2, ..., repeated: every lag of the
+receptive field is reached), gated tanh * sigmoid units, residual connections, skip connections summed into a 2-layer output head, a
+categorical output. Two optional conditions bias every layer's gates:
+- global: a class id (``num_classes`` > 0), one learned bias per class;
+- local: log-mel frames (``mel_bins`` > 0; ``arrun.contract.features.FeatureSpec`` with that many mel
+  bands), a vocoder's input. Frame f conditions samples f*hop .. f*hop + hop - 1 (upsampling by repetition);
+  a one-hidden-layer network turns a frame into the gate biases of every layer, once per frame.
+Activations are channel-last, (B, T, C), so a dilated convolution is one matrix product over its taps
+[x_{t-(k-1)d}, ..., x_{t-d}, x_t].
 
-Step state: one queue per layer, ``queue.{i}`` of shape (B, d_i, C): the layer's inputs at
-t - d_i .. t - 1, oldest first. A step reads the oldest entry, appends the newest and drops the oldest,
-so a sample costs O(layers) work whatever the receptive field.
+Step state: one tensor ``queue`` (B, R, C) holding a ring buffer per layer, layer i's in rows
+off_i .. off_i + n_i - 1 with n_i = (k-1) d_i: slot p mod n_i holds the layer's input at p - n_i (zeros before
+the sequence starts). Step p reads every layer's past taps with one gather, writes every layer's input x_p
+with one scatter and nothing is shifted, so a sample costs O(layers) work whatever the receptive field.
+The step is laid out for onnxruntime, where a small node costs the same whatever it does: the past taps of
+all layers meet their weights in one batched product, the gate biases (condition, features, convolution
+bias) come from one product, each layer's current tap is one Gemm onto those, and the skip projections of
+all layers are one product over the gated outputs side by side. ``step`` reads ``pos``, an unbounded int64.
 """
 from __future__ import annotations
 
@@ -17,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arrun.contract.features import FeatureSpec
 from arrun.contract.schema import StateSpec
 
 from .base import ARModel, gate, shift_right
@@ -26,55 +37,32 @@ from .base import ARModel, gate, shift_right
 class WaveNetConfig:
     vocab_size: int = 256            # categorical output levels (256 mu-law codes for audio)
     num_classes: int = 0             # global condition ids (0: unconditional)
+    mel_bins: int = 0                # local conditioning on log-mel frames with this many bands (0: none)
+    mel_hop: int = 128               # samples per frame of those features
+    mel_hidden: int = 256            # width of the conditioning network's hidden layer (frame -> gate biases)
     stacks: int = 2
-    layers_per_stack: int = 10       # dilations 1 .. 2^(layers_per_stack - 1) in each stack
+    layers_per_stack: int = 10       # dilations 1 .. k^(layers_per_stack - 1) in each stack
+    kernel_size: int = 2             # taps per dilated convolution, k
     residual_channels: int = 64
     skip_channels: int = 128
 
+    def __post_init__(self):
+        if self.kernel_size < 2:
+            raise ValueError(f"kernel_size must be >= 2, got {self.kernel_size}")
+
     @property
     def dilations(self) -> list[int]:
-        return [2**i for i in range(self.layers_per_stack)] * self.stacks
+        return [self.kernel_size**i for i in range(self.layers_per_stack)] * self.stacks
 
     @property
     def receptive_field(self) -> int:
         """Number of past elements the logits at t can see: x_{t-R} .. x_{t-1}."""
-        return sum(self.dilations) + 1
-
-
-class ResidualLayer(nn.Module):
-    """One dilated gated layer: residual output for the next layer, skip output for the head."""
-
-    def __init__(self, channels: int, skip_channels: int, dilation: int, num_classes: int):
-        super().__init__()
-        self.dilation = dilation
-        self.conv = nn.Linear(2 * channels, 2 * channels)  # taps [x_{t-d}, x_t] -> filter|gate
-        self.cond = nn.Embedding(num_classes, 2 * channels) if num_classes else None
-        self.residual = nn.Linear(channels, channels)
-        self.skip = nn.Linear(channels, skip_channels)
-
-    def _gated(self, taps: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        a = self.conv(taps)  # (..., 2C)
-        if self.cond is not None:
-            bias = self.cond(cond)  # (B, 2C)
-            a = a + (bias[:, None] if a.dim() == 3 else bias)
-        return gate(a, dim=-1)  # (..., C)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        past = F.pad(x, (0, 0, self.dilation, 0))[:, : x.shape[1]]  # (B, T, C): x_{t-d}, zeros before 0
-        z = self._gated(torch.cat([past, x], dim=-1), cond)  # (B, T, C)
-        return x + self.residual(z), self.skip(z)
-
-    def step(self, x: torch.Tensor, queue: torch.Tensor, cond: torch.Tensor | None):
-        """x (B, C) input at t, queue (B, d, C) inputs at t-d..t-1 -> (out (B, C), skip (B, S), new queue)."""
-        z = self._gated(torch.cat([queue[:, 0], x], dim=-1), cond)  # (B, C)
-        new_queue = torch.cat([queue[:, 1:], x[:, None]], dim=1)  # (B, d, C)
-        return x + self.residual(z), self.skip(z), new_queue
+        return (self.kernel_size - 1) * sum(self.dilations) + 1
 
 
 class WaveNet(ARModel):
     family = "wavenet"
     Config = WaveNetConfig
-    uses_position = False  # the queues carry time
     training_defaults = {
         "image": dict(steps=300, batch_size=64, lr=2e-3, eval_every=100,
                       model=dict(stacks=2, layers_per_stack=6, residual_channels=32, skip_channels=64)),
@@ -86,35 +74,92 @@ class WaveNet(ARModel):
 
     def __init__(self, config: WaveNetConfig):
         super().__init__()
-        self.config = config
-        c = config
-        self.embed = nn.Embedding(c.vocab_size + 1, c.residual_channels)  # last id: start symbol
-        self.layers = nn.ModuleList(
-            ResidualLayer(c.residual_channels, c.skip_channels, d, c.num_classes) for d in c.dilations
-        )
+        self.config = c = config
+        C, L, k = c.residual_channels, len(c.dilations), c.kernel_size
+        self.embed = nn.Embedding(c.vocab_size + 1, C)  # last id: start symbol
+        self.convs = nn.ModuleList(nn.Linear(k * C, 2 * C) for _ in range(L))  # taps oldest first -> filter|gate
+        self.residuals = nn.ModuleList(nn.Linear(C, C) for _ in range(L - 1))  # the last layer feeds only the skips
+        self.skip = nn.Linear(L * C, c.skip_channels)  # every layer's skip projection, side by side
+        self.class_bias = nn.Embedding(c.num_classes, L * 2 * C) if c.num_classes else None
+        self.local = nn.Sequential(  # the conditioning network: one frame -> every layer's gate biases
+            nn.Linear(c.mel_bins, c.mel_hidden), nn.Tanh(), nn.Linear(c.mel_hidden, L * 2 * C)) if c.mel_bins else None
         self.head = nn.Sequential(
             nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, c.vocab_size)
         )
+        sizes = [(k - 1) * d for d in c.dilations]  # n_i: ring length of layer i
+        offsets = [sum(sizes[:i]) for i in range(L)]
+        self._ring_rows = sum(sizes)
+        # the ring geometry as plain lists: (lag, ring length, first row) of every past tap, oldest first per layer
+        self._taps = [(j * d, n, off) for d, n, off in zip(c.dilations, sizes, offsets) for j in range(k - 1, 0, -1)]
+        self._rings = list(zip(sizes, offsets))
+
+    @property
+    def feature_spec(self) -> FeatureSpec | None:
+        return FeatureSpec(n_mels=self.config.mel_bins, hop=self.config.mel_hop) if self.config.mel_bins else None
+
+    @property
+    def state_period(self) -> int:
+        return max(n for n, _ in self._rings)
 
     def state_spec(self) -> tuple[StateSpec, ...]:
-        c = self.config
-        return tuple(StateSpec(f"queue.{i}", (d, c.residual_channels)) for i, d in enumerate(c.dilations))
+        return (StateSpec("queue", (self._ring_rows, self.config.residual_channels)),)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T) int64 levels -> logits (B, T, V); logits[:, t] predicts x_t from x_<t."""
+    def frame_vectors(self, features: torch.Tensor) -> torch.Tensor:
+        """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C)."""
+        return self.local(features)
+
+    def _biases(self, cond: torch.Tensor | None, local: torch.Tensor | None) -> torch.Tensor:
+        """cond (B,) and frame vectors (B, [T,] L*2C) -> the gate biases of every layer, convolution biases
+        included, (B, [T,] L*2C)."""
+        bias = torch.cat([conv.bias for conv in self.convs])  # (L*2C,)
+        if local is not None:
+            bias = bias + local
+        if self.class_bias is not None:
+            glob = self.class_bias(cond)  # (B, L*2C)
+            bias = bias + (glob[:, None] if bias.dim() == 3 else glob)
+        return bias
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T) int64 levels [, cond (B,), features (B, F, M) frames, F >= ceil(T / hop)] -> logits (B, T, V);
+        logits[:, t] predicts x_t from x_<t and the conditions."""
+        T, C, k = x.shape[1], self.config.residual_channels, self.config.kernel_size
+        local = None
+        if self.local is not None:
+            rows = torch.arange(T, device=x.device) // self.feature_spec.hop  # (T,) the frame of each sample
+            local = self.frame_vectors(features)[:, rows]  # (B, T, L*2C)
+        biases = self._biases(cond, local).split(2 * C, dim=-1)  # L x (B, T, 2C), (B, 2C) or (2C,)
         h = self.embed(shift_right(x, self.config.vocab_size))  # (B, T, C)
-        skip = 0
-        for layer in self.layers:
-            h, s = layer(h, cond)  # (B, T, C), (B, T, S)
-            skip = skip + s
-        return self.head(skip)  # (B, T, V)
+        gated = []
+        for i, d in enumerate(self.config.dilations):
+            taps = [F.pad(h, (0, 0, j * d, 0))[:, :T] for j in range(k - 1, 0, -1)]  # x_{t-jd}, zeros before 0
+            a = F.linear(torch.cat([*taps, h], dim=-1), self.convs[i].weight)  # (B, T, 2C)
+            z = gate(a + (biases[i][:, None] if biases[i].dim() == 2 else biases[i]), dim=-1)  # (B, T, C)
+            gated.append(z)
+            if i < len(self.residuals):
+                h = h + self.residuals[i](z)
+        return self.head(self.skip(torch.cat(gated, dim=-1)))  # (B, T, V)
 
-    def step(self, token, pos, state, cond=None):
-        """token (B,) x_{pos-1} or the start symbol; pos unused (the queues carry time)."""
+    def step(self, token, pos, state, cond=None, features=None):
+        """token (B,) x_{pos-1} or the start symbol; pos () int64; features (B, L*2C): ``frame_vectors`` of the
+        frame of sample pos."""
+        c, queue = self.config, state["queue"]  # (B, R, C)
+        B, C, L, k = queue.shape[0], c.residual_channels, len(self.convs), c.kernel_size
+        lag, size, first = (torch.tensor(v, device=queue.device) for v in zip(*self._taps))  # (L*(k-1),) each
+        read = (pos - lag) % size + first  # (L*(k-1),) rows of x_{pos-jd}
+        taps = queue.index_select(1, read).view(B, L, 1, (k - 1) * C)  # (B, L, 1, (k-1)C)
+        past_weights = torch.stack([conv.weight[:, :-C].T for conv in self.convs])  # (L, (k-1)C, 2C)
+        past = torch.matmul(taps, past_weights).view(B, L * 2 * C)  # (B, L*2C)
+        biases = (past + self._biases(cond, features)).split(2 * C, dim=-1)  # L x (B, 2C)
         h = self.embed(token)  # (B, C)
-        skip = 0
-        new_state = {}
-        for i, layer in enumerate(self.layers):
-            h, s, new_state[f"queue.{i}"] = layer.step(h, state[f"queue.{i}"], cond)
-            skip = skip + s
-        return self.head(skip), new_state
+        inputs, gated = [], []
+        for i, conv in enumerate(self.convs):
+            inputs.append(h)
+            z = gate(torch.addmm(biases[i], h, conv.weight[:, -C:].T), dim=-1)  # (B, C)
+            gated.append(z)
+            if i < len(self.residuals):
+                h = h + self.residuals[i](z)
+        size, first = (torch.tensor(v, device=queue.device) for v in zip(*self._rings))  # (L,) each
+        write = (pos % size + first).view(1, L, 1).expand(B, L, C)  # (B, L, C) rows of x_pos
+        new_queue = queue.scatter(1, write, torch.stack(inputs, dim=1))  # (B, R, C)
+        return self.head(self.skip(torch.cat(gated, dim=-1))), {"queue": new_queue}
