@@ -5,7 +5,9 @@ runs anything, so a bad input costs no time and leaves no file.
 """
 from __future__ import annotations
 
+import json
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -40,18 +42,24 @@ def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", t
 def vocode(model_path: Path, wav: Path, *, seed: int = 0, provider: str = "cpu", threads: int = 1,
            out: Path | None = None, progress: bool = False) -> dict:
     """Analyse ``wav`` (any rate and channels, resampled and mu-law coded as for training) into the vocoder's
-    features and synthesise them -> the summary record; the output has the input's length at the model's rate."""
+    features and synthesise them -> the summary record; the output has the input's length at the model's rate.
+    Its real-time factor is end to end: reading, resampling, analysis, synthesis and writing, per second of
+    audio."""
     model = open_model(model_path, provider=provider, threads=threads, graph=("chunk", "step"), command="arrun vocode")
     info = model.info
     if not info.features:
         raise UsageError(f"{model_path} is not a vocoder (it takes no features); give one exported from a checkpoint "
                          "trained with mel_bins > 0, e.g. models/speech-vocoder/chunk.onnx")
+    start = time.perf_counter()
     audio, rate = read_wav(Path(wav))  # an empty WAV is refused here
     codes = mulaw_encode(resample_poly(audio, rate, info.sample_rate, str(wav)), info.vocab_size)  # (T,)
     frames = mulaw_features(codes, info.features, info.vocab_size)  # (F, M)
+    analysis = time.perf_counter() - start
     options = SampleOptions(seed=seed, length=len(codes), features=frames)
     record = _generate(model, options, out or Path("vocoded.wav"), None, progress)
-    return {**record, "input": str(wav), "frames": len(frames)}
+    seconds = time.perf_counter() - start
+    return {**record, "input": str(wav), "frames": len(frames), "analysis_seconds": analysis,
+            "seconds": seconds, "real_time_factor": seconds * info.sample_rate / len(codes)}
 
 
 def _generate(model: Model, options: SampleOptions, out: Path | None, stream: TextIO | None, progress: bool) -> dict:
@@ -101,6 +109,7 @@ def info(model_path: Path) -> dict:
         "decoding": model.kind.describe(i), **model.kind.fields(i), "vocab_size": i.vocab_size,
         "start_token": i.start_token, "max_length": i.max_length, "window": i.window,
         "receptive_field": i.receptive_field, "step_tokens": i.step_tokens, "data_name": i.data_name,
+        "features": None if i.features is None else json.loads(i.features.to_json()),
         "num_classes": i.num_classes,
         "class_names": list(i.class_names), "uses_position": i.uses_position,
         "state": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "input": s.input, "output": s.output,

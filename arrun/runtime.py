@@ -57,31 +57,24 @@ def prefill(runner: StepRunner, tokens: np.ndarray, position: int = 0) -> np.nda
     return np.concatenate([runner.chunk(tokens[:, i:i + S], position + i) for i in range(0, T, S)], axis=1)
 
 
-class Stepper:
-    """IO-binding step loop for a fixed batch size. ``step`` returns logits (B, V), a view into a buffer
-    the next step overwrites."""
+class _BoundState:
+    """Two preallocated state sets on the model's device, bound A -> B and B -> A to the graph's state inputs and
+    outputs, so each call's outputs are the next call's inputs and nothing is reallocated or copied back."""
 
     def __init__(self, model: Model, batch_size: int):
         info, session, device = model.info, model.session, model.provider
         self.info, self.batch_size, self._session, self._device = info, batch_size, session, device
-        chunked = info.step_tokens > 1  # input_ids (B, s), logits (B, s, V): one-element steps use s = 1
-        self._logits = np.zeros((batch_size, *[1] * chunked, info.vocab_size), np.float32)  # host buffer
-        self.logits = self._logits.reshape(batch_size, info.vocab_size)  # (B, V) view of it
-        self._tokens = np.zeros((batch_size, *[1] * chunked), np.int64)  # (B,) or (B, 1) input_ids
-        self._tokens_flat = self._tokens.reshape(batch_size)  # (B,) view: step copies into it
         self._position = np.zeros((), np.int64)
-        self._frame = np.zeros((batch_size, info.features.n_mels if info.features else 0), np.float32)  # (B, M)
         self._init = [s.initial(batch_size) for s in info.state]
         sets = [[ort.OrtValue.ortvalue_from_shape_and_type(x.shape, x.dtype, device, 0) for x in self._init]
                 for _ in range(2)]
-        self._state = sets[0]  # the inputs of the first step after reset
+        self._state = sets[0]  # the inputs of the first call after reset
         self._bindings = []
         for a, b in (sets, sets[::-1]):
             io = session.io_binding()
             for spec, x_in, x_out in zip(info.state, a, b):
                 io.bind_ortvalue_input(spec.input, x_in)
                 io.bind_ortvalue_output(spec.output, x_out)
-            self._bind_logits(io)
             self._bindings.append(io)
         self._parity = 0
 
@@ -93,7 +86,34 @@ class Stepper:
             self._condition = np.ascontiguousarray(condition, dtype=np.int64)  # kept alive while bound
             for io in self._bindings:
                 io.bind_cpu_input(CONDITION_INPUT, self._condition)
-        self._features = features  # (B, F, M): each step binds the row of its position
+        self._features = features  # (B, F, M): each call binds the frames of its positions
+
+    def _run_bound(self, io: ort.IOBinding, position: int) -> None:
+        """Bind the position, run, and swap the state sets."""
+        if self.info.uses_position:
+            self._position[()] = position
+            io.bind_cpu_input(POSITION_INPUT, self._position)
+        self._session.run_with_iobinding(io)
+        if self._device != "cpu":
+            io.synchronize_outputs()
+        self._parity ^= 1
+
+
+class Stepper(_BoundState):
+    """IO-binding step loop for a fixed batch size. ``step`` returns logits (B, V), a view into a buffer
+    the next step overwrites."""
+
+    def __init__(self, model: Model, batch_size: int):
+        super().__init__(model, batch_size)
+        info = self.info
+        chunked = info.step_tokens > 1  # input_ids (B, s), logits (B, s, V): one-element steps use s = 1
+        self._logits = np.zeros((batch_size, *[1] * chunked, info.vocab_size), np.float32)  # host buffer
+        self.logits = self._logits.reshape(batch_size, info.vocab_size)  # (B, V) view of it
+        self._tokens = np.zeros((batch_size, *[1] * chunked), np.int64)  # (B,) or (B, 1) input_ids
+        self._tokens_flat = self._tokens.reshape(batch_size)  # (B,) view: step copies into it
+        self._frame = np.zeros((batch_size, info.features.n_mels if info.features else 0), np.float32)  # (B, M)
+        for io in self._bindings:
+            self._bind_logits(io)
 
     def _bind_logits(self, io: ort.IOBinding) -> None:
         io.bind_output(LOGITS_OUTPUT, "cpu", 0, np.float32, list(self._logits.shape), self._logits.ctypes.data)
@@ -117,16 +137,10 @@ class Stepper:
     def _run(self, io: ort.IOBinding, tokens: np.ndarray, position: int) -> None:
         # Rebound every step: on CUDA binding a host array is what copies it to the device.
         io.bind_cpu_input(TOKEN_INPUT, tokens)
-        if self.info.uses_position:
-            self._position[()] = position
-            io.bind_cpu_input(POSITION_INPUT, self._position)
         if self.info.features:
             self._frame[:] = self._features[:, position // self.info.features.hop]  # (B, M)
             io.bind_cpu_input(FEATURES_INPUT, self._frame)
-        self._session.run_with_iobinding(io)
-        if self._device != "cpu":
-            io.synchronize_outputs()
-        self._parity ^= 1
+        self._run_bound(io, position)
 
 
 class PlainStepper(ChunkRunner):
@@ -167,53 +181,22 @@ def full_logits(model: Model, tokens: np.ndarray, condition: np.ndarray | None =
     return model.session.run([LOGITS_OUTPUT], feeds)[0]
 
 
-class ChunkSampler:
+class ChunkSampler(_BoundState):
     """A chunk graph behind IO bindings (state fed back as in ``Stepper``): ``sample(previous, position,
     uniforms (B, N))`` -> the N elements at position..position+N-1 (B, N) int64, a new array; ``previous`` (B,)
     is the element at position - 1 (the start symbol at 0). Positions of consecutive calls follow on."""
 
-    def __init__(self, model: Model, batch_size: int):
-        info, session, device = model.info, model.session, model.provider
-        self.info, self.batch_size, self._session, self._device = info, batch_size, session, device
-        self._position = np.zeros((), np.int64)
-        self._init = [s.initial(batch_size) for s in info.state]
-        sets = [[ort.OrtValue.ortvalue_from_shape_and_type(x.shape, x.dtype, device, 0) for x in self._init]
-                for _ in range(2)]
-        self._state = sets[0]
-        self._bindings = []
-        for a, b in (sets, sets[::-1]):
-            io = session.io_binding()
-            for spec, x_in, x_out in zip(info.state, a, b):
-                io.bind_ortvalue_input(spec.input, x_in)
-                io.bind_ortvalue_output(spec.output, x_out)
-            self._bindings.append(io)
-        self._parity = 0
-
-    def reset(self, condition: np.ndarray | None = None, features: np.ndarray | None = None) -> None:
-        for value, init in zip(self._state, self._init):
-            value.update_inplace(init)
-        self._parity = 0
-        self._condition = None if condition is None else np.ascontiguousarray(condition, dtype=np.int64)
-        self._features = features  # (B, F, M)
-
     def sample(self, previous: np.ndarray, position: int, uniforms: np.ndarray) -> np.ndarray:
         io, info = self._bindings[self._parity], self.info
         tokens = np.empty(uniforms.shape, np.int64)  # (B, N)
-        previous = np.ascontiguousarray(previous, dtype=np.int64)
+        previous = np.ascontiguousarray(previous, dtype=np.int64)  # the bound arrays live until the run ends
         uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
         io.bind_cpu_input(TOKEN_INPUT, previous)
-        self._position[()] = position
-        io.bind_cpu_input(POSITION_INPUT, self._position)
-        if self._condition is not None:
-            io.bind_cpu_input(CONDITION_INPUT, self._condition)
         if info.features:
             hop = info.features.hop
             frames = np.ascontiguousarray(self._features[:, position // hop:(position + tokens.shape[1] - 1) // hop + 1])
             io.bind_cpu_input(FEATURES_INPUT, frames)  # (B, F, M) the chunk's frames
         io.bind_cpu_input(UNIFORMS_INPUT, uniforms)
         io.bind_output(TOKENS_OUTPUT, "cpu", 0, np.int64, list(tokens.shape), tokens.ctypes.data)
-        self._session.run_with_iobinding(io)
-        if self._device != "cpu":
-            io.synchronize_outputs()
-        self._parity ^= 1
+        self._run_bound(io, position)
         return tokens

@@ -9,7 +9,15 @@ Peers, each given the training split where it can use it:
 Models are scored with arrun's own scorer on their exported full graph (per class for conditional models).
 The three families on digits come from checkpoints given with --digits (scored with artrain's evaluate).
 
+A second table compares every shipped vocoder (a model whose full.onnx declares features) with Griffin-Lim
+on the same log-mel frames of each held-out clip: the vocoder resynthesises them through arrun's own loop
+(chunk.onnx, else step.onnx; seed = clip index, one thread), librosa's Griffin-Lim (64 iterations) inverts
+them, and both are scored against the original at 8-bit mu-law: log-spectral distance (dB) on the model's
+STFT, mean |log-mel difference| (nats), and the vocoder's real-time factor. --vocoder-clips N uses the first
+N clips; --vocoded-wavs DIR also writes the first 4 as WAVs (original, vocoder, Griffin-Lim).
+
     python benchmarks/quality.py [--models models] [--digits runs/d-pixelcnn runs/d-transformer runs/d-wavenet]
+                                 [--vocoder-clips N] [--vocoded-wavs DIR]
 """
 from __future__ import annotations
 
@@ -22,15 +30,21 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import wave
 from datetime import date
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from artrain.data import Split, load_dataset
+from arrun.contract.codecs import mulaw_decode, mulaw_encode, to_pcm16
+from arrun.contract.features import FeatureSpec, analysis_window, mulaw_features
+from arrun.generate import SampleOptions, generate, make_plan
 from arrun.score import score
-from arrun.session import open_model
+from arrun.session import Model, open_model
 
+WAV_CLIPS = 4  # held-out clips --vocoded-wavs writes
 
 
 def shipped(models: Path) -> dict[str, str]:
@@ -90,11 +104,112 @@ def row(name: str, data_name: str, model: float | None) -> str:
     return f"| {name} | {data_name} ({test.n_dims:,} held-out dims) | {text} |"
 
 
+class Keep:
+    """A ``generate`` sink for one sample that keeps its ``tokens`` (T,) int64."""
+    def begin(self, indices: range) -> None: ...
+    def update(self, tokens: np.ndarray, done: int) -> None: ...
+    def end(self, tokens: np.ndarray) -> None:
+        self.tokens = tokens[0].copy()
+
+
+def resynthesise(model: Model, frames: np.ndarray, length: int, seed: int) -> tuple[np.ndarray, float]:
+    """Frames (F, M) through arrun's own sampling loop, as ``arrun vocode`` -> ((length,) codes, seconds)."""
+    plan = make_plan(SampleOptions(seed=seed, length=length, features=frames), model.info)
+    keep = Keep()
+    stats = generate(model, plan, SampleOptions().sampling, seed, keep)
+    return keep.tokens, stats.seconds
+
+
+def griffin_lim(frames: np.ndarray, spec: FeatureSpec, length: int, seed: int, levels: int) -> np.ndarray:
+    """Frames (F, M) inverted by Griffin-Lim -> (length,) mu-law codes. librosa's ``mel_to_audio`` split in
+    its two calls, so that the random initial phases come from ``seed``."""
+    import librosa
+
+    stft = librosa.feature.inverse.mel_to_stft(np.exp(frames).T, sr=spec.sample_rate, n_fft=spec.n_fft,
+                                               power=spec.power, htk=False, norm="slaney", fmin=spec.fmin,
+                                               fmax=spec.fmax)  # (n_fft // 2 + 1, F)
+    audio = librosa.griffinlim(stft, n_iter=64, hop_length=spec.hop, win_length=spec.win_length,
+                               n_fft=spec.n_fft, window="hann", center=True, pad_mode="constant",
+                               length=length, random_state=seed)  # (length,)
+    return mulaw_encode(np.clip(audio, -1, 1), levels)
+
+
+def log_power(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """(T,) waveform -> (spec.frames(T), n_fft // 2 + 1) 10 log10 max(|STFT|^2, 1e-10), on ``log_mel``'s
+    frames: centred with n_fft // 2 zeros each side, its window."""
+    padded = np.pad(np.asarray(audio, np.float64), spec.n_fft // 2)                   # (T + n_fft,)
+    frames = sliding_window_view(padded, spec.n_fft)[::spec.hop]                       # (F, n_fft)
+    power = np.abs(np.fft.rfft(frames * analysis_window(spec), axis=-1)) ** 2          # (F, K)
+    return 10 * np.log10(np.maximum(power, 1e-10))
+
+
+def distances(original: np.ndarray, rebuilt: np.ndarray, spec: FeatureSpec, levels: int) -> np.ndarray:
+    """Mu-law codes (T,) each -> [LSD in dB summed over frames, |log-mel difference| in nats summed over
+    frames and bands]."""
+    a, b = (log_power(mulaw_decode(codes, levels), spec) for codes in (original, rebuilt))  # (F, K) each
+    lsd = np.sqrt(((a - b) ** 2).mean(axis=1)).sum()  # RMS over bins per frame
+    mel = np.abs(mulaw_features(original, spec, levels) - mulaw_features(rebuilt, spec, levels)).sum()
+    return np.array([lsd, mel])
+
+
+def write_wav(path: Path, codes: np.ndarray, rate: int, levels: int) -> None:
+    """Mu-law codes (T,) -> a 16-bit PCM mono WAV at ``rate`` Hz."""
+    with wave.open(str(path), "wb") as w:
+        w.setparams((1, 2, rate, 0, "NONE", "not compressed"))
+        w.writeframes(to_pcm16(mulaw_decode(codes, levels)))
+
+
+def vocoder_row(name: str, folder: Path, data_name: str, clips: int | None, wavs: Path | None) -> str:
+    """The vocoder in ``folder`` (chunk.onnx, else step.onnx) against Griffin-Lim on the first ``clips``
+    held-out clips (None: all): LSD and mel distance, frame-weighted over clips, and its real-time factor."""
+    chunk = folder / "chunk.onnx"
+    model = open_model(chunk if chunk.exists() else folder / "step.onnx", threads=1)
+    spec, levels = model.info.features, model.info.vocab_size
+    data = load_dataset(data_name)
+    test = data.test
+    n = len(test) if clips is None else min(clips, len(test))
+    sums, frames_seen, samples, compute = np.zeros((2, 2)), 0, 0, 0.0  # sums: (vocoder, Griffin-Lim) x (LSD, mel)
+    for i in range(n):
+        codes = test.sequence(i)                                                       # (T,)
+        frames = mulaw_features(codes, spec, levels)                                   # (F, M)
+        vocoded, seconds = resynthesise(model, frames, len(codes), seed=i)
+        inverted = griffin_lim(frames, spec, len(codes), i, levels)
+        sums += [distances(codes, vocoded, spec, levels), distances(codes, inverted, spec, levels)]
+        frames_seen, samples, compute = frames_seen + len(frames), samples + len(codes), compute + seconds
+        if wavs is not None and i < WAV_CLIPS:
+            wavs.mkdir(parents=True, exist_ok=True)
+            word = data.class_names[test.labels[i]]
+            for method, x in (("original", codes), ("vocoder", vocoded), ("griffinlim", inverted)):
+                write_wav(wavs / f"clip-{i}-{word}-{method}.wav", x, spec.sample_rate, levels)
+    lsd, mel = sums[:, 0] / frames_seen, sums[:, 1] / (frames_seen * spec.n_mels)     # (2,) vocoder, Griffin-Lim
+    cells = [f"{x:.2f}" for x in lsd] + [f"{x:.3f}" for x in (*mel, compute * spec.sample_rate / samples)]
+    return f"| {name} | {n} | {' | '.join(cells)} |"
+
+
+def print_vocoders(models: Path, clips: int | None, wavs: Path | None) -> None:
+    """The vocoder table: a row for every shipped model whose full.onnx declares features, then the note."""
+    vocoders = {name: data_name for name, data_name in shipped(models).items()
+                if (full := models / name / "full.onnx").exists() and open_model(full).info.features}
+    if not vocoders:
+        return
+    print("\n| model | clips | vocoder LSD dB | Griffin-Lim LSD dB | vocoder mel distance | Griffin-Lim mel distance "
+          "| vocoder RTF |\n|---|---|---|---|---|---|---|")
+    for name, data_name in vocoders.items():
+        print(vocoder_row(name, models / name, data_name, clips, wavs))
+    print("\nLSD: per-frame RMS over STFT bins (the model's n_fft, hop, window) of the difference in 10 log10 power "
+          "to the original, frame-weighted over clips; mel distance: mean |difference| of the log-mel features, in "
+          "nats; both at 8-bit mu-law. RTF: seconds of compute per second of audio, one thread. Lower is better.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--digits", type=Path, nargs="*", default=[], help="checkpoints trained on digits")
+    parser.add_argument("--vocoder-clips", type=int, default=None, help="held-out clips per vocoder (default all)")
+    parser.add_argument("--vocoded-wavs", type=Path, default=None, help="write the first 4 clips' WAVs here")
     args = parser.parse_args()
+    if args.vocoder_clips is not None and args.vocoder_clips < 1:
+        parser.error(f"--vocoder-clips must be >= 1, got {args.vocoder_clips}")
     print(f"Held-out bits/dim, {date.today()}, {platform.processor() or platform.machine()}; lower is better.\n")
     print("| model | data | model bits/dim | uniform | marginal | xz -9e | bz2 -9 | FLAC -8 |")
     print("|---|---|---|---|---|---|---|---|")
@@ -111,6 +226,7 @@ def main() -> None:
             model, config = load_checkpoint(ckpt)
             params = sum(p.numel() for p in model.parameters())
             print(f"| {config['family']} ({ckpt}) | {params:,} | {evaluate(model, test).bits_per_dim:.3f} |")
+    print_vocoders(args.models, args.vocoder_clips, args.vocoded_wavs)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 # Rebuild one shipped model from scratch, after `bash .ci/setup`:
 #   bash models/build.sh NAME        (NAME: a folder of models/ holding a train.json)
 # Trains with artrain fit and the options committed beside the model (train.json names the family, the
-# data and every option), into runs/NAME, then exports the step and full graphs into models/NAME (each
-# verified against PyTorch).
+# data and every option), into runs/NAME, then exports the step and full graphs into models/NAME, and a
+# WaveNet's chunk graph (each verified against PyTorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${1:?usage: bash models/build.sh NAME (one of: $(cd models && ls -d */ | tr -d / | tr '\n' ' '))}
@@ -12,3 +12,6 @@ bin=.venv/bin
 "$bin/artrain" fit --config "models/$name/train.json" --out "runs/$name"
 "$bin/arexport" onnx "runs/$name" --step-graph --out "models/$name/step.onnx" --force
 "$bin/arexport" onnx "runs/$name" --full-graph --out "models/$name/full.onnx" --force
+if grep -q '"family": "wavenet"' "models/$name/train.json"; then
+  "$bin/arexport" onnx "runs/$name" --chunk-graph --out "models/$name/chunk.onnx" --force
+fi

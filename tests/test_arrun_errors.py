@@ -218,8 +218,9 @@ def test_contract_imports_without_torch_or_onnxruntime(tmp_path):
     """artrain, arexport and arrun share arrun.contract; it needs neither torch nor onnxruntime."""
     block = BLOCK_TORCH.replace('("torch", "onnx", "onnxscript", "artrain", "arexport")',
                                 '("torch", "onnx", "onnxruntime", "onnxscript", "artrain", "arexport", "typer")')
-    code = ("import arrun.contract.schema, arrun.contract.codecs, arrun.contract.scoring, arrun.contract.errors, "
-            "arrun.contract.files, arrun.contract.edge; print(sorted(m for m in sys.modules if m.startswith('arrun')))")
+    code = ("import arrun.contract.schema, arrun.contract.codecs, arrun.contract.features, arrun.contract.scoring, "
+            "arrun.contract.errors, arrun.contract.files, arrun.contract.edge; "
+            "print(sorted(m for m in sys.modules if m.startswith('arrun')))")
     result = subprocess.run([sys.executable, "-c", block + code], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -127,7 +127,7 @@ def mel_filterbank(spec: FeatureSpec) -> np.ndarray:
     return bank
 
 
-def _window(spec: FeatureSpec) -> np.ndarray:
+def analysis_window(spec: FeatureSpec) -> np.ndarray:
     """(n_fft,) periodic Hann of win_length, centred between zeros as librosa's pad_center does."""
     n = np.arange(spec.win_length)
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * n / spec.win_length)                      # (W,)
@@ -154,7 +154,7 @@ def log_mel(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     audio = np.asarray(audio)
     if audio.ndim != 1:
         raise ValueError(f"log_mel takes a mono waveform (T,), got shape {audio.shape}")
-    window, bank = _window(spec), mel_filterbank(spec)                               # (n_fft,), (M, F)
+    window, bank = analysis_window(spec), mel_filterbank(spec)                       # (n_fft,), (M, F)
     half, n = spec.n_fft // 2, spec.frames(len(audio))
     out = np.empty((n, spec.n_mels), np.float32)                                     # (N, M)
     # per frame: its samples, the windowed frame, its spectrum (complex, then real) and its mel row, float64

@@ -1,0 +1,4 @@
+"""python -m arexport: the same as the ``arexport`` command."""
+from .cli import main
+
+main()
