@@ -28,6 +28,7 @@ from arrun.contract.schema import (BATCH_DIM, CONDITION_INPUT, FEATURES_INPUT, P
 
 _VECTORS = "frame_vectors"  # the outer value holding the conditioning vectors of the chunk's frames (B, F, D)
 _SAMPLE_VECTORS = "sample_vectors"  # the vector of each element's frame (B, N, D)
+_ROWS = {_SAMPLE_VECTORS: "row_vector", UNIFORMS_INPUT: "row_uniform"}  # outer (B, N, ...) -> the body's row i
 _PREFIX = "loop/"
 
 
@@ -44,8 +45,8 @@ def sample_inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 class SamplingStep(nn.Module):
-    """forward(i, token, *state, position, [condition], [frame_vectors (B, F, D)], uniforms) -> (next token,
-    *state): one loop iteration."""
+    """forward(i, token, *state, position, [condition], [vector (B, D)], uniform (B,)) -> (next token, *state):
+    one loop iteration, given its element's conditioning vector and uniform (gathered by the loop body)."""
 
     def __init__(self, model: ARModel, info: ModelInfo):
         super().__init__()
@@ -56,10 +57,9 @@ class SamplingStep(nn.Module):
         i, token, rest = inputs[0], inputs[1], inputs[2:]
         state, (position, *outer) = rest[:len(self.names)], rest[len(self.names):]
         cond = outer.pop(0) if self.conditional else None
-        pos, row = position + i, i.reshape(1)  # (), (1,)
-        local = {"features": outer.pop(0).index_select(1, row)[:, 0]} if self.local else {}  # (B, D)
-        uniform = outer[0].index_select(1, row)[:, 0]  # (B,)
-        logits, new_state = self.model.step(token, pos, dict(zip(self.names, state)), cond, **local)
+        local = {"features": outer.pop(0)} if self.local else {}  # (B, D)
+        uniform = outer[0]  # (B,)
+        logits, new_state = self.model.step(token, position + i, dict(zip(self.names, state)), cond, **local)
         return (sample_inverse_cdf(logits, uniform), *(new_state[name] for name in self.names))
 
 
@@ -79,16 +79,16 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     B, batch = 2, torch.export.Dim(BATCH_DIM, min=1, max=4096)
     n, frames = torch.export.Dim("n", min=1), torch.export.Dim("frames", min=1)
     state = model.init_state(B)
-    outer_names = [POSITION_INPUT] + [CONDITION_INPUT] * (info.num_classes > 0) + [_SAMPLE_VECTORS] * bool(info.features)
-    outer_names.append(UNIFORMS_INPUT)
+    outer_names = [POSITION_INPUT] + [CONDITION_INPUT] * (info.num_classes > 0)
+    outer_names += [_ROWS[_SAMPLE_VECTORS]] * bool(info.features) + [_ROWS[UNIFORMS_INPUT]]
     outer = [torch.tensor(0)] + [torch.zeros(B, dtype=torch.long)] * (info.num_classes > 0)
     outer_shapes = [None] + [{0: batch}] * (info.num_classes > 0)
     if info.features:
         D = model.frame_vectors(torch.zeros(1, info.features.n_mels)).shape[-1]
-        outer.append(torch.zeros(B, 3, D))
-        outer_shapes.append({0: batch, 1: n})
-    outer.append(torch.full((B, 3), 0.5, dtype=torch.float64))
-    outer_shapes.append({0: batch, 1: n})
+        outer.append(torch.zeros(B, D))
+        outer_shapes.append({0: batch})
+    outer.append(torch.full((B,), 0.5, dtype=torch.float64))
+    outer_shapes.append({0: batch})
     state_in = [f"{_PREFIX}{s.input}" for s in info.state]
     args = (torch.tensor(0), torch.full((B,), info.start_token), *(state[s.name] for s in info.state), *outer)
     shapes = (None, {0: batch}, *[{0: batch}] * len(info.state), *outer_shapes)
@@ -113,7 +113,8 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
             helper.make_node("Div", ["chunk/shifted", f"chunk/{hop}"], ["chunk/rows"]),
             helper.make_node("Gather", [_VECTORS, "chunk/rows"], [_SAMPLE_VECTORS], axis=1),
         ]
-    body = _loop_body(step.graph, set(outer_names) | {t.name for t in initializers})
+    body = _loop_body(step.graph, set(outer_names) | {t.name for t in initializers},
+                      {row: whole for whole, row in _ROWS.items() if row in outer_names})
     nodes += [
         helper.make_node("Loop", ["chunk/n", "", TOKEN_INPUT, *(s.input for s in info.state)],
                          ["chunk/last", *(s.output for s in info.state), "chunk/tokens"], body=body),
@@ -162,13 +163,14 @@ def _renamed(value: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:
     return copy
 
 
-def _loop_body(graph: onnx.GraphProto, outer: set[str]) -> onnx.GraphProto:
+def _loop_body(graph: onnx.GraphProto, outer: set[str], rows: dict[str, str]) -> onnx.GraphProto:
     """The traced step (inputs i, token, *state, *outer; outputs next_token, *state) -> a Loop body with inputs
-    (i, cond, token, *state) and outputs (cond, next_token, *state, next_token as the scan output)."""
+    (i, cond, token, *state) and outputs (cond, next_token, *state, next_token as the scan output). ``rows``:
+    traced inputs the body makes itself, as row i of an outer (B, N, ...) value (a scalar index: one Gather)."""
     def name(value: str) -> str:
         return value if not value or value in outer else _PREFIX + value.removeprefix(_PREFIX)
 
-    nodes = []
+    nodes = [helper.make_node("Gather", [whole, name("i")], [row], axis=1) for row, whole in rows.items()]
     for node in graph.node:
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
             raise ValueError(f"the traced step has a {node.op_type} with a subgraph; a chunk graph cannot hold it")
@@ -183,11 +185,10 @@ def _loop_body(graph: onnx.GraphProto, outer: set[str]) -> onnx.GraphProto:
         inputs.append(_renamed(v, name(v.name)))
         if v.name == "i":
             inputs.append(helper.make_tensor_value_info(f"{_PREFIX}cond", TensorProto.BOOL, []))
-    outputs = [helper.make_tensor_value_info(f"{_PREFIX}cond_out", TensorProto.BOOL, [])]
+    outputs = [helper.make_tensor_value_info(f"{_PREFIX}cond", TensorProto.BOOL, [])]  # passed through
     outputs += [_plain(v, name(v.name)) for v in graph.output]
     outputs.append(helper.make_tensor_value_info(f"{_PREFIX}scan_token", TensorProto.INT64, None))
-    nodes += [helper.make_node("Identity", [f"{_PREFIX}cond"], [f"{_PREFIX}cond_out"]),
-              helper.make_node("Identity", [name("next_token")], [f"{_PREFIX}scan_token"])]
+    nodes.append(helper.make_node("Identity", [name("next_token")], [f"{_PREFIX}scan_token"]))
     return helper.make_graph(nodes, "step", inputs, outputs)
 
 

@@ -144,12 +144,12 @@ class WaveNet(ARModel):
         """token (B,) x_{pos-1} or the start symbol; pos () int64; features (B, L*2C): ``frame_vectors`` of the
         frame of sample pos."""
         c, queue = self.config, state["queue"]  # (B, R, C)
-        B, C, L, k = queue.shape[0], c.residual_channels, len(self.convs), c.kernel_size
+        C, L, k = c.residual_channels, len(self.convs), c.kernel_size
         lag, size, first = (torch.tensor(v, device=queue.device) for v in zip(*self._taps))  # (L*(k-1),) each
         read = (pos - lag) % size + first  # (L*(k-1),) rows of x_{pos-jd}
-        taps = queue.index_select(1, read).view(B, L, 1, (k - 1) * C)  # (B, L, 1, (k-1)C)
+        taps = queue.index_select(1, read).view(-1, L, 1, (k - 1) * C)  # (B, L, 1, (k-1)C)
         past_weights = torch.stack([conv.weight[:, :-C].T for conv in self.convs])  # (L, (k-1)C, 2C)
-        past = torch.matmul(taps, past_weights).view(B, L * 2 * C)  # (B, L*2C)
+        past = torch.matmul(taps, past_weights).view(-1, L * 2 * C)  # (B, L*2C)
         biases = (past + self._biases(cond, features)).split(2 * C, dim=-1)  # L x (B, 2C)
         h = self.embed(token)  # (B, C)
         inputs, gated = [], []
@@ -160,6 +160,7 @@ class WaveNet(ARModel):
             if i < len(self.residuals):
                 h = h + self.residuals[i](z)
         size, first = (torch.tensor(v, device=queue.device) for v in zip(*self._rings))  # (L,) each
-        write = (pos % size + first).view(1, L, 1).expand(B, L, C)  # (B, L, C) rows of x_pos
-        new_queue = queue.scatter(1, write, torch.stack(inputs, dim=1))  # (B, R, C)
+        inputs = torch.cat(inputs, dim=-1).view(-1, L, C)  # (B, L, C) every layer's x_pos
+        write = (pos % size + first).view(1, L, 1).expand_as(inputs)  # (B, L, C) their rows
+        new_queue = queue.scatter(1, write, inputs)  # (B, R, C)
         return self.head(self.skip(torch.cat(gated, dim=-1))), {"queue": new_queue}
