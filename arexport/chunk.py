@@ -135,7 +135,8 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     outputs += [_renamed(values[f"{_PREFIX}{s.input}"], s.output) for s in info.state]
     graph = helper.make_graph(nodes, "chunk", inputs, outputs, initializers)
     proto = helper.make_model(graph, opset_imports=list(step.opset_import))
-    proto.ir_version, proto.producer_name, proto.producer_version = step.ir_version, step.producer_name, step.producer_version
+    proto.ir_version = step.ir_version
+    proto.producer_name, proto.producer_version = step.producer_name, step.producer_version
     return proto
 
 

@@ -59,7 +59,9 @@ class Comparison:
         return self.max_abs_diff <= tolerance and self.token_mismatches == 0
 
     def line(self) -> str:
-        tokens = "greedy tokens identical" if not self.token_mismatches else f"{self.token_mismatches} greedy tokens differ"
+        chosen = "sampled" if "sampling" in self.what else "greedy"  # a chunk graph's draws, else argmax tokens
+        differ = self.token_mismatches
+        tokens = f"{differ} {chosen} tokens differ" if differ else f"{chosen} tokens identical"
         return f"{self.what:<29} batch {self.batch}: max |diff| {self.max_abs_diff:.1e} over {self.positions} positions, {tokens}"
 
 
@@ -202,7 +204,8 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
     cond = rng.integers(0, info.num_classes, batch, dtype=np.int64) if info.num_classes else None
     frames, local = None, {}
     if info.features:  # log-mel-like frames: around ln(1e-2), spread over the floor .. loud range
-        frames = (rng.standard_normal((batch, info.features.frames(L), info.features.n_mels)) * 2 - 5).astype(np.float32)
+        shape = (batch, info.features.frames(L), info.features.n_mels)  # (B, F, M)
+        frames = (rng.standard_normal(shape) * 2 - 5).astype(np.float32)
         local["features"] = torch.from_numpy(frames)
     with torch.no_grad():
         forward = model.sequence_logits(torch.from_numpy(x), _tensor(cond), **local).numpy()  # (B, L, V)

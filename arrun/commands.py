@@ -126,7 +126,7 @@ def score(model_path: Path, data: Path, *, condition: int | str | None = None, u
           threads: int = 0) -> dict:
     """Bits/dim of DATA under the model (full graph, or step graph by teacher forcing). Files in subfolders
     of a DATA folder are scored under the class their subfolder names; anything else under ``condition``."""
-    model = open_model(model_path, threads=threads, command="arrun score")
+    model = open_model(model_path, threads=threads, graph=("full", "step"), command="arrun score")
     labelled = model.kind.labels_classes(Path(data))
     if not labelled:  # the condition is checked before any reading
         condition = _required_condition(condition, model.info)

@@ -182,6 +182,7 @@ def test_bad_vocoder_input(tmp_path):
     assert_error(["vocode", exported(KIND["audio"], "chunk"), tmp_path / "empty.wav", "--out", out / "a.wav"], 2,
                  "is not a vocoder", out)
     assert_error(["sample", step, "--out", out / "a.wav"], 2, "give the features it turns into audio", out)
+    assert_error(["score", chunk, tmp_path / "empty.wav"], 2, "needs the full or step graph", out)
     assert_error(["sample", exported(KIND["audio"]), "--features", tmp_path / "nan.npy"], 2, "drop --features", out)
     assert_error(["sample", chunk, "--features", tmp_path / "bins.npy", "--temperature", "0.5"], 2, "mel bins", out)
     np.save(tmp_path / "ok.npy", np.zeros((5, spec.n_mels), np.float32))
