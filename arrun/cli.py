@@ -181,6 +181,9 @@ def bench(
                    f"latency p50 {r['p50_ms']:.3f} ms, p90 {r['p90_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms\n"
                    f"bare session.run: {r['bare_steps_per_s']:,.0f} steps/s; the loop reaches "
                    f"{100 * r['loop_vs_bare']:.0f} % of it ({r['provider']}, batch {r['batch_size']})")
+        if "real_time_factor" in r:
+            typer.echo(f"real-time factor {r['real_time_factor']:.2f} (seconds of compute per second of audio; "
+                       "below 1 is faster than real time)")
 
 
 def main() -> None:

@@ -158,6 +158,8 @@ def test_bench_reports_the_real_time_factor():
     assert result.exit_code == 0, result.stderr
     record = __import__("json").loads(result.stdout)
     assert record["real_time_factor"] == pytest.approx(RATE / record["tokens_per_s"])
+    text = CliRunner().invoke(app, ["bench", str(exported_vocoder("chunk")), "--steps", "100"])
+    assert text.exit_code == 0 and "real-time factor" in text.stdout
 
 
 def test_bad_vocoder_input(tmp_path):
