@@ -77,7 +77,7 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     from .export import trace
 
     B, batch = 2, torch.export.Dim(BATCH_DIM, min=1, max=4096)
-    n, frames = torch.export.Dim("n", min=1), torch.export.Dim("frames", min=1)
+    frames = torch.export.Dim("frames", min=1)
     state = model.init_state(B)
     outer_names = [POSITION_INPUT] + [CONDITION_INPUT] * (info.num_classes > 0)
     outer_names += [_ROWS[_SAMPLE_VECTORS]] * bool(info.features) + [_ROWS[UNIFORMS_INPUT]]

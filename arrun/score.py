@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract.errors import ARError, UsageError, first_line
+from .contract.errors import ARError, first_line
 from .contract.features import mulaw_features
 from .contract.scoring import Score, chunks, nll_nats
 from .runtime import Stepper, full_logits, prefill

@@ -149,8 +149,12 @@ def random_windows(split: Split, batch_size: int, length: int,
     """Draw `batch_size` random training windows of `length` tokens (``window_starts``).
     Returns (windows (batch_size, length) int64, labels (batch_size,) int64 or None)."""
     seq, start = window_starts(split, batch_size, length, rng)
-    windows = split.tokens[(split.offsets[seq] + start)[:, None] + np.arange(length)]  # (B, length)
-    return windows, None if split.labels is None else split.labels[seq]
+    return windows_at(split, seq, start, length), None if split.labels is None else split.labels[seq]
+
+
+def windows_at(split: Split, seq: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
+    """The windows of `length` tokens at (sequence (B,), start in it (B,)) -> (B, length) int64."""
+    return split.tokens[(split.offsets[seq] + start)[:, None] + np.arange(length)]
 
 
 def window_starts(split: Split, batch_size: int, length: int, rng: np.random.Generator,

@@ -28,7 +28,7 @@ from arrun.contract.errors import ARError, UsageError
 from arrun.contract.features import mulaw_features
 
 from . import checkpoint as ckpt
-from .data import Dataset, data_kind, is_builtin, load_dataset, random_windows, window_starts
+from .data import Dataset, data_kind, is_builtin, load_dataset, random_windows, window_starts, windows_at
 from .distributed import Distributed
 from .evaluate import evaluate
 from .models import FAMILIES, ARModel, build_model, family_class, make_config
@@ -219,7 +219,7 @@ class Trainer:
         vocoder {"features": the windows' frames (B / world, ceil(T / hop), M)}."""
         split, B, T = self.data.train, self.opts.batch_size, self.length
         seq, start = window_starts(split, B, T, self.rng, align=self.spec.hop if self.spec else 1)
-        x = split.tokens[(split.offsets[seq] + start)[:, None] + np.arange(T)]  # (B, T)
+        x = windows_at(split, seq, start, T)  # (B, T)
         cond = torch.from_numpy(split.labels[seq][self.rows]).to(self.device) if self.model.config.num_classes else None
         features = {}
         if self.spec is not None:

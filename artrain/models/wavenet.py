@@ -88,7 +88,6 @@ class WaveNet(ARModel):
         )
         sizes = [(k - 1) * d for d in c.dilations]  # n_i: ring length of layer i
         offsets = [sum(sizes[:i]) for i in range(L)]
-        self._ring_rows = sum(sizes)
         # the ring geometry as plain lists: (lag, ring length, first row) of every past tap, oldest first per layer
         self._taps = [(j * d, n, off) for d, n, off in zip(c.dilations, sizes, offsets) for j in range(k - 1, 0, -1)]
         self._rings = list(zip(sizes, offsets))
@@ -102,7 +101,7 @@ class WaveNet(ARModel):
         return max(n for n, _ in self._rings)
 
     def state_spec(self) -> tuple[StateSpec, ...]:
-        return (StateSpec("queue", (self._ring_rows, self.config.residual_channels)),)
+        return (StateSpec("queue", (sum(n for n, _ in self._rings), self.config.residual_channels)),)
 
     def frame_vectors(self, features: torch.Tensor) -> torch.Tensor:
         """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C)."""
