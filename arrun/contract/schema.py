@@ -36,7 +36,8 @@ import numpy as np
 
 from .features import FeatureSpec
 
-FORMAT_VERSION = 3  # 2: windowed models (window, receptive field, step tokens), data name; 3: features, chunk graph
+FORMAT_VERSION = 4  # 2: windowed models (window, receptive field, step tokens), data name; 3: features, chunk graph;
+                    # 4: precision variants (precision, source hash, quality gate)
 
 TOKEN_INPUT = "input_ids"
 POSITION_INPUT = "position"
@@ -49,6 +50,7 @@ BATCH_DIM = "batch"
 
 GRAPH_KINDS = ("step", "full", "chunk")
 DATA_KINDS = ("image", "text", "audio")
+PRECISIONS = ("fp32", "fp16", "int8")
 STATE_DTYPES = ("float32", "float16", "float64")
 # Ranges a file may declare; anything beyond is refused before a runtime allocates for it.
 MAX_VOCAB = 1 << 24          # logits per element
@@ -84,6 +86,10 @@ class Key:
     OPSET = "ar.opset"
     MIN_ONNXRUNTIME = "ar.min_onnxruntime"  # oldest onnxruntime the graph was verified on
     PRODUCER = "ar.producer"              # JSON {package: version}
+    PRECISION = "ar.precision"            # 'fp32' (exported) | 'fp16' | 'int8' (variants of an fp32 graph)
+    SOURCE_SHA256 = "ar.source_sha256"    # a variant: sha256 of the fp32 file it was made from; fp32: ""
+    GATE = "ar.precision.gate"            # a variant: JSON {split, tolerance, bits_per_dim, reference_bits_per_dim,
+                                          # greedy_steps}: the quality gate it passed; fp32: {}
 
 
 class SchemaError(ValueError):
@@ -110,6 +116,14 @@ class StateSpec:
     def initial(self, batch_size: int) -> np.ndarray:
         """The state a sequence starts from: (batch_size, *shape) of ``dtype`` filled with ``init``."""
         return np.full((batch_size, *self.shape), self.init, dtype=self.dtype)
+
+
+def variant_name(file_name: str, precision: str) -> str:
+    """The file name of a graph's variant at ``precision``, beside it: step.onnx <-> step.int8.onnx, step.fp16.onnx."""
+    stem = file_name.removesuffix(".onnx")
+    for other in PRECISIONS:
+        stem = stem.removesuffix(f".{other}")
+    return f"{stem}.onnx" if precision == "fp32" else f"{stem}.{precision}.onnx"
 
 
 def state_io_names(name: str) -> tuple[str, str]:
@@ -145,6 +159,9 @@ class ModelInfo:
     opset: int = 0
     min_onnxruntime: str = ""
     producer: dict = field(default_factory=dict)
+    precision: str = "fp32"
+    source_sha256: str = ""
+    gate: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def input_names(self) -> list[str]:
@@ -190,6 +207,9 @@ class ModelInfo:
             Key.OPSET: str(self.opset),
             Key.MIN_ONNXRUNTIME: self.min_onnxruntime,
             Key.PRODUCER: json.dumps(self.producer, sort_keys=True),
+            Key.PRECISION: self.precision,
+            Key.SOURCE_SHA256: self.source_sha256,
+            Key.GATE: json.dumps(self.gate, sort_keys=True),
         }
 
     @classmethod
@@ -236,6 +256,9 @@ class ModelInfo:
             opset=parse(Key.OPSET, int),
             min_onnxruntime=get(Key.MIN_ONNXRUNTIME),
             producer=parse(Key.PRODUCER, _json_dict),
+            precision=parse(Key.PRECISION, _choice(PRECISIONS)),
+            source_sha256=get(Key.SOURCE_SHA256),
+            gate=parse(Key.GATE, _json_dict),
             format_version=version,
         )
         info.validate(source)
@@ -254,6 +277,8 @@ class ModelInfo:
             problems.append(f"the features are analysed at {self.features.sample_rate} Hz, the audio is {self.sample_rate} Hz")
         if self.window and self.step_tokens > self.window:
             problems.append(f"a step takes up to {self.step_tokens} elements but the window holds {self.window}")
+        if (self.precision == "fp32") == bool(self.source_sha256):
+            problems.append(f"a {self.precision} graph {'has' if self.source_sha256 else 'lacks'} a source hash")
         if not 0 <= self.start_token <= self.vocab_size:
             problems.append(f"the start token {self.start_token} is outside 0..{self.vocab_size}")
         state_bytes = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in self.state)
