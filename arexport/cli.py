@@ -16,6 +16,7 @@ from arrun.contract import edge
 from arrun.contract.errors import UsageError
 
 from .export import DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS, ExportResult, export_onnx
+from .variants import TOLERANCE, make_variant
 from .genai import CONFIG_FILE, DEFAULT_MAX_LENGTH, MODEL_FILE, export_genai
 from .verify import ParityError, verify_onnx
 
@@ -47,6 +48,32 @@ def onnx_command(
         return export_onnx(checkpoint_dir, out, graph=chosen[0], opset=opset, force=force, verify=verify)
     result = edge.run(_reporting_parity(work, as_json))
     typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(_export_lines(result)))
+
+
+@app.command("quantize", epilog="Examples:  arexport quantize models/digits-pixelcnn/step.onnx runs/digits-pixelcnn "
+                                  "--precision int8  |  arexport quantize runs/x/step.onnx runs/x --precision fp16 --json")
+def quantize_command(
+    source: Annotated[Path, typer.Argument(help="The fp32 step or full graph written by `arexport onnx`.", show_default=False)],
+    checkpoint_dir: CheckpointArg,
+    precision: Annotated[str, typer.Option("--precision", help="int8 (for CPU: dynamic quantization) or fp16 (for GPU).",
+                                           show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file; default beside SOURCE: step.int8.onnx, ...", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write an int8 or fp16 variant of an exported graph, only if its validation bits/dim is within
+    1 % (int8) or 0.1 % (fp16, which must also keep 64 greedy tokens) of the fp32 graph's."""
+    result = edge.run(lambda: make_variant(source, checkpoint_dir, precision, out, force=force))
+    gate = result.gate
+    lines = [f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB, {100 * result.size_bytes / result.source_bytes:.0f} % "
+             f"of the fp32 graph): {result.info.family} {result.info.graph} graph at {precision}, onnxruntime >= "
+             f"{result.info.min_onnxruntime}, in {result.seconds:.1f} s",
+             f"  gate passed: {gate['bits_per_dim']:.4f} bits/dim on the {gate['split']} split vs fp32 "
+             f"{gate['reference_bits_per_dim']:.4f} ({100 * gate['relative_change']:+.3f} %, at most "
+             f"+{100 * TOLERANCE[precision]:g} %)"]
+    if "greedy_steps" in gate:
+        lines.append(f"  greedy tokens identical over {gate['greedy_steps']} steps at batch {gate['greedy_batch']}")
+    typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(lines))
 
 
 @app.command("genai", epilog="Example:  arexport genai runs/pydoc-transformer --out pydoc-genai")

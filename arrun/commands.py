@@ -105,7 +105,8 @@ def info(model_path: Path) -> dict:
     model = open_model(model_path)
     i = model.info
     return {
-        "path": str(model_path), "family": i.family, "graph": i.graph, "data_kind": i.data_kind,
+        "path": str(model_path), "family": i.family, "graph": i.graph, "precision": i.precision,
+        "data_kind": i.data_kind,
         "decoding": model.kind.describe(i), **model.kind.fields(i), "vocab_size": i.vocab_size,
         "start_token": i.start_token, "max_length": i.max_length, "window": i.window,
         "receptive_field": i.receptive_field, "step_tokens": i.step_tokens, "data_name": i.data_name,
@@ -119,6 +120,7 @@ def info(model_path: Path) -> dict:
         "opset": i.opset, "format_version": i.format_version, "min_onnxruntime": i.min_onnxruntime,
         "producer": i.producer, "bits_per_dim": None if math.isnan(i.bits_per_dim) else i.bits_per_dim,
         "bits_unit": model.kind.unit, "bits_split": i.bits_split,
+        "source_sha256": i.source_sha256 or None, "precision_gate": i.gate or None,
     }
 
 

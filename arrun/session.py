@@ -11,7 +11,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from .contract.errors import ARError, UsageError, first_line
 from .contract.schema import (CONDITION_INPUT, FEATURES_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, TOKENS_OUTPUT,
-                              UNIFORMS_INPUT, ModelInfo, SchemaError)
+                              UNIFORMS_INPUT, ModelInfo, SchemaError, variant_name)
 from .kinds import DataKind, kind_of
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -50,15 +50,24 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: tu
     if not 0 <= threads <= MAX_THREADS:
         raise UsageError(f"--threads must be in 0..{MAX_THREADS} (0 = one per core), got {threads}")
     wanted = PROVIDERS[provider]
-    if wanted not in ort.get_available_providers():
+    available = wanted in ort.get_available_providers()
+    session = _create_session(path, wanted if available else PROVIDERS["cpu"], threads)
+    info = _read_info(session, path)
+    if info.precision == "int8" and provider != "cpu":
+        raise UsageError(f"{path} is the int8 variant, for the CPU provider ({wanted} has no kernels for its "
+                         f"dynamic quantization); with --provider {provider} use {variant_name(path.name, 'fp16')} "
+                         f"or {variant_name(path.name, 'fp32')}")
+    if not available:
+        if info.precision == "fp16":
+            raise ARError(f"this onnxruntime ({ort.__version__}) has no {wanted}, and {path.name} is the fp16 variant "
+                          f"made for it; on the CPU use {variant_name(path.name, 'fp32')} or "
+                          f"{variant_name(path.name, 'int8')}, or {GPU_HINT}")
         raise ARError(f"this onnxruntime ({ort.__version__}) has no {wanted} "
-                       f"(it offers {', '.join(ort.get_available_providers())}); {GPU_HINT}")
-    session = _create_session(path, wanted, threads)
+                      f"(it offers {', '.join(ort.get_available_providers())}); {GPU_HINT}")
     if session.get_providers()[0] != wanted:
         raise ARError(f"onnxruntime could not start {wanted} (the session runs on "
-                       f"{', '.join(session.get_providers())}; check the driver, CUDA and cuDNN); {GPU_HINT}")
+                      f"{', '.join(session.get_providers())}; check the driver, CUDA and cuDNN); {GPU_HINT}")
     try:
-        info = ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
         kind = kind_of(info, str(path))
     except SchemaError as e:
         raise UsageError(str(e)) from None
@@ -67,6 +76,13 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: tu
         raise UsageError(f"{path} is a {info.graph} graph and `{command}` needs the {' or '.join(graph)} graph; "
                          f"export it with `arexport onnx CHECKPOINT_DIR --{graph[0]}-graph`")
     return Model(path, info, kind, session, provider)
+
+
+def _read_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
+    try:
+        return ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+    except SchemaError as e:
+        raise UsageError(str(e)) from None
 
 
 def _check_file(path: Path) -> None:

@@ -1,0 +1,254 @@
+"""Precision variants of an exported fp32 graph, each written only if it passes a quality gate.
+
+    arexport quantize SOURCE.onnx CHECKPOINT_DIR --precision int8|fp16 [--out FILE] [--force] [--json]
+
+- int8: onnxruntime's dynamic quantization. MatMul, Gemm, Conv and Gather weights become int8, per
+  output channel (a batched MatMul's 3-D weight per tensor: MatMulInteger takes one zero point per
+  column of a 2-D weight only); activations are quantized at run time, so no calibration data is needed.
+  Weights that only an ``If`` branch reads (the PixelCNN's once-per-row vertical stack) move into the
+  branch first, where the quantizer sees them.
+- fp16: onnxruntime's float16 converter. Every float tensor becomes fp16, the state included: it is
+  declared float16 in ``ar.state``, at half the memory and bandwidth and with no cast per step. ``logits``
+  and ``features`` stay float32, cast at the graph's edge, and the int64 inputs are untouched.
+
+The gate scores the checkpoint's validation split with ``arrun.score`` (the runtime users run, on CPU)
+through the source and through the variant. The variant may be at most ``TOLERANCE[precision]``
+relatively worse in bits/dim, and an fp16 variant must also choose the source's greedy tokens at every
+one of ``GREEDY_STEPS`` steps (batch ``GREEDY_BATCH``, fed the source's greedy path). Otherwise
+``GateError`` (exit 1) and no file. The variant keeps the source's metadata and adds ``ar.precision``,
+``ar.source_sha256`` (of the source file) and ``ar.precision.gate`` (the figures it passed); opset and IR
+version are the source's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+
+from artrain.checkpoint import data_info, read_config
+from artrain.data import load_dataset
+from arrun.contract.errors import UsageError, first_line
+from arrun.contract.features import mulaw_features
+from arrun.contract.files import PendingFile
+from arrun.contract.schema import FEATURES_INPUT, LOGITS_OUTPUT, ModelInfo, variant_name
+from arrun.runtime import Stepper, full_logits, prefill
+from arrun.score import score
+from arrun.session import Model, open_model
+
+from . import __version__
+from .export import _quiet
+from .verify import ExportError
+
+VARIANTS = ("int8", "fp16")
+TOLERANCE = {"int8": 0.01, "fp16": 0.001}  # relative increase of validation bits/dim a variant may have
+GREEDY_STEPS, GREEDY_BATCH = 64, 4
+GATE_SPLIT = "val"
+# The oldest onnxruntime that ran every shipped variant within the compatibility matrix's tolerance
+# (benchmarks/ort_compat.py: 1.17.3, 1.20.1 and the newest release, logits compared with the newest).
+MIN_ONNXRUNTIME = {"int8": "1.17.3", "fp16": "1.17.3"}
+_INT8_OPS = ["MatMul", "Gemm", "Conv", "Gather"]
+
+
+class GateError(ExportError):
+    """The variant is worse than its tolerance allows (exit 1; nothing written)."""
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    path: Path
+    info: ModelInfo
+    size_bytes: int
+    source_bytes: int
+    gate: dict
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "precision": self.info.precision, "graph": self.info.graph,
+                "family": self.info.family, "size_bytes": self.size_bytes, "source_bytes": self.source_bytes,
+                "size_ratio": round(self.size_bytes / self.source_bytes, 4), "gate": self.gate,
+                "min_onnxruntime": self.info.min_onnxruntime, "seconds": round(self.seconds, 1)}
+
+
+def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str, out: Path | str | None = None,
+                 *, force: bool = False) -> VariantResult:
+    """Write the ``precision`` variant of the fp32 step or full graph ``source`` to ``out`` (default
+    beside it: ``variant_name``), gated on the validation split of the checkpoint it was exported from.
+
+    Raises UsageError (bad arguments, a source that is not an fp32 step/full graph of this checkpoint) or
+    GateError / ExportError (the variant fails its gate or cannot be made); nothing is left at ``out``."""
+    if precision not in VARIANTS:
+        raise UsageError(f"unknown precision {precision!r}; choose int8 or fp16 (the exported graph is fp32)")
+    source, checkpoint_dir = Path(source), Path(checkpoint_dir)
+    reference = open_model(source, threads=0, graph=("step", "full"), command="arexport quantize")
+    info = reference.info
+    if info.precision != "fp32":
+        raise UsageError(f"{source} is already the {info.precision} variant; give the fp32 graph `arexport onnx` wrote")
+    config = read_config(checkpoint_dir)
+    data = data_info(config)
+    if (config["family"], data.levels, Path(data.name).name) != (info.family, info.vocab_size, info.data_name):
+        raise UsageError(f"{source} is a {info.family} model of {info.data_name!r} and {checkpoint_dir} a "
+                         f"{config['family']} model of {Path(data.name).name!r}; give the checkpoint it was exported from")
+    out = Path(out) if out is not None else source.with_name(variant_name(source.name, precision))
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists; pass --force to overwrite it or choose another --out")
+    if out.is_dir() or not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: give a file in an existing folder with --out")
+    dataset = load_dataset(data.name, alphabet=data.alphabet if data.kind == "text" else None)
+    split = dataset.split(GATE_SPLIT)
+    sequences = [split.sequence(i) for i in range(len(split))]
+    labels = split.labels.tolist() if info.num_classes else None
+    start = time.perf_counter()
+    with PendingFile(out) as pending, tempfile.TemporaryDirectory() as scratch:
+        pending.file.close()
+        proto = _convert(onnx.load(source), precision, Path(scratch))
+        variant_info = dataclasses.replace(
+            info, precision=precision, source_sha256=_sha256(source), min_onnxruntime=MIN_ONNXRUNTIME[precision],
+            producer={**info.producer, "arexport": __version__, "onnxruntime.quantization": onnxruntime.__version__},
+            state=tuple(dataclasses.replace(s, dtype="float16") for s in info.state) if precision == "fp16" else info.state)
+        _write(proto, variant_info, pending.tmp)
+        variant = open_model(pending.tmp, threads=0, command="arexport quantize")
+        gate = _gate(reference, variant, precision, sequences, labels, str(out))
+        _write(proto, dataclasses.replace(variant_info, gate=gate), pending.tmp)
+    return VariantResult(out, dataclasses.replace(variant_info, gate=gate), out.stat().st_size,
+                         source.stat().st_size, gate, time.perf_counter() - start)
+
+
+def _convert(proto: onnx.ModelProto, precision: str, scratch: Path) -> onnx.ModelProto:
+    """The fp32 ``proto`` at ``precision``, opset and IR version unchanged; ExportError if the tools fail."""
+    ir_version = proto.ir_version
+    try:
+        with _quiet():
+            converted = _int8(proto, scratch) if precision == "int8" else _fp16(proto)
+    except Exception as e:
+        raise ExportError(f"onnxruntime's {precision} conversion failed ({type(e).__name__}: {first_line(e)}); "
+                          "rerun with AR_DEBUG=1 for its log") from e
+    converted.ir_version = ir_version
+    return converted
+
+
+def _int8(proto: onnx.ModelProto, scratch: Path) -> onnx.ModelProto:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    _localise_branch_weights(proto.graph)
+    ranks = {t.name: len(t.dims) for t in proto.graph.initializer}
+    batched = [n.name for n in proto.graph.node if n.op_type == "MatMul" and any(ranks.get(i, 0) > 2 for i in n.input)]
+    options = {"EnableSubgraph": True}
+    per_channel, per_tensor = scratch / "per_channel.onnx", scratch / "int8.onnx"
+    quantize_dynamic(proto, per_channel, op_types_to_quantize=_INT8_OPS, per_channel=True,
+                     weight_type=QuantType.QInt8, nodes_to_exclude=batched, extra_options=options)
+    if not batched:
+        return onnx.load(per_channel)
+    quantize_dynamic(per_channel, per_tensor, op_types_to_quantize=["MatMul"], nodes_to_quantize=batched,
+                     per_channel=False, weight_type=QuantType.QInt8)
+    return onnx.load(per_tensor)
+
+
+def _fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    names = {v.name for v in [*proto.graph.input, *proto.graph.output]}
+    return convert_float_to_float16(proto, keep_io_types=[n for n in (LOGITS_OUTPUT, FEATURES_INPUT) if n in names])
+
+
+def _localise_branch_weights(graph: onnx.GraphProto) -> None:
+    """Move each initializer that no node of ``graph`` reads directly, and one subgraph reads, into that
+    subgraph (the quantizer looks for a node's weights in its own graph)."""
+    direct = {name for node in graph.node for name in node.input}
+    readers: dict[str, list[onnx.GraphProto]] = {}
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            for name in {i for n in sub.node for i in n.input}:
+                readers.setdefault(name, []).append(sub)
+    kept = []
+    for tensor in graph.initializer:
+        subs = readers.get(tensor.name, [])
+        if tensor.name not in direct and len(subs) == 1:
+            subs[0].initializer.append(tensor)
+        else:
+            kept.append(tensor)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    return [sub for a in node.attribute for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs)]
+
+
+def _write(proto: onnx.ModelProto, info: ModelInfo, path: Path) -> None:
+    del proto.metadata_props[:]
+    for key, value in info.to_metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name, proto.producer_version = "arexport", __version__
+    try:
+        onnx.save_model(proto, path, save_as_external_data=False)
+    except (OSError, ValueError) as e:
+        raise ExportError(f"could not write {path} ({first_line(e)}); check the disk space and the path") from e
+
+
+def _gate(reference: Model, variant: Model, precision: str, sequences: list[np.ndarray], labels: list[int] | None,
+          name: str) -> dict:
+    """Score both on the validation sequences (and, for fp16, compare greedy paths) -> the gate's figures,
+    or GateError naming the failure."""
+    ref_bits = score(reference, sequences, labels)["bits_per_dim"]
+    bits = score(variant, sequences, labels)["bits_per_dim"]
+    worse = (bits - ref_bits) / ref_bits
+    tolerance = TOLERANCE[precision]
+    gate = {"split": GATE_SPLIT, "tolerance": tolerance, "reference_bits_per_dim": round(ref_bits, 6),
+            "bits_per_dim": round(bits, 6), "relative_change": round(worse, 6)}
+    if not math.isfinite(bits) or worse > tolerance:
+        raise GateError(f"the {precision} variant scores {bits:.4f} bits/dim on the {GATE_SPLIT} split, {100 * worse:+.2f} % "
+                        f"against the fp32 graph's {ref_bits:.4f} (at most +{100 * tolerance:g} % allowed); {name} was "
+                        "not written: use the fp32 graph")
+    if precision == "fp16":
+        mismatches, steps = greedy_mismatches(reference, variant, sequences)
+        gate.update(greedy_steps=steps, greedy_batch=GREEDY_BATCH)
+        if mismatches:
+            raise GateError(f"the fp16 variant chooses another greedy token at {mismatches} of {steps * GREEDY_BATCH} "
+                            f"positions of the fp32 graph's greedy path; {name} was not written: use the fp32 graph")
+    return gate
+
+
+def greedy_mismatches(reference: Model, variant: Model, sequences: list[np.ndarray]) -> tuple[int, int]:
+    """(positions where the variant's argmax differs, steps): the reference's greedy path over the first
+    ``GREEDY_STEPS`` positions (batch ``GREEDY_BATCH``: classes 0, 1, ... where conditional; a vocoder
+    given the frames of the first validation sequences) fed to the variant by teacher forcing."""
+    info, B = reference.info, GREEDY_BATCH
+    length = math.prod(info.image_shape) if info.image_shape else GREEDY_STEPS  # an image's full graph fixes it
+    steps = min(GREEDY_STEPS, length)
+    cond = np.arange(B, dtype=np.int64) % info.num_classes if info.num_classes else None
+    frames = None
+    if info.features:
+        clips = [np.resize(sequences[i % len(sequences)], length) for i in range(B)]
+        frames = np.stack([mulaw_features(c, info.features, info.vocab_size) for c in clips])  # (B, F, M)
+    path = np.zeros((B, length), np.int64)  # the greedy elements; zeros past `steps` (causal: never read)
+    if info.graph == "full":
+        for t in range(steps):
+            path[:, t] = full_logits(reference, path, cond, frames)[:, t].argmax(-1)
+        chosen = full_logits(variant, path, cond, frames)[:, :steps].argmax(-1)  # (B, steps)
+    else:
+        runner = Stepper(reference, B)
+        runner.reset(cond, frames)
+        token = np.full(B, info.start_token, np.int64)
+        for t in range(steps):
+            token = path[:, t] = runner.step(token, t).argmax(-1)
+        other = Stepper(variant, B)
+        other.reset(cond, frames)
+        inputs = np.concatenate([np.full((B, 1), info.start_token, np.int64), path[:, :steps - 1]], axis=1)  # (B, steps)
+        chosen = prefill(other, inputs).argmax(-1)  # (B, steps)
+    return int((chosen != path[:, :steps]).sum()), steps
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

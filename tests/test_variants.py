@@ -1,0 +1,162 @@
+"""arexport quantize: int8 and fp16 variants, their quality gate, their metadata, and arrun running them
+unchanged; the one-line errors for a variant on the wrong provider.
+
+The gate scores the checkpoint's validation split, so the tiny models here are trained on nothing but
+point at small data files of each kind (a text file, a .npy of images, a folder of WAVs).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from arexport.cli import app as arexport_app
+from arexport.export import export_onnx
+from artrain.checkpoint import read_config, save_checkpoint
+from arrun.cli import app as arrun_app
+from arrun.contract.codecs import to_pcm16
+from conftest import ALPHABET, TINY, VOCODER, make_checkpoint
+from test_export import assert_one_line_error, read_info
+
+CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def arexport(*args):
+    return CliRunner().invoke(arexport_app, [str(a) for a in args])
+
+
+def arrun(*args):
+    return CliRunner().invoke(arrun_app, [str(a) for a in args])
+
+
+def _text_data(folder: Path) -> dict:
+    rng = np.random.default_rng(0)
+    path = folder / "notes.txt"
+    path.write_text("".join(rng.choice(list(ALPHABET[:-1]), 3000)), encoding="utf-8")  # no newline: one line
+    return dict(name=str(path), kind="text", levels=len(ALPHABET), alphabet=ALPHABET)
+
+
+def _image_data(folder: Path) -> dict:
+    path = folder / "images.npy"
+    np.save(path, np.random.default_rng(1).integers(0, 4, (40, 5, 4)))
+    return dict(name=str(path), kind="image", levels=4, image_shape=(5, 4))
+
+
+def _audio_data(folder: Path) -> dict:
+    root = folder / "clips"
+    root.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        with wave.open(str(root / f"{i}.wav"), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+            w.writeframes(to_pcm16(0.3 * np.sin(np.arange(900) * (0.05 + 0.02 * i)) + 0.01 * rng.standard_normal(900)))
+    return dict(name=str(root), kind="audio", levels=256, sample_rate=16000)
+
+
+# family -> (data maker, config changes): one per data kind, plus the PixelCNN's If-branch weights
+CASES = {"transformer": (_text_data, {}), "pixelcnn": (_image_data, {}), "wavenet": (_audio_data, VOCODER)}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def source(request, tmp_path_factory):
+    """(checkpoint dir, exported fp32 step graph) of a tiny model whose data files exist."""
+    family = request.param
+    folder = tmp_path_factory.mktemp(family)
+    make_data, changes = CASES[family]
+    _, ckpt = make_checkpoint(folder / "ckpt", family, data=make_data(folder), **changes)
+    step = folder / "step.onnx"
+    export_onnx(ckpt, step, graph="step", verify=False)
+    return ckpt, step
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_variant_passes_its_gate_and_runs_unchanged(source, precision):
+    ckpt, step = source
+    result = arexport("quantize", step, ckpt, "--precision", precision, "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    out = step.with_name(f"step.{precision}.onnx")
+    assert record["path"] == str(out) and out.is_file()
+    info, fp32 = read_info(out), read_info(step)
+    assert info.precision == precision and fp32.precision == "fp32" and fp32.source_sha256 == ""
+    assert info.source_sha256 == hashlib.sha256(step.read_bytes()).hexdigest()
+    assert info.state == tuple(s if precision == "int8" else type(s)(s.name, s.shape, "float16", s.init)
+                               for s in fp32.state)
+    gate = info.gate
+    assert gate["split"] == "val" and gate["relative_change"] <= gate["tolerance"]
+    assert ("greedy_steps" in gate) == (precision == "fp16")
+    proto, source_proto = onnx.load(out), onnx.load(step)
+    assert proto.ir_version == source_proto.ir_version <= 9
+    assert list(proto.opset_import) == list(source_proto.opset_import)
+    assert weight_bytes(proto.graph) < weight_bytes(source_proto.graph) * (0.55 if precision == "fp16" else 0.45)
+    # arrun scores the variant like any graph, and records the figure the gate saw
+    data = Path(json.loads(ckpt.joinpath("config.json").read_text())["data"]["name"])
+    scored = [arrun("score", path, data, "--json") for path in (step, out)]
+    assert all(r.exit_code == 0 for r in scored), [r.output for r in scored]
+    bits = [json.loads(r.stdout)["bits_per_dim"] for r in scored]
+    assert abs(bits[1] - bits[0]) <= gate["tolerance"] * bits[0] + 1e-6
+    options = [] if info.image_shape else ["--length", 8]  # images have their fixed size
+    if info.features:  # a vocoder samples given frames
+        np.save(step.with_name("frames.npy"), np.full((4, info.features.n_mels), -3.0, np.float32))
+        options += ["--features", step.with_name("frames.npy")]
+    sampled = arrun("sample", out, *options, "--seed", 1, "--out", "-")
+    assert sampled.exit_code == 0, sampled.output
+
+
+def weight_bytes(graph: onnx.GraphProto) -> int:
+    """Bytes of the initializers of ``graph`` and its subgraphs (tiny models' files are mostly nodes)."""
+    subgraphs = [a.g for n in graph.node for a in n.attribute if a.HasField("g")]
+    return sum(onnx.numpy_helper.to_array(t).nbytes for t in graph.initializer) + sum(map(weight_bytes, subgraphs))
+
+
+def test_gate_refuses_an_fp16_overflow_and_writes_nothing(tmp_path):
+    """The Transformer's token embedding scaled by 1e6: fp32 normalises it away in the first layer norm, but
+    fp16 (largest finite 65504) turns it into infinities, so the fp16 variant's bits/dim are not finite."""
+    model, ckpt = make_checkpoint(tmp_path / "ckpt", "transformer", data=_text_data(tmp_path))
+    with torch.no_grad():
+        model.token.weight.mul_(1e6)
+    save_checkpoint(ckpt, model, read_config(ckpt))
+    step = tmp_path / "step.onnx"
+    export_onnx(ckpt, step, graph="step", verify=False)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = arexport("quantize", step, ckpt, "--precision", "fp16")
+    assert_one_line_error(result, 1, "fp16 variant", "not written", "fp32 graph")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no variant, no temporary file
+
+
+def test_bad_variant_requests_are_one_line_errors(source, tmp_path):
+    ckpt, step = source
+    int8 = step.with_name("step.int8.onnx")
+    if not int8.exists():
+        assert arexport("quantize", step, ckpt, "--precision", "int8").exit_code == 0
+    assert_one_line_error(arexport("quantize", step, ckpt, "--precision", "int4"), 2, "int8 or fp16")
+    assert_one_line_error(arexport("quantize", int8, ckpt, "--precision", "fp16"), 2, "already the int8 variant")
+    assert_one_line_error(arexport("quantize", step, ckpt, "--precision", "int8"), 2, "already exists", "--force")
+    other_family = next(f for f in TINY if f != read_info(step).family)
+    _, other = make_checkpoint(tmp_path / "other", other_family)
+    assert_one_line_error(arexport("quantize", step, other, "--precision", "int8", "--out", tmp_path / "x.onnx"), 2,
+                          "the checkpoint it was exported from")
+
+
+def test_variant_on_the_wrong_provider_names_the_right_one(source):
+    ckpt, step = source
+    int8, fp16 = step.with_name("step.int8.onnx"), step.with_name("step.fp16.onnx")
+    for path, precision in ((int8, "int8"), (fp16, "fp16")):
+        if not path.exists():
+            assert arexport("quantize", step, ckpt, "--precision", precision).exit_code == 0
+    assert_one_line_error(arrun("bench", int8, "--provider", "cuda", "--steps", 2), 2,
+                          "int8 variant", "step.fp16.onnx", "step.onnx")
+    result = arrun("bench", fp16, "--provider", "cuda", "--steps", 2)
+    if CUDA:  # the fp16 variant is made for it
+        assert result.exit_code == 0, result.output
+    else:
+        assert_one_line_error(result, 1, "fp16 variant", "step.onnx", "step.int8.onnx")
