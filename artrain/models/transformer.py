@@ -15,11 +15,13 @@ prompt in one call), attends over the W buffered slots and the S new keys with a
 absolute positions (slots never written are masked), and writes the new keys to slots (pos + j) mod W.
 ``pos`` has no upper bound: memory and time per step are constant.
 
-Rotation angles are computed in float64 (position * frequency), so the keys at position 10**6 rotate as
-exactly as those at position 10.
+Rotation angles are computed in float64 (position * frequency) and reduced to [0, 2 pi) there, so the keys
+at position 10**6 rotate as exactly as those at position 10; cos and sin then run in float32 (onnxruntime
+before 1.29 has no float64 Cos on the CPU).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,11 +51,13 @@ class TransformerConfig:
 
 
 def rotary(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """positions (..., S) int64 -> cos, sin (..., 1, S, head_dim / 2) float32, angles computed in float64
-    and broadcast over the heads axis."""
+    """positions (..., S) int64 -> cos, sin (..., 1, S, head_dim / 2) float32, angles computed and reduced
+    modulo 2 pi in float64 and broadcast over the heads axis."""
     inv_freq = ROPE_BASE ** -(torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
     angles = positions.to(torch.float64)[..., None] * inv_freq  # (..., S, hd/2)
-    return angles.cos().float().unsqueeze(-3), angles.sin().float().unsqueeze(-3)
+    turns = 2 * math.pi
+    angles = (angles - turns * torch.floor(angles / turns)).float()  # [0, 2 pi): float32 keeps 1e-7 there
+    return angles.cos().unsqueeze(-3), angles.sin().unsqueeze(-3)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
