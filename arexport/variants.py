@@ -2,11 +2,16 @@
 
     arexport quantize SOURCE.onnx CHECKPOINT_DIR --precision int8|fp16 [--out FILE] [--force] [--json]
 
-- int8: onnxruntime's dynamic quantization. MatMul, Gemm, Conv and Gather weights become int8, per
-  output channel (a batched MatMul's 3-D weight per tensor: MatMulInteger takes one zero point per
-  column of a 2-D weight only); activations are quantized at run time, so no calibration data is needed.
-  Weights that only an ``If`` branch reads (the PixelCNN's once-per-row vertical stack) move into the
-  branch first, where the quantizer sees them.
+- int8, step graph: onnxruntime's dynamic quantization. MatMul, Gemm, Conv and Gather weights become
+  uint8, one scale and zero point per tensor; activations are quantized at run time, so the recurrent
+  state stays float. Weights that only an ``If`` branch reads (the PixelCNN's once-per-row vertical stack)
+  move into the branch first, where the quantizer sees them. Measured choices: per output channel cost the
+  vocoder 5 % bits/dim where per tensor costs 0.8 %; uint8 weights because onnxruntime before 1.24 has no
+  ConvInteger for int8 ones (and uint8 x uint8 products cannot saturate on AVX2).
+- int8, a full graph with convolutions (the PixelCNN's): static QDQ, weights per channel and activations
+  calibrated (min-max) on ``CALIBRATION_BATCHES`` batches of training windows. Measured on the PixelCNN's
+  full graph (the test split scored): static 2.4x faster than fp32, dynamic 2.2x slower, both within
+  0.03 % bits/dim. Other full graphs are quantized like step graphs.
 - fp16: onnxruntime's float16 converter. Every float tensor becomes fp16, the state included: it is
   declared float16 in ``ar.state``, at half the memory and bandwidth and with no cast per step. ``logits``
   and ``features`` stay float32, cast at the graph's edge, and the int64 inputs are untouched.
@@ -34,11 +39,11 @@ import onnx
 import onnxruntime
 
 from artrain.checkpoint import data_info, read_config
-from artrain.data import load_dataset
+from artrain.data import Split, load_dataset
 from arrun.contract.errors import UsageError, first_line
 from arrun.contract.features import mulaw_features
 from arrun.contract.files import PendingFile
-from arrun.contract.schema import FEATURES_INPUT, LOGITS_OUTPUT, ModelInfo, variant_name
+from arrun.contract.schema import CONDITION_INPUT, FEATURES_INPUT, LOGITS_OUTPUT, TOKEN_INPUT, ModelInfo, variant_name
 from arrun.runtime import Stepper, full_logits, prefill
 from arrun.score import score
 from arrun.session import Model, open_model
@@ -51,6 +56,9 @@ VARIANTS = ("int8", "fp16")
 TOLERANCE = {"int8": 0.01, "fp16": 0.001}  # relative increase of validation bits/dim a variant may have
 GREEDY_STEPS, GREEDY_BATCH = 64, 4
 GATE_SPLIT = "val"
+# The calibrator keeps every intermediate tensor of every batch (a Transformer's (B, H, L, L) attention too;
+# its option to merge as it goes discards batches in onnxruntime 1.32), so calibration stays small.
+CALIBRATION_BATCHES, CALIBRATION_BATCH, CALIBRATION_LENGTH = 4, 8, 128
 # The oldest onnxruntime that ran every shipped variant within the compatibility matrix's tolerance
 # (benchmarks/ort_compat.py: 1.17.3, 1.20.1 and the newest release, logits compared with the newest).
 MIN_ONNXRUNTIME = {"int8": "1.17.3", "fp16": "1.17.3"}
@@ -102,13 +110,16 @@ def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str,
     if out.is_dir() or not out.parent.is_dir():
         raise UsageError(f"cannot write {out}: give a file in an existing folder with --out")
     dataset = load_dataset(data.name, alphabet=data.alphabet if data.kind == "text" else None)
+    proto = onnx.load(source)
+    convolutional = info.graph == "full" and any(node.op_type == "Conv" for node in proto.graph.node)
+    calibration = calibration_feeds(info, dataset.train) if precision == "int8" and convolutional else []
     split = dataset.split(GATE_SPLIT)
     sequences = [split.sequence(i) for i in range(len(split))]
     labels = split.labels.tolist() if info.num_classes else None
     start = time.perf_counter()
     with PendingFile(out) as pending, tempfile.TemporaryDirectory() as scratch:
         pending.file.close()
-        proto = _convert(onnx.load(source), precision, Path(scratch))
+        proto = _convert(proto, precision, Path(scratch), calibration)
         variant_info = dataclasses.replace(
             info, precision=precision, source_sha256=_sha256(source), min_onnxruntime=MIN_ONNXRUNTIME[precision],
             producer={**info.producer, "arexport": __version__, "onnxruntime.quantization": onnxruntime.__version__},
@@ -121,12 +132,40 @@ def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str,
                          source.stat().st_size, gate, time.perf_counter() - start)
 
 
-def _convert(proto: onnx.ModelProto, precision: str, scratch: Path) -> onnx.ModelProto:
-    """The fp32 ``proto`` at ``precision``, opset and IR version unchanged; ExportError if the tools fail."""
+def calibration_feeds(info: ModelInfo, split: Split) -> list[dict[str, np.ndarray]]:
+    """Full-graph inputs for static calibration: CALIBRATION_BATCHES batches of CALIBRATION_BATCH random
+    windows of ``split`` (whole images; CALIBRATION_LENGTH elements of longer sequences), with their
+    classes and, for a vocoder, their own features."""
+    rng = np.random.default_rng(0)
+    length = math.prod(info.image_shape) if info.image_shape else min(CALIBRATION_LENGTH, info.max_length or CALIBRATION_LENGTH)
+    lengths = np.diff(split.offsets)
+    candidates = np.flatnonzero(lengths >= length)
+    if not len(candidates):
+        raise UsageError(f"the training data has no sequence of {length} elements to calibrate on; train on longer sequences")
+    feeds = []
+    for _ in range(CALIBRATION_BATCHES):
+        rows = rng.choice(candidates, CALIBRATION_BATCH)
+        starts = rng.integers(0, lengths[rows] - length + 1)
+        x = np.stack([split.sequence(i)[s:s + length] for i, s in zip(rows, starts)]).astype(np.int64)  # (N, L)
+        feed = {TOKEN_INPUT: x}
+        if info.num_classes:
+            feed[CONDITION_INPUT] = split.labels[rows].astype(np.int64)
+        if info.features:
+            feed[FEATURES_INPUT] = np.stack([mulaw_features(row, info.features, info.vocab_size) for row in x])
+        feeds.append(feed)
+    return feeds
+
+
+def _convert(proto: onnx.ModelProto, precision: str, scratch: Path, calibration: list[dict]) -> onnx.ModelProto:
+    """The fp32 ``proto`` at ``precision`` (int8 by static QDQ when ``calibration`` feeds are given, else
+    dynamic), opset and IR version unchanged; ExportError if the tools fail."""
     ir_version = proto.ir_version
     try:
         with _quiet():
-            converted = _int8(proto, scratch) if precision == "int8" else _fp16(proto)
+            if precision == "fp16":
+                converted = _fp16(proto)
+            else:
+                converted = _int8_static(proto, scratch, calibration) if calibration else _int8(proto, scratch)
     except Exception as e:
         raise ExportError(f"onnxruntime's {precision} conversion failed ({type(e).__name__}: {first_line(e)}); "
                           "rerun with AR_DEBUG=1 for its log") from e
@@ -138,17 +177,27 @@ def _int8(proto: onnx.ModelProto, scratch: Path) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     _localise_branch_weights(proto.graph)
-    ranks = {t.name: len(t.dims) for t in proto.graph.initializer}
-    batched = [n.name for n in proto.graph.node if n.op_type == "MatMul" and any(ranks.get(i, 0) > 2 for i in n.input)]
-    options = {"EnableSubgraph": True}
-    per_channel, per_tensor = scratch / "per_channel.onnx", scratch / "int8.onnx"
-    quantize_dynamic(proto, per_channel, op_types_to_quantize=_INT8_OPS, per_channel=True,
-                     weight_type=QuantType.QInt8, nodes_to_exclude=batched, extra_options=options)
-    if not batched:
-        return onnx.load(per_channel)
-    quantize_dynamic(per_channel, per_tensor, op_types_to_quantize=["MatMul"], nodes_to_quantize=batched,
-                     per_channel=False, weight_type=QuantType.QInt8)
-    return onnx.load(per_tensor)
+    out = scratch / "int8.onnx"
+    quantize_dynamic(proto, out, op_types_to_quantize=_INT8_OPS, per_channel=False, weight_type=QuantType.QUInt8,
+                     extra_options={"EnableSubgraph": True})
+    return onnx.load(out)
+
+
+def _int8_static(proto: onnx.ModelProto, scratch: Path, calibration: list[dict]) -> onnx.ModelProto:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter(calibration)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    source, out = scratch / "fp32.onnx", scratch / "int8.onnx"
+    onnx.save_model(proto, source)
+    quantize_static(source, out, Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return onnx.load(out)
 
 
 def _fp16(proto: onnx.ModelProto) -> onnx.ModelProto:

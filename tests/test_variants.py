@@ -19,9 +19,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from arexport import variants
 from arexport.cli import app as arexport_app
 from arexport.export import export_onnx
-from artrain.checkpoint import read_config, save_checkpoint
+from artrain.checkpoint import load_checkpoint, read_config, save_checkpoint
+from artrain.commands import fit
 from arrun.cli import app as arrun_app
 from arrun.contract.codecs import to_pcm16
 from conftest import ALPHABET, TINY, VOCODER, make_checkpoint
@@ -160,3 +162,37 @@ def test_variant_on_the_wrong_provider_names_the_right_one(source):
         assert result.exit_code == 0, result.output
     else:
         assert_one_line_error(result, 1, "fp16 variant", "step.onnx", "step.int8.onnx")
+
+
+def test_convolutional_full_graph_is_calibrated(tmp_path):
+    """The PixelCNN's full graph gets static QDQ, calibrated on training images, and passes its gate."""
+    _, ckpt = make_checkpoint(tmp_path / "ckpt", "pixelcnn", data=_image_data(tmp_path))
+    full = tmp_path / "full.onnx"
+    export_onnx(ckpt, full, graph="full", verify=False)
+    result = variants.make_variant(full, ckpt, "int8")
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(result.path).graph.node}
+    assert result.gate["relative_change"] <= 0.01 and read_info(result.path).graph == "full"
+
+
+def test_gate_refuses_an_int8_outlier_channel_and_writes_nothing(tmp_path):
+    """A tiny vocoder trained a little on sines, then one hidden unit of its output head scaled up 1e4 on the
+    way in and down on the way out: the same function in fp32 (through a ReLU, verified at export), but one
+    int8 scale per tensor then rounds every other unit's weights to 0, and what it learned is lost."""
+    data = _audio_data(tmp_path)
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"family": "wavenet", "data": data["name"], "steps": 60, "batch_size": 8,
+                                  "seq_len": 256, "lr": 0.003, "model": {**TINY["wavenet"][0], **VOCODER}}))
+    fit(config_file=config, out=tmp_path / "ckpt", log=lambda *_: None)
+    model, _ = load_checkpoint(tmp_path / "ckpt")
+    with torch.no_grad():
+        hidden, out = model.head[1], model.head[3]
+        hidden.weight[0] *= 1e4
+        hidden.bias[0] *= 1e4
+        out.weight[:, 0] /= 1e4
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(ckpt, model, read_config(ckpt))
+    step = tmp_path / "step.onnx"
+    export_onnx(ckpt, step, graph="step")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_one_line_error(arexport("quantize", step, ckpt, "--precision", "int8"), 1, "int8 variant", "not written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
