@@ -22,6 +22,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    grouped: bool = False  # in a process group (under torchrun, even of one process: DDP and nccl run)
 
     @property
     def is_main(self) -> bool:
@@ -30,10 +31,10 @@ class Distributed:
     @classmethod
     def from_env(cls, device: str) -> "Distributed":
         """Join the process group torchrun prepared (gloo on CPU, nccl on CUDA), if there is one."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
+        if "RANK" not in os.environ:  # a plain `artrain fit`
             return cls()
-        ctx = cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+        ctx = cls(int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0")),
+                  grouped=True)
         if device == "cuda":
             torch.cuda.set_device(ctx.local_rank)
         if not dist.is_initialized():
@@ -53,16 +54,16 @@ class Distributed:
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of a scalar over the ranks (the global-batch loss from the shard losses)."""
-        if self.world_size > 1:
+        if self.grouped:
             value = value.clone()
             dist.all_reduce(value)
             value /= self.world_size
         return value
 
     def barrier(self) -> None:
-        if self.world_size > 1:
+        if self.grouped:
             dist.barrier()
 
     def close(self) -> None:
-        if self.world_size > 1 and dist.is_initialized():
+        if self.grouped and dist.is_initialized():
             dist.destroy_process_group()

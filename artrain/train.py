@@ -185,7 +185,7 @@ class Trainer:
         self.rng = np.random.default_rng(opts.seed)
         self.model = build_model(opts.family, model_config_for(opts, data)).to(self.device)
         self.logits = _SequenceLogits(self.model)
-        if ranks.world_size > 1:
+        if ranks.grouped:
             self.logits = DistributedDataParallel(self.logits)
         self.length = train_length(opts, data, self.model)
         _check_batch_memory(opts.batch_size, self.length, self.model.config.vocab_size)

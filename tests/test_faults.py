@@ -44,14 +44,17 @@ def train_losses(out):
 
 
 def test_two_gloo_processes_follow_the_single_process_curve(tmp_path):
+    """Two processes, and one under torchrun (a process group of one: DDP and its collectives run, as with
+    nccl on one GPU), follow the plain single-process loss curve."""
     cfg = config_file(tmp_path)
     run([sys.executable, *fit_cmd(tmp_path / "one", cfg, 20)])
-    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517")
-    run(fit_cmd(tmp_path / "two", cfg, 20, torchrun), env={**os.environ, "OMP_NUM_THREADS": "1"})
-    one, two = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
-    assert [s for s, _ in one] == [s for s, _ in two] == [10, 20]
-    for (_, a), (_, b) in zip(one, two):
-        assert abs(a - b) < 1e-5
+    for name, n, port in (("two", 2, 29517), ("torchrun-one", 1, 29518)):
+        torchrun = (sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", f"--master_port={port}")
+        run(fit_cmd(tmp_path / name, cfg, 20, torchrun), env={**os.environ, "OMP_NUM_THREADS": "1"})
+    one, two, grouped = (train_losses(tmp_path / name) for name in ("one", "two", "torchrun-one"))
+    assert [s for s, _ in one] == [s for s, _ in two] == [s for s, _ in grouped] == [10, 20]
+    for (_, a), (_, b), (_, c) in zip(one, two, grouped):
+        assert abs(a - b) < 1e-5 and abs(a - c) < 1e-5
     w1, w2 = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 2e-4  # Adam divides by sqrt(v): float noise grows
     e1, e2 = (json.loads((tmp_path / d / "config.json").read_text())["eval"] for d in ("one", "two"))
