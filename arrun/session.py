@@ -51,6 +51,8 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: tu
         raise UsageError(f"--threads must be in 0..{MAX_THREADS} (0 = one per core), got {threads}")
     wanted = PROVIDERS[provider]
     available = wanted in ort.get_available_providers()
+    if available and provider == "cuda" and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()  # CUDA and cuDNN from the nvidia-* packages where no system install has them (>= 1.21)
     session = _create_session(path, wanted if available else PROVIDERS["cpu"], threads)
     info = _read_info(session, path)
     if info.precision == "int8" and provider != "cpu":
