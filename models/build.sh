@@ -3,7 +3,8 @@
 #   bash models/build.sh NAME        (NAME: a folder of models/ holding a train.json)
 # Trains with artrain fit and the options committed beside the model (train.json names the family, the
 # data and every option), into runs/NAME, then exports the step and full graphs into models/NAME, and a
-# WaveNet's chunk graph (each verified against PyTorch).
+# WaveNet's chunk graph (each verified against PyTorch), and the step graph's int8 and fp16 variants (each
+# gated on the validation split).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${1:?usage: bash models/build.sh NAME (one of: $(cd models && ls -d */ | tr -d / | tr '\n' ' '))}
@@ -15,3 +16,6 @@ bin=.venv/bin
 if grep -q '"family": "wavenet"' "models/$name/train.json"; then
   "$bin/arexport" onnx "runs/$name" --chunk-graph --out "models/$name/chunk.onnx" --force
 fi
+for precision in int8 fp16; do
+  "$bin/arexport" quantize "models/$name/step.onnx" "runs/$name" --precision "$precision" --force
+done

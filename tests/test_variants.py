@@ -164,6 +164,19 @@ def test_variant_on_the_wrong_provider_names_the_right_one(source):
         assert_one_line_error(result, 1, "fp16 variant", "step.onnx", "step.int8.onnx")
 
 
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_full_graph_variant_scores_like_its_source(tmp_path, precision):
+    """A Transformer's full graph (no convolutions: dynamic int8) passes its gate and scores the data within it."""
+    data = _text_data(tmp_path)
+    _, ckpt = make_checkpoint(tmp_path / "ckpt", "transformer", data=data)
+    full = tmp_path / "full.onnx"
+    export_onnx(ckpt, full, graph="full", verify=False)
+    result = variants.make_variant(full, ckpt, precision)
+    assert read_info(result.path).graph == "full" and "QuantizeLinear" not in {n.op_type for n in onnx.load(result.path).graph.node}
+    bits = [json.loads(arrun("score", path, data["name"], "--json").stdout)["bits_per_dim"] for path in (full, result.path)]
+    assert abs(bits[1] - bits[0]) <= variants.TOLERANCE[precision] * bits[0]
+
+
 def test_convolutional_full_graph_is_calibrated(tmp_path):
     """The PixelCNN's full graph gets static QDQ, calibrated on training images, and passes its gate."""
     _, ckpt = make_checkpoint(tmp_path / "ckpt", "pixelcnn", data=_image_data(tmp_path))
