@@ -62,7 +62,7 @@ def quantize_command(
     as_json: JsonOption = False,
 ) -> None:
     """Write an int8 or fp16 variant of an exported graph, only if its validation bits/dim is within
-    1 % (int8) or 0.1 % (fp16, which must also keep 64 greedy tokens) of the fp32 graph's."""
+    1 % (int8) or 0.1 % (fp16, which must also keep 64 greedy tokens but for near-ties) of the fp32 graph's."""
     result = edge.run(lambda: make_variant(source, checkpoint_dir, precision, out, force=force))
     gate = result.gate
     lines = [f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB, {100 * result.size_bytes / result.source_bytes:.0f} % "
@@ -72,7 +72,9 @@ def quantize_command(
              f"{gate['reference_bits_per_dim']:.4f} ({100 * gate['relative_change']:+.3f} %, at most "
              f"+{100 * TOLERANCE[precision]:g} %)"]
     if "greedy_steps" in gate:
-        lines.append(f"  greedy tokens identical over {gate['greedy_steps']} steps at batch {gate['greedy_batch']}")
+        ties = gate["greedy_near_ties"]
+        lines.append(f"  greedy tokens identical over {gate['greedy_steps']} steps at batch {gate['greedy_batch']}"
+                     + (f", but for {ties} of the fp32 graph's near-ties (within 0.01 nats)" if ties else ""))
     typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(lines))
 
 

@@ -26,7 +26,8 @@ from artrain.checkpoint import load_checkpoint, read_config, save_checkpoint
 from artrain.commands import fit
 from arrun.cli import app as arrun_app
 from arrun.contract.codecs import to_pcm16
-from conftest import ALPHABET, TINY, VOCODER, make_checkpoint
+from arrun.session import open_model
+from conftest import ALPHABET, TINY, VOCODER, exported, make_checkpoint
 from test_export import assert_one_line_error, read_info
 
 CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -209,3 +210,14 @@ def test_gate_refuses_an_int8_outlier_channel_and_writes_nothing(tmp_path):
     before = sorted(p.name for p in tmp_path.iterdir())
     assert_one_line_error(arexport("quantize", step, ckpt, "--precision", "int8"), 1, "int8 variant", "not written")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_greedy_comparison_counts_real_mismatches(tmp_path):
+    """The same graph agrees with itself everywhere; another model's greedy choices are mismatches, not ties."""
+    same = open_model(exported("pixelcnn", "step", 3))
+    _, other_ckpt = make_checkpoint(tmp_path / "other", "pixelcnn", 3, seed=1)
+    export_onnx(other_ckpt, tmp_path / "other.onnx", graph="step", verify=False)
+    other = open_model(tmp_path / "other.onnx")
+    assert variants.greedy_mismatches(same, same, []) == (0, 0, 20)  # 5 x 4 pixels
+    mismatches, ties, steps = variants.greedy_mismatches(same, other, [])
+    assert steps == 20 and mismatches > 0 and ties < mismatches
