@@ -9,8 +9,8 @@ folder, deleted afterwards; one that already holds the version is reused) gets `
 is tried first, then python3.10 and python3.11 from PATH (pyenv shims included); a version no interpreter can
 install is a row of "not installable". In each environment this script runs again as a worker on every
 ``*.onnx`` under ``models/*/`` and the driver compares its arrays with those of the newest version tested:
-max |difference| within 1e-4 (1e-2 for a graph whose file name contains "fp16"); a chunk graph's sampled
-tokens must be equal. It prints one Markdown table (graph, IR version, opset, a cell per version: "ok 2e-07",
+max |difference| within TOLERANCE of the graph's precision (by file name: 1e-4 fp32, 0.25 int8, 1e-2 fp16);
+a chunk graph's sampled tokens must be equal. It prints one Markdown table (graph, IR version, opset, a cell per version: "ok 2e-07",
 "fail: <reason>", "not installable") and, per precision group (fp32 / int8 / fp16 by file name), the oldest
 version from which every tested version passes every graph of the group: the metadata's min onnxruntime.
 Versions that could not be installed are left out of that figure. --json OUT writes the whole matrix.
@@ -45,7 +45,10 @@ import numpy as np
 DEFAULT_VERSIONS = ("1.14.1", "1.17.3", "1.20.1", "newest")
 FALLBACK_PYTHONS = ("python3.10", "python3.11")
 BATCH, STEPS, FULL_LENGTH, CHUNK, SEED = 2, 48, 64, 32, 0
-TOLERANCE = {"fp32": 1e-4, "int8": 1e-4, "fp16": 1e-2}
+# int8: activations are quantized at run time, and a value on a rounding boundary moves one step with the
+# kernel; onnxruntime 1.32 itself differs by 0.18 in the Transformer's logits between its fused
+# (DynamicQuantizeLinear + MatMulInteger as one kernel) and unfused runs of the same file.
+TOLERANCE = {"fp32": 1e-4, "int8": 0.25, "fp16": 1e-2}
 WORKER_TIMEOUT_S = 1800
 
 
@@ -390,7 +393,8 @@ def print_report(matrix: dict) -> None:
         cells = [cell_text(row["cells"][v]) for v in versions]
         print(f"| {row['graph']} | {row['ir_version']} | {row['opset']} | " + " | ".join(cells) + " |")
     reference = f"onnxruntime {matrix['reference']}" if matrix["reference"] else "none (no version ran)"
-    print(f"\nReference: {reference}; tolerance 1e-4 (fp32, int8), 1e-2 (fp16); chunk graphs: sampled tokens equal.")
+    print(f"\nReference: {reference}; tolerance {', '.join(f'{v:g} ({k})' for k, v in TOLERANCE.items())}; "
+          "chunk graphs: sampled tokens equal.")
     for v in matrix["versions"]:
         if v.get("error"):
             print(f"- {v['version']}: not installable ({v['error']})")
