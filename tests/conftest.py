@@ -76,9 +76,13 @@ def tiny_vocoder(num_classes: int = 0):
     return make_checkpoint(_ROOT / f"vocoder-{num_classes}-ckpt", "wavenet", num_classes, data=VOCODER_DATA, **VOCODER)
 
 
-@functools.lru_cache(maxsize=None)
 def exported_vocoder(graph: str = "step", num_classes: int = 0) -> Path:
     """The shared tiny vocoder exported as a ``graph`` graph (unverified)."""
+    return _exported_vocoder(graph, num_classes)
+
+
+@functools.lru_cache(maxsize=None)  # behind the wrapper, so that f() and f("step", 0) share an entry
+def _exported_vocoder(graph: str, num_classes: int) -> Path:
     from arexport.export import export_onnx
 
     out = _ROOT / f"vocoder-{num_classes}-{graph}.onnx"
