@@ -122,8 +122,9 @@ def weight_bytes(graph: onnx.GraphProto) -> int:
 
 
 def test_gate_refuses_an_fp16_overflow_and_writes_nothing(tmp_path):
-    """The Transformer's token embedding scaled by 1e6: fp32 normalises it away in the first layer norm, but
-    fp16 (largest finite 65504) turns it into infinities, so the fp16 variant's bits/dim are not finite."""
+    """The Transformer's token embedding scaled by 1e6: fp32 normalises the scale away in the first layer norm,
+    but fp16 cannot hold it (largest finite 65504: the converter clamps the table there), so the layer norm
+    sees other vectors and the variant scores worse than the gate allows (+0.58 % on this model)."""
     model, ckpt = make_checkpoint(tmp_path / "ckpt", "transformer", data=_text_data(tmp_path))
     with torch.no_grad():
         model.token.weight.mul_(1e6)
