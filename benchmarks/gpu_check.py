@@ -139,8 +139,8 @@ def no_gpu_reason(smi_error: str | None, cuda_provider: bool, torch_cuda: bool) 
     return None
 
 
-def environment() -> tuple[list[Row], str | None, int]:
-    """-> (the environment rows, why there is no GPU or None, CUDA devices torch sees)."""
+def environment() -> tuple[list[Row], str | None]:
+    """-> (the environment rows, why there is no GPU or None)."""
     rows = [Row("python", True, f"{platform.python_version()} ({sys.executable})")]
     probe = ("import json, torch; "
              "print(json.dumps([torch.__version__, torch.cuda.is_available(), torch.cuda.device_count()]))")
@@ -148,7 +148,7 @@ def environment() -> tuple[list[Row], str | None, int]:
         version, torch_cuda, count = json.loads(run([sys.executable, "-c", probe]).splitlines()[-1])
         rows.append(Row("torch", True, f"{version}, cuda available: {torch_cuda}, {count} device(s)"))
     except CheckFailed as e:
-        torch_cuda, count = False, 0
+        torch_cuda = False
         rows.append(Row("torch", False, f"cannot import torch ({e})"))
     try:
         import onnxruntime as ort
@@ -160,7 +160,7 @@ def environment() -> tuple[list[Row], str | None, int]:
         rows.append(Row("onnxruntime", False, f"cannot import onnxruntime ({e})"))
     gpus, smi_error = _nvidia_smi()
     rows.append(Row(GPU_ROW, not smi_error, smi_error or gpus))
-    return rows, no_gpu_reason(smi_error, "CUDAExecutionProvider" in providers, torch_cuda), count
+    return rows, no_gpu_reason(smi_error, "CUDAExecutionProvider" in providers, torch_cuda)
 
 
 def _nvidia_smi() -> tuple[str, str | None]:
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cpu: a dry run of every row on the CPU against itself (its figures mean nothing).")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    rows, reason, _ = environment()
+    rows, reason = environment()
     if args.provider == "cpu":  # the dry run needs no GPU
         rows = [replace(r, ok=True, figure=f"{r.figure} (dry run)") if r.name == GPU_ROW else r for r in rows]
     elif reason:
