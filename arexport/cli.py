@@ -16,7 +16,7 @@ from arrun.contract import edge
 from arrun.contract.errors import UsageError
 
 from .export import DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS, ExportResult, export_onnx
-from .variants import TOLERANCE, make_variant
+from .variants import NEAR_TIE, TOLERANCE, make_variant
 from .genai import CONFIG_FILE, DEFAULT_MAX_LENGTH, MODEL_FILE, export_genai
 from .verify import ParityError, verify_onnx
 
@@ -74,7 +74,7 @@ def quantize_command(
     if "greedy_steps" in gate:
         ties = gate["greedy_near_ties"]
         lines.append(f"  greedy tokens identical over {gate['greedy_steps']} steps at batch {gate['greedy_batch']}"
-                     + (f", but for {ties} of the fp32 graph's near-ties (within 0.01 nats)" if ties else ""))
+                     + (f", but for {ties} of the fp32 graph's near-ties (within {NEAR_TIE:g} nats)" if ties else ""))
     typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(lines))
 
 

@@ -200,10 +200,15 @@ def to_onnx(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
         args, dynamic_shapes = _example(model, info)
         proto = trace(wrapper, args, dynamic_shapes, info.input_names(), info.output_names(), info.opset,
                       f"the {info.family} {info.graph} graph")
+    set_metadata(proto, info)
+    return proto
+
+
+def set_metadata(proto: onnx.ModelProto, info: ModelInfo) -> None:
+    """Replace ``proto``'s metadata with the contract of ``info``."""
     del proto.metadata_props[:]
     for key, value in info.to_metadata().items():
         proto.metadata_props.add(key=key, value=value)
-    return proto
 
 
 def trace(module: nn.Module, args: tuple, dynamic_shapes, input_names: list[str], output_names: list[str],
@@ -247,7 +252,7 @@ def export_onnx(checkpoint_dir: Path | str, out: Path | str | None = None, *, gr
     if out.parent.resolve() == checkpoint_dir.resolve() and out.name in (WEIGHTS, CONFIG, TRAINER, METRICS):
         raise UsageError(f"--out {out} would replace a file of the checkpoint; choose another name")
     info = model_info(model, config, graph, opset)
-    _check_output(out, force)
+    check_output(out, force)
     try:
         pending = PendingFile(out)
     except OSError as e:
@@ -265,7 +270,7 @@ def export_onnx(checkpoint_dir: Path | str, out: Path | str | None = None, *, gr
     return ExportResult(out, info, out.stat().st_size, proto.ir_version, seconds, report)
 
 
-def _check_output(out: Path, force: bool) -> None:
+def check_output(out: Path, force: bool) -> None:
     """``out`` may be (over)written: not a directory, not there unless ``force``, in an existing folder."""
     if out.is_dir():
         raise UsageError(f"output path {out} is a directory; give a file name with --out")

@@ -52,7 +52,7 @@ from arrun.score import score
 from arrun.session import Model, open_model
 
 from . import __version__
-from .export import _quiet
+from .export import _quiet, check_output, set_metadata
 from .verify import ExportError
 
 VARIANTS = ("int8", "fp16")
@@ -110,10 +110,7 @@ def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str,
         raise UsageError(f"{source} is a {info.family} model of {info.data_name!r} and {checkpoint_dir} a "
                          f"{config['family']} model of {Path(data.name).name!r}; give the checkpoint it was exported from")
     out = Path(out) if out is not None else source.with_name(variant_name(source.name, precision))
-    if out.exists() and not force:
-        raise UsageError(f"{out} already exists; pass --force to overwrite it or choose another --out")
-    if out.is_dir() or not out.parent.is_dir():
-        raise UsageError(f"cannot write {out}: give a file in an existing folder with --out")
+    check_output(out, force)
     dataset = load_dataset(data.name, alphabet=data.alphabet if data.kind == "text" else None)
     proto = onnx.load(source)
     convolutional = info.graph == "full" and any(node.op_type == "Conv" for node in proto.graph.node)
@@ -237,9 +234,7 @@ def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
 
 
 def _write(proto: onnx.ModelProto, info: ModelInfo, path: Path) -> None:
-    del proto.metadata_props[:]
-    for key, value in info.to_metadata().items():
-        proto.metadata_props.add(key=key, value=value)
+    set_metadata(proto, info)
     proto.producer_name, proto.producer_version = "arexport", __version__
     try:
         onnx.save_model(proto, path, save_as_external_data=False)
@@ -286,25 +281,24 @@ def greedy_mismatches(reference: Model, variant: Model, sequences: list[np.ndarr
         clips = [np.resize(sequences[i % len(sequences)], length) for i in range(B)]
         frames = np.stack([mulaw_features(c, info.features, info.vocab_size) for c in clips])  # (B, F, M)
     path = np.zeros((B, length), np.int64)  # the greedy elements; zeros past `steps` (causal: never read)
+    expected = np.zeros((B, steps, info.vocab_size), np.float32)  # the reference's logits along the path
     if info.graph == "full":
         for t in range(steps):
-            path[:, t] = full_logits(reference, path, cond, frames)[:, t].argmax(-1)
+            expected[:, t] = full_logits(reference, path, cond, frames)[:, t]
+            path[:, t] = expected[:, t].argmax(-1)
+        chosen = full_logits(variant, path, cond, frames)[:, :steps].argmax(-1)  # (B, steps)
     else:
         runner = Stepper(reference, B)
         runner.reset(cond, frames)
         token = np.full(B, info.start_token, np.int64)
         for t in range(steps):
-            token = path[:, t] = runner.step(token, t).argmax(-1)
-
-    def logits(model: Model) -> np.ndarray:  # (B, steps, V) along the path
-        if info.graph == "full":
-            return full_logits(model, path, cond, frames)[:, :steps]
-        stepper = Stepper(model, B)
-        stepper.reset(cond, frames)
-        return prefill(stepper, np.concatenate([np.full((B, 1), info.start_token, np.int64), path[:, :steps - 1]], axis=1))
-
-    expected = logits(reference)
-    chosen = logits(variant).argmax(-1)[..., None]  # (B, steps, 1)
+            expected[:, t] = runner.step(token, t)
+            token = path[:, t] = expected[:, t].argmax(-1)
+        other = Stepper(variant, B)
+        other.reset(cond, frames)
+        inputs = np.concatenate([np.full((B, 1), info.start_token, np.int64), path[:, :steps - 1]], axis=1)  # (B, steps)
+        chosen = prefill(other, inputs).argmax(-1)  # (B, steps)
+    chosen = chosen[..., None]  # (B, steps, 1)
     differs = chosen[..., 0] != path[:, :steps]
     tied = np.take_along_axis(expected, chosen, -1)[..., 0] >= expected.max(-1) - NEAR_TIE
     return int((differs & ~tied).sum()), int((differs & tied).sum()), steps
