@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from .contract.schema import (CONDITION_INPUT, FEATURES_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, TOKENS_OUTPUT,
+from .contract.schema import (CONDITION_INPUT, FEATURES_INPUT, POSITION_INPUT, TOKEN_INPUT, TOKENS_OUTPUT,
                               UNIFORMS_INPUT, ModelInfo)
 from .session import Model
 
@@ -100,15 +100,15 @@ class _BoundState:
 
 
 class Stepper(_BoundState):
-    """IO-binding step loop for a fixed batch size. ``step`` returns logits (B, V), a view into a buffer
-    the next step overwrites."""
+    """IO-binding step loop for a fixed batch size. ``step`` returns the head's outputs (B, W) (logits, W = V,
+    or mixture parameters: ``ModelInfo.output_width``), a view into a buffer the next step overwrites."""
 
     def __init__(self, model: Model, batch_size: int):
         super().__init__(model, batch_size)
         info = self.info
-        chunked = info.step_tokens > 1  # input_ids (B, s), logits (B, s, V): one-element steps use s = 1
-        self._logits = np.zeros((batch_size, *[1] * chunked, info.vocab_size), np.float32)  # host buffer
-        self.logits = self._logits.reshape(batch_size, info.vocab_size)  # (B, V) view of it
+        chunked = info.step_tokens > 1  # input_ids (B, s), logits (B, s, W): one-element steps use s = 1
+        self._logits = np.zeros((batch_size, *[1] * chunked, info.output_width), np.float32)  # host buffer
+        self.logits = self._logits.reshape(batch_size, info.output_width)  # (B, W) view of it
         self._tokens = np.zeros((batch_size, *[1] * chunked), np.int64)  # (B,) or (B, 1) input_ids
         self._tokens_flat = self._tokens.reshape(batch_size)  # (B,) view: step copies into it
         self._frame = np.zeros((batch_size, info.features.n_mels if info.features else 0), np.float32)  # (B, M)
@@ -116,7 +116,7 @@ class Stepper(_BoundState):
             self._bind_logits(io)
 
     def _bind_logits(self, io: ort.IOBinding) -> None:
-        io.bind_output(LOGITS_OUTPUT, "cpu", 0, np.float32, list(self._logits.shape), self._logits.ctypes.data)
+        io.bind_output(self.info.output_name, "cpu", 0, np.float32, list(self._logits.shape), self._logits.ctypes.data)
 
     def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
         self._tokens_flat[:] = tokens
@@ -124,10 +124,10 @@ class Stepper(_BoundState):
         return self.logits
 
     def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        """tokens (B, s) -> logits (B, s, V) in a new array (the graph must take chunks: step_tokens >= s)."""
-        logits = np.empty((*tokens.shape, self.info.vocab_size), np.float32)  # (B, s, V)
+        """tokens (B, s) -> outputs (B, s, W) in a new array (the graph must take chunks: step_tokens >= s)."""
+        logits = np.empty((*tokens.shape, self.info.output_width), np.float32)  # (B, s, W)
         io = self._bindings[self._parity]
-        io.bind_output(LOGITS_OUTPUT, "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+        io.bind_output(self.info.output_name, "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
         try:
             self._run(io, np.ascontiguousarray(tokens, dtype=np.int64), position)
         finally:
@@ -172,13 +172,13 @@ class PlainStepper(ChunkRunner):
 
 def full_logits(model: Model, tokens: np.ndarray, condition: np.ndarray | None = None,
                 features: np.ndarray | None = None) -> np.ndarray:
-    """The full graph: tokens (B, T) int64 [+ condition (B,)] [+ features (B, F, M)] -> logits (B, T, V) in one run."""
+    """The full graph: tokens (B, T) int64 [+ condition (B,)] [+ features (B, F, M)] -> outputs (B, T, W) in one run."""
     feeds = {TOKEN_INPUT: tokens}
     if condition is not None:
         feeds[CONDITION_INPUT] = condition
     if features is not None:
         feeds[FEATURES_INPUT] = np.ascontiguousarray(features, dtype=np.float32)
-    return model.session.run([LOGITS_OUTPUT], feeds)[0]
+    return model.session.run([model.info.output_name], feeds)[0]
 
 
 class ChunkSampler(_BoundState):

@@ -10,7 +10,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from .contract.errors import ARError, UsageError, first_line
-from .contract.schema import (CONDITION_INPUT, FEATURES_INPUT, LOGITS_OUTPUT, POSITION_INPUT, TOKEN_INPUT, TOKENS_OUTPUT,
+from .contract.schema import (CONDITION_INPUT, FEATURES_INPUT, POSITION_INPUT, TOKEN_INPUT, TOKENS_OUTPUT,
                               UNIFORMS_INPUT, ModelInfo, SchemaError, variant_name)
 from .kinds import DataKind, kind_of
 
@@ -142,7 +142,7 @@ def _expected_args(info: ModelInfo) -> dict[str, tuple[str, list]]:
     rank = 2 if info.graph == "full" or info.step_tokens > 1 else 1  # (B, T) / (B, s) or (B,)
     mels = info.features.n_mels if info.features else 0
     want = {TOKEN_INPUT: ("tensor(int64)", [None] * rank), CONDITION_INPUT: ("tensor(int64)", [None]),
-            POSITION_INPUT: ("tensor(int64)", []), LOGITS_OUTPUT: ("tensor(float)", [None] * rank + [info.vocab_size]),
+            POSITION_INPUT: ("tensor(int64)", []), info.output_name: ("tensor(float)", [None] * rank + [info.output_width]),
             FEATURES_INPUT: ("tensor(float)", [None, mels] if info.graph == "step" else [None, None, mels]),
             UNIFORMS_INPUT: ("tensor(double)", [None, None]), TOKENS_OUTPUT: ("tensor(int64)", [None, None])}
     for s in info.state:

@@ -1,0 +1,129 @@
+"""Output heads: how a graph's per-element output is a distribution over the V levels, in numpy.
+
+Every head answers the same three questions of a batch of outputs (B, W) (or (..., W) where noted):
+``nll(outputs, targets)`` the summed -ln p(target) in float64, ``sample(outputs, options, rngs)`` one draw per
+row from one uniform of each row's generator, and ``cdf(outputs, levels)`` P(x < level) for levels in 0..V (the
+entropy coder's view: ``arrun.compress``).
+
+- ``Softmax``: W = V logits.
+- ``LogisticMixture`` (PixelCNN++, Salimans et al. 2017): W = 3K, per element K mixture logits w, K means mu and
+  K log-scales (floored at ``LOG_SCALE_FLOOR``) of logistics over x in [-1, 1], level v sitting at
+  x_v = 2v / (V-1) - 1 with bin [x_v - h, x_v + h), h = 1 / (V-1); the edge bins take the tails, level 0 all
+  x < x_0 + h and level V-1 all x >= x_{V-1} - h. p(v) = sum_k softmax(w)_k (sigma(a_k) - sigma(b_k)) with
+  a_k, b_k the bin's upper and lower edge standardised by component k, computed in log space without cancellation.
+  ``artrain.models.heads`` trains the same likelihood in torch.
+
+Temperature of the mixture: T scales the component logits (softmax(w / T)) and every logistic's scale (s * T);
+T = 1 samples the model, T -> 0 (and 0) gives the most likely component's mean, rounded to its level. Top-k and
+top-p select among levels of a histogram; a mixture has none to rank, so they are refused for it.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .contract.errors import UsageError
+from .contract.schema import ModelInfo
+from .contract.scoring import nll_nats
+from .sampling import SamplingOptions, sample, softmax
+
+LOG_SCALE_FLOOR = -7.0  # log-scales below this are raised to it (training and runtime alike)
+
+
+class Softmax:
+    def __init__(self, levels: int):
+        self.levels = levels
+
+    def check(self, options: SamplingOptions) -> None:
+        pass
+
+    def nll(self, logits: np.ndarray, targets: np.ndarray) -> float:
+        return nll_nats(logits, targets)
+
+    def sample(self, logits: np.ndarray, options: SamplingOptions, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        return sample(logits, options, rngs)
+
+    def cdf(self, logits: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """logits (B, V), levels (B, N) in 0..V -> (B, N) float64 P(x < level)."""
+        cum = np.concatenate([np.zeros((len(logits), 1)), np.cumsum(softmax(logits), axis=1)], axis=1)  # (B, V+1)
+        cum[:, -1] = 1.0
+        return np.take_along_axis(cum, levels, axis=1)
+
+
+class LogisticMixture:
+    def __init__(self, levels: int, mixtures: int):
+        self.levels, self.mixtures = levels, mixtures
+        self.half_bin = 1.0 / (levels - 1)
+
+    def check(self, options: SamplingOptions) -> None:
+        if options.top_k or options.top_p < 1:
+            raise UsageError("--top-k and --top-p rank the levels of a softmax head; this model outputs a mixture "
+                             "of logistics: use --temperature alone")
+
+    def parts(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(..., 3K) -> log mixture weights, means, log-scales, each (..., K) float64."""
+        x = outputs.astype(np.float64)
+        K = self.mixtures
+        w, mu, log_s = x[..., :K], x[..., K:2 * K], np.maximum(x[..., 2 * K:], LOG_SCALE_FLOOR)
+        return w - _logsumexp(w)[..., None], mu, log_s
+
+    def level_log_probs(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """outputs (..., 3K), targets (...) levels -> (...) float64 ln p(target)."""
+        log_w, mu, log_s = self.parts(outputs)
+        x = (2.0 * targets / (self.levels - 1) - 1.0)[..., None]  # (..., 1) bin centres
+        inv_s = np.exp(-log_s)
+        a = (x + self.half_bin - mu) * inv_s  # (..., K) upper edge, standardised
+        b = (x - self.half_bin - mu) * inv_s  # lower edge
+        with np.errstate(divide="ignore"):
+            middle = a + np.log(-np.expm1(b - a)) - np.logaddexp(0, a) - np.logaddexp(0, b)  # ln(sig(a) - sig(b))
+        first = -np.logaddexp(0, -a)  # ln sig(a): level 0 takes the lower tail
+        last = -np.logaddexp(0, b)    # ln(1 - sig(b)): level V-1 takes the upper tail
+        t = targets[..., None]
+        log_p = np.where(t == 0, first, np.where(t == self.levels - 1, last, middle))
+        return _logsumexp(log_w + log_p)
+
+    def nll(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        return float(-self.level_log_probs(outputs, targets).sum())
+
+    def sample(self, outputs: np.ndarray, options: SamplingOptions, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        """(B, 3K) -> (B,) int64 levels. One uniform per row picks the component by the inverse CDF of its
+        weights; what is left of it, rescaled to [0, 1), is that component's logistic quantile."""
+        log_w, mu, log_s = self.parts(outputs)
+        T = float(np.float32(options.temperature))
+        rows = np.arange(len(outputs))
+        if T == 0:  # greedy
+            k = log_w.argmax(axis=1)
+            return self._level(mu[rows, k])
+        weights = softmax(log_w / T)  # (B, K)
+        cum = np.cumsum(weights, axis=1)  # (B, K)
+        u = np.array([rng.random() for rng in rngs]) * cum[:, -1]  # (B,)
+        k = np.minimum((cum <= u[:, None]).sum(axis=1), self.mixtures - 1)  # (B,)
+        below = np.where(k > 0, cum[rows, np.maximum(k - 1, 0)], 0.0)
+        r = np.clip((u - below) / weights[rows, k], 1e-300, 1 - 2**-53)  # (B,) uniform given k
+        x = mu[rows, k] + np.exp(log_s[rows, k]) * T * (np.log(r) - np.log1p(-r))
+        return self._level(x)
+
+    def _level(self, x: np.ndarray) -> np.ndarray:
+        """Values in [-1, 1] (and beyond) -> the level whose bin holds them, int64."""
+        v = np.floor((x + 1.0) * (self.levels - 1) / 2.0 + 0.5)
+        return np.clip(np.nan_to_num(v, nan=0.0), 0, self.levels - 1).astype(np.int64)
+
+    def cdf(self, outputs: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """outputs (B, 3K), levels (B, N) in 0..V -> (B, N) float64 P(x < level): 0 at 0, 1 at V."""
+        log_w, mu, log_s = self.parts(outputs)
+        edge = (2.0 * levels / (self.levels - 1) - 1.0 - self.half_bin)[..., None]  # (B, N, 1) lower edge of the level
+        z = (edge - mu[:, None]) * np.exp(-log_s[:, None])  # (B, N, K)
+        with np.errstate(over="ignore"):
+            p = (np.exp(log_w)[:, None] / (1.0 + np.exp(-z))).sum(axis=-1)  # (B, N)
+        return np.where(levels <= 0, 0.0, np.where(levels >= self.levels, 1.0, np.clip(p, 0.0, 1.0)))
+
+
+def head_for(info: ModelInfo) -> Softmax | LogisticMixture:
+    return LogisticMixture(info.vocab_size, info.mixtures) if info.mixtures else Softmax(info.vocab_size)
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    m = x.max(axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]
