@@ -19,6 +19,9 @@ Checks, in order (the first failure raises):
      rollout samples with ``arrun.sampling.sample_categorical`` from the same uniforms;
    a vocoder gets random feature frames, the same for the graph and the model.
    each within ``tolerance`` (max abs difference, float32) and with identical argmax tokens.
+   A mixture head's outputs (mixture parameters) are compared the same way; its greedy decision is the most
+   likely component, and its greedy levels (that component's mean, rounded) may differ by one level, where a
+   mean within tolerance of the other rounds the other way.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ from google.protobuf.message import DecodeError
 from artrain.checkpoint import load_checkpoint
 from artrain.models import ARModel
 from arrun.contract.errors import ARError, UsageError, first_line
-from arrun.contract.schema import BATCH_DIM, LOGITS_OUTPUT, ModelInfo, SchemaError
+from arrun.contract.schema import BATCH_DIM, ModelInfo, SchemaError
+from arrun.heads import head_for
 from arrun.kinds import kind_of
 from arrun.runtime import ChunkRunner, ChunkSampler, StepRunner, Stepper, full_logits, prefill
 from arrun.sampling import sample_categorical
@@ -165,8 +169,9 @@ def _check_shapes(graph: onnx.GraphProto, info: ModelInfo, name: str) -> None:
     for tensor, dims in expected.items():
         if values[tensor] != dims:
             raise ExportError(f"{name}: '{tensor}' has shape {values[tensor]}, the metadata declares {dims}; export it again")
-    if info.graph != "chunk" and values[LOGITS_OUTPUT][-1] != info.vocab_size:
-        raise ExportError(f"{name}: logits have shape {values[LOGITS_OUTPUT]} for {info.vocab_size} tokens; export it again")
+    if info.graph != "chunk" and values[info.output_name][-1] != info.output_width:
+        raise ExportError(f"{name}: {info.output_name} has shape {values[info.output_name]}, the head has "
+                          f"{info.output_width} outputs per element; export it again")
 
 
 def _dims(value: onnx.ValueInfoProto) -> list:
@@ -201,6 +206,10 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
     T = min(steps, info.max_length) if info.max_length else max(steps, 2 * model.state_period + 1)
     L = model.fixed_length or T  # a model with a fixed length (whole images) takes only that in forward
     x = rng.integers(0, info.vocab_size, (batch, L), dtype=np.int64)
+    # the greedy decision compared: the argmax level, or a mixture's most likely component (its mean is
+    # rounded to a level, so a difference within tolerance may move the fed-back level by one)
+    pick = (lambda out: out[..., :info.mixtures].argmax(-1)) if info.mixtures else head_for(info).greedy
+    slack = 1 if info.mixtures else 0
     cond = rng.integers(0, info.num_classes, batch, dtype=np.int64) if info.num_classes else None
     frames, local = None, {}
     if info.features:  # log-mel-like frames: around ln(1e-2), spread over the floor .. loud range
@@ -210,23 +219,23 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
     with torch.no_grad():
         forward = model.sequence_logits(torch.from_numpy(x), _tensor(cond), **local).numpy()  # (B, L, V)
     if info.graph == "full":
-        return [_comparison("onnx full vs torch forward", full_logits(runtime, x, cond, frames), forward)]
+        return [_comparison("onnx full vs torch forward", full_logits(runtime, x, cond, frames), forward, pick)]
     torch_step = TorchStepper(model, batch)
     if info.graph == "chunk":
         return [_compare_chunk(runtime, torch_step, rng, cond, frames, T)]
     onnx_step, start = Stepper(runtime, batch), info.start_token
     onnx_logits, _ = rollout(onnx_step, start, cond, x[:, :T], features=frames)
     torch_logits, _ = rollout(torch_step, start, cond, x[:, :T], features=frames)
-    onnx_greedy, onnx_tokens = rollout(onnx_step, start, cond, None, T, features=frames)
-    torch_greedy, torch_tokens = rollout(torch_step, start, cond, None, T, features=frames)
-    greedy = _comparison("onnx greedy vs torch greedy", onnx_greedy, torch_greedy)
-    comparisons = [_comparison("onnx step vs torch step", onnx_logits, torch_logits),
-                   _comparison("onnx step vs torch forward", onnx_logits, forward[:, :T]),
-                   Comparison(greedy.what, batch, T, greedy.max_abs_diff, int((onnx_tokens != torch_tokens).sum()))]
+    onnx_greedy, onnx_tokens = rollout(onnx_step, start, cond, None, T, features=frames, pick=head_for(info).greedy)
+    torch_greedy, torch_tokens = rollout(torch_step, start, cond, None, T, features=frames, pick=head_for(info).greedy)
+    greedy = _comparison("onnx greedy vs torch greedy", onnx_greedy, torch_greedy, pick)
+    comparisons = [_comparison("onnx step vs torch step", onnx_logits, torch_logits, pick),
+                   _comparison("onnx step vs torch forward", onnx_logits, forward[:, :T], pick),
+                   Comparison(greedy.what, batch, T, greedy.max_abs_diff, int((np.abs(onnx_tokens - torch_tokens) > slack).sum()))]
     if info.step_tokens > 1:
         onnx_step.reset(cond)
         inputs = np.concatenate([np.full((batch, 1), start, np.int64), x[:, :T - 1]], axis=1)  # (B, T) fed
-        comparisons.append(_comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs), forward[:, :T]))
+        comparisons.append(_comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs), forward[:, :T], pick))
     return comparisons
 
 
@@ -247,9 +256,10 @@ def _compare_chunk(runtime: Model, torch_step: "TorchStepper", rng: np.random.Ge
     return Comparison("onnx chunk vs torch sampling", B, T, 0.0, int((got != want).sum()))
 
 
-def _comparison(what: str, got: np.ndarray, want: np.ndarray) -> Comparison:
-    """got, want (B, T, V) logits -> max abs difference and how many argmax tokens differ."""
-    mismatches = int((got.argmax(-1) != want.argmax(-1)).sum())
+def _comparison(what: str, got: np.ndarray, want: np.ndarray, pick) -> Comparison:
+    """got, want (B, T, W) outputs -> max abs difference and how many greedy tokens (``pick``: the head's
+    greedy choice, argmax for a softmax) differ."""
+    mismatches = int((pick(got) != pick(want)).sum())
     return Comparison(what, got.shape[0], got.shape[1], float(np.abs(got - want).max()), mismatches)
 
 
@@ -273,16 +283,18 @@ class TorchStepper(ChunkRunner):
 
 
 def rollout(stepper: StepRunner, start_token: int, condition: np.ndarray | None, tokens: np.ndarray | None,
-            steps: int | None = None, features: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Reset ``stepper`` and roll it from ``start_token``: teacher-forced on tokens (B, T), or greedy (argmax
-    fed back) for ``steps`` steps when tokens is None -> (logits (B, T, V), the tokens fed after each step)."""
+            steps: int | None = None, features: np.ndarray | None = None,
+            pick=lambda out: out.argmax(-1)) -> tuple[np.ndarray, np.ndarray]:
+    """Reset ``stepper`` and roll it from ``start_token``: teacher-forced on tokens (B, T), or greedy (``pick``,
+    argmax by default, fed back) for ``steps`` steps when tokens is None -> (outputs (B, T, W), the tokens fed
+    after each step)."""
     B, T = tokens.shape if tokens is not None else (stepper.batch_size, steps)
     stepper.reset(condition, features)
     token = np.full(B, start_token, np.int64)
     logits, fed = [], []
     for t in range(T):
         out = stepper.step(token, t).copy()  # (B, V); the runtime's buffer is overwritten by the next step
-        token = tokens[:, t] if tokens is not None else out.argmax(-1)
+        token = tokens[:, t] if tokens is not None else pick(out)
         logits.append(out)
         fed.append(token)
     return np.stack(logits, axis=1), np.stack(fed, axis=1)

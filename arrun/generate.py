@@ -18,7 +18,8 @@ from .contract.errors import UsageError
 from .contract.schema import ModelInfo
 from .kinds import KINDS
 from .runtime import ChunkSampler, Stepper, prefill
-from .sampling import SamplingOptions, sample, sample_rngs
+from .heads import head_for
+from .sampling import SamplingOptions, sample_rngs
 from .session import Model
 
 MAX_BATCH = 64  # default batch: all samples at once, up to this many
@@ -62,6 +63,7 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
     """Check the options against the model; UsageError naming the first problem."""
     o = options
     o.sampling.validate()
+    head_for(info).check(o.sampling)
     if o.num_samples <= 0 or (o.batch_size is not None and o.batch_size <= 0):
         raise UsageError(f"-n and --batch-size must be >= 1, got {o.num_samples} and {o.batch_size}")
     if o.seed < 0:
@@ -103,7 +105,7 @@ def _local_length(o: SampleOptions, info: ModelInfo) -> int:
 def check_memory(kind, info: ModelInfo, n: int, batch_size: int, total_length: int) -> None:
     """Refuse up front a run whose tokens, state, logits and kept output exceed MEMORY_LIMIT."""
     state = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in info.state)
-    per_batch = batch_size * (total_length * 8 + 2 * state + info.vocab_size * 4)  # tokens, 2 state sets, logits
+    per_batch = batch_size * (total_length * 8 + 2 * state + info.output_width * 4)  # tokens, 2 state sets, outputs
     kept = n * total_length * kind.kept_bytes_per_element
     need = per_batch + kept
     if need > MEMORY_LIMIT:
@@ -170,7 +172,7 @@ def generate(model: Model, plan: Plan, sampling: SamplingOptions, seed: int, sin
     graph samples CHUNK elements per call instead."""
     runners: dict[int, Stepper | ChunkSampler] = {}
     start, steps, P, T = time.perf_counter(), 0, len(plan.prompt), plan.total_length
-    chunked = model.info.graph == "chunk"
+    chunked, head = model.info.graph == "chunk", head_for(model.info)
     for indices in plan.batches():
         B = len(indices)
         if B not in runners:  # at most two sizes: the batch and the last, smaller one
@@ -199,7 +201,7 @@ def generate(model: Model, plan: Plan, sampling: SamplingOptions, seed: int, sin
             for t in range(P, T):
                 if t > P:
                     logits = runner.step(tokens[:, t - 1], t)  # (B, V)
-                tokens[:, t] = sample(logits, sampling, rngs)
+                tokens[:, t] = head.sample(logits, sampling, rngs)
                 sink.update(tokens, t + 1)
                 if progress is not None:
                     progress(steps + t + 1)

@@ -41,6 +41,10 @@ class Softmax:
     def nll(self, logits: np.ndarray, targets: np.ndarray) -> float:
         return nll_nats(logits, targets)
 
+    def greedy(self, logits: np.ndarray) -> np.ndarray:
+        """(..., V) -> (...) int64 the most likely level (the first on ties)."""
+        return logits.argmax(axis=-1)
+
     def sample(self, logits: np.ndarray, options: SamplingOptions, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         return sample(logits, options, rngs)
 
@@ -75,8 +79,8 @@ class LogisticMixture:
         inv_s = np.exp(-log_s)
         a = (x + self.half_bin - mu) * inv_s  # (..., K) upper edge, standardised
         b = (x - self.half_bin - mu) * inv_s  # lower edge
-        with np.errstate(divide="ignore"):
-            middle = a + np.log(-np.expm1(b - a)) - np.logaddexp(0, a) - np.logaddexp(0, b)  # ln(sig(a) - sig(b))
+        width = -np.expm1(-2.0 * self.half_bin * inv_s)  # 1 - e^(b - a), from the bin width, not a difference
+        middle = a + np.log(width) - np.logaddexp(0, a) - np.logaddexp(0, b)  # ln(sig(a) - sig(b))
         first = -np.logaddexp(0, -a)  # ln sig(a): level 0 takes the lower tail
         last = -np.logaddexp(0, b)    # ln(1 - sig(b)): level V-1 takes the upper tail
         t = targets[..., None]
@@ -85,6 +89,11 @@ class LogisticMixture:
 
     def nll(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         return float(-self.level_log_probs(outputs, targets).sum())
+
+    def greedy(self, outputs: np.ndarray) -> np.ndarray:
+        """(..., 3K) -> (...) int64 the level of the most likely component's mean (temperature 0)."""
+        flat = outputs.reshape(-1, outputs.shape[-1])
+        return self.sample(flat, SamplingOptions(temperature=0.0), []).reshape(outputs.shape[:-1])
 
     def sample(self, outputs: np.ndarray, options: SamplingOptions, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         """(B, 3K) -> (B,) int64 levels. One uniform per row picks the component by the inverse CDF of its

@@ -12,7 +12,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .contract.codecs import (encode_text, mulaw_encode, png_decode, read_bytes, read_npy_images, read_npz_images,
+from .contract.codecs import (audio_bits, audio_encode, encode_text, png_decode, read_bytes, read_npy_images, read_npz_images,
                               read_text, read_wav, resample_poly)
 from .contract.errors import UsageError
 from .contract.schema import ModelInfo, SchemaError
@@ -193,7 +193,8 @@ class AudioKind(DataKind):
         return []
 
     def describe(self, info):
-        return f"{info.vocab_size}-level mu-law at {info.sample_rate} Hz"
+        coding = "16-bit linear PCM" if audio_bits(info.vocab_size) == 16 else f"{info.vocab_size}-level mu-law"
+        return f"{coding} at {info.sample_rate} Hz"
 
     def fields(self, info):
         return {"sample_rate": info.sample_rate}
@@ -212,7 +213,7 @@ class AudioKind(DataKind):
 
     def read(self, path, info):
         x, rate = read_wav(path)
-        return [mulaw_encode(resample_poly(x, rate, info.sample_rate, str(path)), info.vocab_size)]
+        return [audio_encode(resample_poly(x, rate, info.sample_rate, str(path)), info.vocab_size)]
 
 
 KINDS: dict[str, DataKind] = {kind.name: kind for kind in (ImageKind(), TextKind(), AudioKind())}

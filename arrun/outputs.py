@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from .contract.codecs import mulaw_decode, png_encode, to_pcm16
+from .contract.codecs import audio_pcm16, png_encode
 from .contract.errors import ARError, UsageError
 from .contract.files import PendingFile, is_special
 from .contract.schema import ModelInfo
@@ -217,9 +217,9 @@ class AudioSink:
 
     def update(self, tokens: np.ndarray, done: int) -> None:
         if done - self._written >= self.chunk or done == tokens.shape[1]:
-            pcm = mulaw_decode(tokens[:, self._written:done], self.info.vocab_size)  # (B, chunk)
-            for row, (pending, w) in zip(pcm, self._open):
-                w.writeframesraw(to_pcm16(row))
+            new = tokens[:, self._written:done]  # (B, chunk)
+            for row, (pending, w) in zip(new, self._open):
+                w.writeframesraw(audio_pcm16(row, self.info.vocab_size))
                 pending.file.flush()
             self._written = done
 

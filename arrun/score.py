@@ -11,7 +11,8 @@ import numpy as np
 
 from .contract.errors import ARError, first_line
 from .contract.features import mulaw_features
-from .contract.scoring import Score, chunks, nll_nats
+from .contract.scoring import Score, chunks
+from .heads import head_for
 from .runtime import Stepper, full_logits, prefill
 from .session import ORT_ERRORS, Model
 
@@ -38,7 +39,7 @@ def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int
         for (T, skip), group in sorted(by_shape.items()):
             x = np.stack([piece for piece, _ in group])  # (N, T)
             labels = None if info.num_classes == 0 else np.array([c for _, c in group], np.int64)  # (N,)
-            size = max(1, MAX_LOGITS // (T * info.vocab_size)) if info.graph == "full" else MAX_STEP_BATCH
+            size = max(1, MAX_LOGITS // (T * info.output_width)) if info.graph == "full" else MAX_STEP_BATCH
             for i in range(0, len(x), size):
                 cond = None if labels is None else labels[i:i + size]
                 rows = x[i:i + size]
@@ -57,7 +58,7 @@ def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int
 def _nll_full(model: Model, x: np.ndarray, cond: np.ndarray | None, skip: int, frames: np.ndarray | None) -> float:
     """x (B, T) [, frames (B, F, M)] through the full graph: logits (B, T, V) in one run; the first ``skip``
     are context."""
-    return nll_nats(full_logits(model, x, cond, frames)[:, skip:], x[:, skip:])
+    return head_for(model.info).nll(full_logits(model, x, cond, frames)[:, skip:], x[:, skip:])
 
 
 def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None, frames: np.ndarray | None) -> float:
@@ -66,8 +67,8 @@ def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None, frames: np.n
     stepper = Stepper(model, len(x))
     stepper.reset(cond, frames)
     inputs = np.concatenate([np.full((len(x), 1), model.info.start_token, np.int64), x[:, :-1]], axis=1)  # (B, T)
-    total = 0.0
+    total, head = 0.0, head_for(model.info)
     for i in range(0, x.shape[1], STEP_BLOCK):
-        logits = prefill(stepper, inputs[:, i:i + STEP_BLOCK], i)  # (B, block, V)
-        total += nll_nats(logits, x[:, i:i + STEP_BLOCK])
+        outputs = prefill(stepper, inputs[:, i:i + STEP_BLOCK], i)  # (B, block, W)
+        total += head.nll(outputs, x[:, i:i + STEP_BLOCK])
     return total

@@ -26,6 +26,11 @@ class SplitName(str, Enum):
     all = "all"
 
 
+class Head(str, Enum):
+    softmax = "softmax"
+    mol = "mol"
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
@@ -49,12 +54,19 @@ def fit(
     seq_len: Annotated[Optional[int], typer.Option(help="Training window for text and audio (default: per model).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON file of fit options (\"family\", \"data\", \"steps\", ..., \"model\": {family config fields}).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this checkpoint directory.")] = None,
+    output: Annotated[Optional[Head], typer.Option(help="Output head: softmax over the levels (default) or mol, a discretized mixture of logistics (wavenet, pixelcnn, pixelrnn).")] = None,
+    mixtures: Annotated[Optional[int], typer.Option(help="Logistics in the mixture of --output mol (default 10).")] = None,
+    bits: Annotated[Optional[int], typer.Option(help="Audio bit depth: 8 (mu-law, default) or 16 (linear PCM; needs --output mol).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a model; writes weights (safetensors), config.json and metrics.jsonl into the output directory."""
     from .commands import fit as work
 
-    flags = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device, seq_len=seq_len)
+    if mixtures is not None and (output != Head.mol or mixtures < 1):
+        edge.fail("--mixtures K (K >= 1) sets the components of --output mol; give both", 2)
+    heads = {None: None, Head.softmax: 0, Head.mol: 10 if mixtures is None else mixtures}
+    flags = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device, seq_len=seq_len, bits=bits,
+                 mixtures=heads[output])
     record = edge.run(lambda: work(family=model.value if model else None, data=data, out=out, config_file=config,
                                    resume=resume, flags=flags, log=lambda msg: typer.echo(msg, err=True)))
     if json_out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from arrun.contract.codecs import audio_bits
 from arrun.contract.errors import Interrupted, UsageError
 
 from . import checkpoint as ckpt
@@ -53,7 +54,8 @@ def evaluate(checkpoint: Path, *, data: str | None = None, split: str | None = N
     info = config["data"]
     name = data or info["name"]
     split = split or ("all" if data is not None and not is_builtin(data) else "test")
-    dataset = load_dataset(name, alphabet=info.get("alphabet") if info["kind"] == "text" else None)
+    dataset = load_dataset(name, alphabet=info.get("alphabet") if info["kind"] == "text" else None,
+                           bits=audio_bits(info["levels"]) if info["kind"] == "audio" else 8)
     check_compatible(dataset, info, model.config)
     result = evaluate_split(model, dataset.split(split))
     return {**asdict(result), "split": split, "data": name, "family": config["family"]}

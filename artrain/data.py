@@ -4,6 +4,7 @@ Every dataset is three `Split`s of int64 token sequences in [0, levels):
   digits  scikit-learn's 8x8 digit images, 17 gray levels, labelled 0..9
   text    CPython's bundled `pydoc_data.topics`, one character per token
   speech  spoken English words synthesised locally with espeak-ng, 8-bit mu-law at 16 kHz
+          (``bits=16``: 16-bit linear PCM, 65,536 levels, token = sample + 32768)
 or a user's path: a UTF-8 text file, a folder of WAV files, or a .npy of images.
 This module is numpy/scipy/scikit-learn only (no torch) so it can be imported anywhere.
 """
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from arrun.contract.codecs import (encode_text, mulaw_encode, read_npy_images, read_npz_images,
-                                   read_text, read_wav, resample_poly)
+from arrun.contract.codecs import (PCM16_LEVELS, audio_encode, encode_text, mulaw_encode, read_npy_images,
+                                   read_npz_images, read_text, read_wav, resample_poly)
 from arrun.contract.errors import ARError, UsageError
 from arrun.contract.files import write_atomic
 
@@ -82,7 +83,7 @@ class Dataset:
         return getattr(self, name)
 
 
-def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | None = None) -> Dataset:
+def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | None = None, bits: int = 8) -> Dataset:
     """Load a built-in dataset or the user's data.
 
     name: 'digits' | 'text' | 'speech' (these win over same-named files), or a path: a UTF-8 text
@@ -90,16 +91,20 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
     alphabet: for text, map characters with this alphabet (the one stored with a trained model)
     instead of building one; a character outside it -> UsageError. Given for non-text data -> UsageError.
     cache_dir: where `speech` is cached (default: $ARTRAIN_CACHE or ~/.cache/artrain).
+    bits: audio as 8-bit mu-law (256 levels) or 16 (16-bit linear PCM, 65,536 levels); 16 for other data -> UsageError.
     Raises UsageError for bad input, ARError when espeak-ng is missing or fails.
     """
+    if bits not in (8, 16) or (bits == 16 and data_kind(name) != "audio"):
+        raise UsageError(f"bits {bits} was asked for {data_kind(name)} data; 16 is for audio (16-bit linear PCM), "
+                         "8 (the default) for everything")
     if name == "digits":
         data = _load_digits()
     elif name == "text":
         data = _text_dataset("text", _pydoc_text(), alphabet)
     elif name == "speech":
-        data = _load_speech(cache_dir)
+        data = _load_speech(cache_dir, bits)
     else:
-        data = _load_path(name, alphabet)
+        data = _load_path(name, alphabet, bits)
     if alphabet is not None and data.alphabet is None:  # only text data has an alphabet
         raise UsageError(f"an alphabet was given but '{name}' is {data.kind} data; drop the alphabet")
     return data
@@ -281,8 +286,8 @@ def _folder_splits(n: int) -> np.ndarray:
     return which
 
 
-def _load_wav_folder(root: Path, name: str) -> Dataset:
-    """All *.wav under `root` (recursive, sorted by relative path), as 16 kHz 8-bit mu-law.
+def _load_wav_folder(root: Path, name: str, bits: int) -> Dataset:
+    """All *.wav under `root` (recursive, sorted by relative path), as 16 kHz 8-bit mu-law (or 16-bit linear).
 
     Labelled by the immediate parent folder's name when every WAV sits in a subfolder.
     Audio is neither trimmed nor normalised.
@@ -291,22 +296,23 @@ def _load_wav_folder(root: Path, name: str) -> Dataset:
                    key=lambda p: p.relative_to(root).as_posix())
     if len(files) < 3:
         raise UsageError(f"{root} holds {len(files)} WAV files; give a folder with at least 3")
-    seqs = [mulaw_encode(_read_wav(p)) for p in files]
+    levels = PCM16_LEVELS if bits == 16 else 256
+    seqs = [audio_encode(_read_wav(p), levels) for p in files]
     class_names: tuple[str, ...] = ()
     labels = None
     if all(len(p.relative_to(root).parts) > 1 for p in files):
         class_names = tuple(sorted({p.parent.name for p in files}))
         labels = [class_names.index(p.parent.name) for p in files]
-    return Dataset(name, "audio", 256, *_splits(seqs, labels, _folder_splits(len(files))),
+    return Dataset(name, "audio", levels, *_splits(seqs, labels, _folder_splits(len(files))),
                    sample_rate=SAMPLE_RATE, class_names=class_names)
 
 
-def _load_path(name: str, alphabet: str | None) -> Dataset:
+def _load_path(name: str, alphabet: str | None, bits: int = 8) -> Dataset:
     """Dispatch a user path: folder -> WAVs, *.npy -> images, any other file -> UTF-8 text."""
     path = Path(name).expanduser()
     try:
         if path.is_dir():
-            return _load_wav_folder(path, name)
+            return _load_wav_folder(path, name, bits)
         if not path.is_file():
             raise UsageError(f"'{name}' is neither a built-in dataset nor an existing path; "
                              f"use {_BUILTINS}")
@@ -330,7 +336,7 @@ SPEECH_SPEEDS = (140, 180)        # words per minute
 SPEECH_PITCHES = (35, 50, 70)     # espeak-ng pitch 0..99
 _SPEECH_VARIANTS = [(v, s, p) for v in SPEECH_VOICES for s in SPEECH_SPEEDS for p in SPEECH_PITCHES]
 _SILENCE = 0.02                   # trim threshold, fraction of the clip's peak
-_SPEECH_VERSION = 1               # bump when the recipe below changes in a way the hash cannot see
+_SPEECH_VERSION = 2               # bump when the recipe below changes in a way the hash cannot see
 
 
 def _speech_cache_file(cache_dir: Path | None) -> Path:
@@ -352,7 +358,7 @@ def _speech_split_of(word: int, variant: int) -> int:
 
 
 def _synthesise(word: str, voice: str, speed: int, pitch: int, wav: Path) -> np.ndarray:
-    """One espeak-ng clip -> (T,) int64 mu-law codes at 16 kHz, silence-trimmed and peak-normalised."""
+    """One espeak-ng clip -> (T,) float64 samples at 16 kHz, silence-trimmed and peak-normalised."""
     cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), word]
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=60)
@@ -366,7 +372,7 @@ def _synthesise(word: str, voice: str, speed: int, pitch: int, wav: Path) -> np.
                            "check the espeak-ng install")
     x = x / peak
     loud = np.flatnonzero(np.abs(x) > _SILENCE)
-    return mulaw_encode(x[loud[0]:loud[-1] + 1])
+    return x[loud[0]:loud[-1] + 1]
 
 
 def _build_speech() -> dict[str, np.ndarray]:
@@ -381,8 +387,9 @@ def _build_speech() -> dict[str, np.ndarray]:
             return _synthesise(SPEECH_WORDS[word], *_SPEECH_VARIANTS[variant],
                                Path(tmp) / f"{word}-{variant}.wav")
         clips = list(pool.map(clip, jobs))
-    joined = _split(clips, [w for w, _ in jobs])
-    return {"tokens": joined.tokens.astype(np.uint8), "offsets": joined.offsets,
+    joined = _split([mulaw_encode(x) for x in clips], [w for w, _ in jobs])
+    pcm = np.concatenate([audio_encode(x, PCM16_LEVELS) - 32768 for x in clips]).astype(np.int16)
+    return {"tokens": joined.tokens.astype(np.uint8), "pcm16": pcm, "offsets": joined.offsets,
             "labels": joined.labels, "split": np.array([_speech_split_of(w, v) for w, v in jobs])}
 
 
@@ -403,13 +410,13 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None when the file is missing or unreadable (it is then rebuilt)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in ("tokens", "offsets", "labels", "split")}
+            return {k: z[k] for k in ("tokens", "pcm16", "offsets", "labels", "split")}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
 
 
-def _load_speech(cache_dir: Path | None) -> Dataset:
-    """The espeak-ng words dataset, built on first use and cached as one .npz.
+def _load_speech(cache_dir: Path | None, bits: int = 8) -> Dataset:
+    """The espeak-ng words dataset, built on first use and cached as one .npz (mu-law codes and 16-bit samples).
 
     30 words x 6 voices x 2 speeds x 3 pitches = 1080 clips; held out per `_speech_split_of`.
     Deterministic for a given espeak-ng version.
@@ -420,7 +427,8 @@ def _load_speech(cache_dir: Path | None) -> Dataset:
         arrays = _build_speech()
         _save_atomic(path, arrays)
     offsets = arrays["offsets"]
-    seqs = np.split(arrays["tokens"].astype(np.int64), offsets[1:-1])  # n x (T_i,)
+    tokens = arrays["pcm16"].astype(np.int64) + 32768 if bits == 16 else arrays["tokens"].astype(np.int64)
+    seqs = np.split(tokens, offsets[1:-1])  # n x (T_i,)
     splits = _splits(seqs, arrays["labels"].tolist(), arrays["split"])
-    return Dataset("speech", "audio", 256, *splits, sample_rate=SAMPLE_RATE,
+    return Dataset("speech", "audio", PCM16_LEVELS if bits == 16 else 256, *splits, sample_rate=SAMPLE_RATE,
                    class_names=SPEECH_WORDS)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from arrun.contract.features import mulaw_features
 from arrun.contract.scoring import Score, chunks
@@ -47,9 +46,9 @@ def evaluate(model: ARModel, split: Split, *, batch_tokens: int = 65536, max_bat
                 clip = mulaw_features(seq, spec, model.config.vocab_size)
                 frames[row, :len(clip)] = clip
             features["features"] = torch.from_numpy(frames).to(device)
-        logits = model.sequence_logits(x.to(device), cond, **features)  # (B, T, V)
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), x.to(device).flatten(), reduction="none")  # (B*T,)
-        total_nats += nll[mask.to(device).flatten()].double().sum().item()
+        outputs = model.sequence_logits(x.to(device), cond, **features)  # (B, T, W)
+        nll = model.output_nll(outputs.float(), x.to(device))  # (B, T)
+        total_nats += nll[mask.to(device)].double().sum().item()
         n_dims += int(mask.sum())
     model.train(was_training)
     return Score.of(total_nats, n_dims)

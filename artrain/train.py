@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from torch.nn.parallel import DistributedDataParallel
 
@@ -48,6 +47,7 @@ class FitOptions:
     warmup: int = 100
     eval_every: int = 500
     conditional: bool = True          # condition on the data's labels when it has them
+    bits: int = 8                     # audio: 8-bit mu-law, or 16-bit linear PCM (65,536 levels: a mixture head)
     model: dict = field(default_factory=dict)  # the family's config fields (data fields are set from the data)
 
 
@@ -69,7 +69,14 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
     base = dict(family_class(family).training_defaults.get(data_kind(data), {}))
     base["model"] = {**base.get("model", {}), **file_values.pop("model", {})}
     base.update(file_values)
-    base.update({k: v for k, v in flags.items() if v is not None})
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if "mixtures" in flags:  # --output mol --mixtures K: a config field of the families that have the head
+        if "mixtures" not in {f.name for f in fields(family_class(family).Config)}:
+            raise UsageError(f"--output mol is for the families with a mixture head "
+                             f"({', '.join(n for n, c in FAMILIES.items() if 'mixtures' in c.Config.__dataclass_fields__)}); "
+                             f"{family} has a softmax head")
+        base["model"]["mixtures"] = flags.pop("mixtures")
+    base.update(flags)
     check_option_types(base, "the fit options")
     opts = FitOptions(family=family, data=data, **base)
     for name in ("steps", "batch_size", "lr"):
@@ -79,6 +86,11 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
         raise UsageError(f"--seed must be in 0..2**63-1 and weight_decay >= 0, got {opts.seed} and {opts.weight_decay}")
     if opts.seq_len < 0 or opts.eval_every <= 0 or opts.warmup < 0:
         raise UsageError("seq_len and warmup must be >= 0 and eval_every > 0; fix the config")
+    if opts.bits not in (8, 16) or (opts.bits == 16 and data_kind(opts.data) != "audio"):
+        raise UsageError(f"--bits {opts.bits}: give 16 for 16-bit linear audio or 8 (the default); "
+                         f"{data_kind(opts.data)} data has no 16-bit form")
+    if opts.bits == 16 and not opts.model.get("mixtures"):
+        raise UsageError("--bits 16 gives 65,536 levels, too many for a softmax head; add --output mol")
     if opts.device not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu or cuda, got {opts.device!r}")
     if opts.device == "cuda" and not torch.cuda.is_available():
@@ -188,7 +200,7 @@ class Trainer:
         if ranks.grouped:
             self.logits = DistributedDataParallel(self.logits)
         self.length = train_length(opts, data, self.model)
-        _check_batch_memory(opts.batch_size, self.length, self.model.config.vocab_size)
+        _check_batch_memory(opts.batch_size, self.length, self.model.output_width)
         random_windows(data.train, 1, self.length, np.random.default_rng(0))  # UsageError now if the data is too short
         self.spec = self.model.feature_spec
         if self.spec is not None:  # a vocoder: every training clip's frames, computed once
@@ -234,8 +246,8 @@ class Trainer:
             group["lr"] = lr_at(self.step, self.opts)
         x, cond, features = self.batch()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.opts.device == "cuda"):
-            logits = self.logits(x, cond, **features)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), x.flatten())
+            outputs = self.logits(x, cond, **features)  # (B, T, W)
+        loss = self.model.output_nll(outputs.float(), x).mean()
         if not torch.isfinite(loss):
             if not (self.out / ckpt.CONFIG).exists():
                 raise ARError(f"the loss became {loss.item()} at step {self.step}, before any checkpoint was saved; "
@@ -333,7 +345,7 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
     if not ranks.is_main:
         ranks.barrier()  # rank 0 builds any data cache first
     log(f"loading {opts.data} ...")
-    data = load_dataset(opts.data)
+    data = load_dataset(opts.data, bits=opts.bits)
     if ranks.is_main:
         ranks.barrier()
     trainer = Trainer(opts, out, data, ranks)

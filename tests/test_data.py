@@ -263,7 +263,20 @@ def test_speech_is_deterministic(speech, tmp_path):
     clips = [data._synthesise(data.SPEECH_WORDS[0], *data._SPEECH_VARIANTS[0], tmp_path / f"{i}.wav")
              for i in range(2)]
     np.testing.assert_array_equal(clips[0], clips[1])
-    np.testing.assert_array_equal(clips[0], ds.train.sequence(0))
+    np.testing.assert_array_equal(data.mulaw_encode(clips[0]), ds.train.sequence(0))
+
+
+def test_speech_at_16_bits_is_the_same_clips_linear(speech):
+    """bits=16: the same clips as 16-bit samples + 32768, whose mu-law codes are the 8-bit dataset's but for
+    the samples 16-bit rounding moved across a code boundary."""
+    ds, cache = speech
+    wide = load_dataset("speech", cache_dir=cache, bits=16)
+    assert (wide.levels, wide.kind, wide.sample_rate) == (65536, "audio", ds.sample_rate)
+    np.testing.assert_array_equal(wide.test.offsets, ds.test.offsets)
+    x = wide.test.tokens - 32768  # (T,) 16-bit samples
+    assert x.min() >= -32768 and x.max() <= 32767 and len(np.unique(x)) > 4096  # linear, not 256 levels
+    same = data.mulaw_encode(x / 32768.0) == ds.test.tokens
+    assert same.mean() > 0.99
 
 
 def test_speech_without_espeak(tmp_path, monkeypatch):

@@ -54,6 +54,39 @@ def to_pcm16(x: np.ndarray) -> bytes:
     return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
+# ---------------------------------------------------------------- audio tokens
+# An audio model of 256 levels codes 8-bit mu-law; one of PCM16_LEVELS codes 16-bit linear PCM, token =
+# sample + 32768 (a 16-bit WAV sample s reads as s / 32768, so the round trip is exact).
+
+PCM16_LEVELS = 1 << 16
+
+
+def audio_bits(levels: int) -> int:
+    """The bit depth an audio model of ``levels`` levels codes: 16 (linear PCM) or 8 (mu-law)."""
+    return 16 if levels == PCM16_LEVELS else 8
+
+
+def audio_encode(x: np.ndarray, levels: int) -> np.ndarray:
+    """Float samples in [-1, 1] -> int64 tokens: mu-law codes, or 16-bit samples + 32768 (clipped)."""
+    if levels != PCM16_LEVELS:
+        return mulaw_encode(x, levels)
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int64) + 32768
+
+
+def audio_decode(tokens: np.ndarray, levels: int) -> np.ndarray:
+    """Tokens -> float32 samples in [-1, 1] (inverse of ``audio_encode`` up to its quantisation)."""
+    if levels != PCM16_LEVELS:
+        return mulaw_decode(tokens, levels)
+    return ((np.asarray(tokens, dtype=np.float64) - 32768.0) / 32768.0).astype(np.float32)
+
+
+def audio_pcm16(tokens: np.ndarray, levels: int) -> bytes:
+    """Tokens -> the little-endian 16-bit PCM bytes a WAV of them holds (16-bit tokens exactly)."""
+    if levels != PCM16_LEVELS:
+        return to_pcm16(mulaw_decode(tokens, levels))
+    return (np.asarray(tokens) - 32768).astype("<i2").tobytes()
+
+
 # ---------------------------------------------------------------- PNG
 
 def png_encode(gray: np.ndarray) -> bytes:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .codecs import mulaw_decode
+from .codecs import audio_decode
 from .errors import UsageError
 
 BLOCK_BYTES = 64 << 20  # intermediate arrays ``log_mel`` holds at once, whatever the clip length
@@ -174,9 +174,10 @@ def frame_rows(num_samples: int, hop: int, start: int = 0) -> np.ndarray:
 
 
 def mulaw_features(codes: np.ndarray, spec: FeatureSpec, levels: int) -> np.ndarray:
-    """Mu-law codes (T,) -> (spec.frames(T), n_mels) float32: the features of the decoded waveform, what a
-    vocoder is conditioned on at training (``artrain.data``) and in ``arrun score`` and ``arrun vocode``."""
-    return log_mel(mulaw_decode(codes, levels), spec)
+    """Audio tokens (T,) (mu-law codes, or 16-bit samples: ``codecs.audio_decode``) -> (spec.frames(T), n_mels)
+    float32: the features of the decoded waveform, what a vocoder is conditioned on at training
+    (``artrain.data``) and in ``arrun score`` and ``arrun vocode``."""
+    return log_mel(audio_decode(codes, levels), spec)
 
 
 MAX_FEATURE_BYTES = 1 << 30  # one features file, loaded whole (an hour of 80-band frames at hop 128 is 0.5 GB)

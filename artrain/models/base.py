@@ -9,7 +9,9 @@ Contract (every family):
   the frame of the element at ``pos``. The other families never receive the argument.
 - ``state_spec()`` -> every state tensor, declared in full (``StateSpec``: name, shape without the batch,
   dtype, initial value); the exporter only serialises it and ``init_state`` builds from it.
-- ``step(token, pos, state, cond=None)`` -> (logits (B, V), new_state). ``token`` (B,) int64 is the
+- ``step(token, pos, state, cond=None)`` -> (logits (B, V), new_state). A model whose config has
+  ``mixtures`` K > 0 outputs 3K mixture parameters per element in place of the V logits (``output_width``;
+  ``arrun.heads.LogisticMixture`` reads them), and ``output_nll`` is the discretized mixture likelihood. ``token`` (B,) int64 is the
   element at position pos - 1, or the start symbol ``vocab_size`` at pos == 0; ``pos`` is a 0-dim int64
   tensor, the index of the element whose distribution is returned. The input state is never
   modified; the new state has the same names, shapes and dtypes.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from arrun.contract.features import FeatureSpec
@@ -95,6 +98,21 @@ class ARModel(nn.Module):
         ``max_length`` works."""
         return 0
 
+    @property
+    def mixtures(self) -> int:
+        """K components of a discretized logistic mixture head; 0: a softmax over the levels."""
+        return getattr(self.config, "mixtures", 0)
+
+    @property
+    def output_width(self) -> int:
+        return 3 * self.mixtures if self.mixtures else self.config.vocab_size
+
+    def output_nll(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """outputs (..., W) float32, targets (...) levels -> (...) -ln p(target), the training loss per element."""
+        if self.mixtures:
+            return mixture_nll(outputs, targets, self.config.vocab_size)
+        return F.cross_entropy(outputs.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
+
     def state_spec(self) -> tuple[StateSpec, ...]:
         raise NotImplementedError
 
@@ -119,6 +137,7 @@ class ImageConfig:
     channels: int = 64
     kernel_size: int = 3       # odd; r = kernel_size // 2 columns (and rows) of context per layer
     dropout: float = 0.0
+    mixtures: int = 0          # K > 0: a discretized mixture of K logistics over the levels in place of the softmax
 
     def __post_init__(self):
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
@@ -137,7 +156,7 @@ class ImageModel(ARModel):
         self.embed = nn.Embedding(c.vocab_size, c.channels)
         self.layers = nn.ModuleList(layer(c, first=i == 0) for i in range(c.layers))
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.channels, c.channels), nn.ReLU(),
-                                  nn.Linear(c.channels, c.vocab_size))
+                                  nn.Linear(c.channels, self.output_width))
 
     @classmethod
     def data_config(cls, values, *, levels, num_classes, image_shape):
@@ -162,6 +181,27 @@ class ImageModel(ARModel):
     def sequence_logits(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
         return self(x.view(-1, c.height, c.width), cond).flatten(1, 2)  # (B, H*W, V)
+
+
+LOG_SCALE_FLOOR = -7.0  # as arrun.heads.LOG_SCALE_FLOOR
+
+
+def mixture_nll(outputs: torch.Tensor, targets: torch.Tensor, levels: int) -> torch.Tensor:
+    """The discretized logistic mixture likelihood of PixelCNN++ (edge bins take the tails), as
+    ``arrun.heads.LogisticMixture.level_log_probs`` computes it: outputs (..., 3K) [K logits | K means |
+    K log-scales] over x in [-1, 1], level v at 2v / (levels - 1) - 1; targets (...) -> (...) -ln p(target)."""
+    w, mu, log_s = outputs.float().chunk(3, dim=-1)  # (..., K) each
+    log_s = log_s.clamp(min=LOG_SCALE_FLOOR)
+    half_bin = 1.0 / (levels - 1)
+    x = (2.0 * targets / (levels - 1) - 1.0).unsqueeze(-1)  # (..., 1)
+    inv_s = torch.exp(-log_s)
+    a = (x + half_bin - mu) * inv_s  # (..., K) the bin's upper edge, standardised
+    b = (x - half_bin - mu) * inv_s  # its lower edge
+    width = -torch.expm1(-2.0 * half_bin * inv_s)  # 1 - e^(b - a), b - a from the bin width, not a difference
+    middle = a + torch.log(width) - F.softplus(a) - F.softplus(b)  # ln(sigmoid(a) - sigmoid(b))
+    t = targets.unsqueeze(-1)
+    log_p = torch.where(t == 0, -F.softplus(-a), torch.where(t == levels - 1, -F.softplus(b), middle))
+    return -torch.logsumexp(torch.log_softmax(w, dim=-1) + log_p, dim=-1)
 
 
 def gate(a: torch.Tensor, dim: int) -> torch.Tensor:

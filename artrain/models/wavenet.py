@@ -2,7 +2,8 @@
 
 Stacks of dilated causal convolutions (kernel k, dilations 1, k, k^2, ..., repeated: every lag of the
 receptive field is reached), gated tanh * sigmoid units, residual connections, skip connections summed into a 2-layer output head, a
-categorical output. Two optional conditions bias every layer's gates:
+categorical output, or with ``mixtures`` K > 0 a discretized mixture of K logistics (the input is then the
+level's value, not an embedding: 16-bit audio has 65,536 levels). Two optional conditions bias every layer's gates:
 - global: a class id (``num_classes`` > 0), one learned bias per class;
 - local: log-mel frames (``mel_bins`` > 0; ``arrun.contract.features.FeatureSpec`` with that many mel
   bands), a vocoder's input. Frame f conditions samples f*hop .. f*hop + hop - 1 (upsampling by repetition);
@@ -45,6 +46,7 @@ class WaveNetConfig:
     kernel_size: int = 2             # taps per dilated convolution, k
     residual_channels: int = 64
     skip_channels: int = 128
+    mixtures: int = 0                # K > 0: a discretized mixture of K logistics over the levels in place of the softmax
 
     def __post_init__(self):
         if self.kernel_size < 2:
@@ -76,7 +78,8 @@ class WaveNet(ARModel):
         super().__init__()
         self.config = c = config
         C, L, k = c.residual_channels, len(c.dilations), c.kernel_size
-        self.embed = nn.Embedding(c.vocab_size + 1, C)  # last id: start symbol
+        # a softmax model embeds each level (the last id: the start symbol); a mixture model reads the value
+        self.embed = nn.Embedding(c.vocab_size + 1, C) if not c.mixtures else _ValueInput(c.vocab_size, C)
         self.convs = nn.ModuleList(nn.Linear(k * C, 2 * C) for _ in range(L))  # taps oldest first -> filter|gate
         self.residuals = nn.ModuleList(nn.Linear(C, C) for _ in range(L - 1))  # the last layer feeds only the skips
         self.skip = nn.Linear(L * C, c.skip_channels)  # every layer's skip projection, side by side
@@ -84,7 +87,7 @@ class WaveNet(ARModel):
         self.local = nn.Sequential(  # the conditioning network: one frame -> every layer's gate biases
             nn.Linear(c.mel_bins, c.mel_hidden), nn.Tanh(), nn.Linear(c.mel_hidden, L * 2 * C)) if c.mel_bins else None
         self.head = nn.Sequential(
-            nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, c.vocab_size)
+            nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, self.output_width)
         )
         sizes = [(k - 1) * d for d in c.dilations]  # n_i: ring length of layer i
         offsets = [sum(sizes[:i]) for i in range(L)]
@@ -137,7 +140,7 @@ class WaveNet(ARModel):
             gated.append(z)
             if i < len(self.residuals):
                 h = h + self.residuals[i](z)
-        return self.head(self.skip(torch.cat(gated, dim=-1)))  # (B, T, V)
+        return self.head(self.skip(torch.cat(gated, dim=-1)))  # (B, T, W)
 
     def step(self, token, pos, state, cond=None, features=None):
         """token (B,) x_{pos-1} or the start symbol; pos () int64; features (B, L*2C): ``frame_vectors`` of the
@@ -163,3 +166,17 @@ class WaveNet(ARModel):
         write = (pos % size + first).view(1, L, 1).expand_as(inputs)  # (B, L, C) their rows
         new_queue = queue.scatter(1, write, inputs)  # (B, R, C)
         return self.head(self.skip(torch.cat(gated, dim=-1))), {"queue": new_queue}
+
+
+class _ValueInput(nn.Module):
+    """Levels (...) int64 -> (..., C): the level's value in [-1, 1] through a linear map, the start symbol
+    (id ``levels``) at value 0; 65,536 levels need no 65,536-row table."""
+
+    def __init__(self, levels: int, channels: int):
+        super().__init__()
+        self.levels = levels
+        self.linear = nn.Linear(1, channels)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        value = torch.where(tokens < self.levels, 2.0 * tokens / (self.levels - 1) - 1.0, 0.0)  # (...)
+        return self.linear(value.unsqueeze(-1).float())  # (..., C)
