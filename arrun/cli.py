@@ -188,3 +188,63 @@ def bench(
 
 def main() -> None:
     app()
+
+
+@app.command(epilog="Examples:  arrun compress models/pydoc-transformer/step.onnx notes.txt  "
+                     "(writes notes.txt.arz)  |  arrun compress models/speech-wavenet/step.onnx seven.wav --condition seven --out seven.arz  |  "
+                     "arrun compress models/digits-pixelcnn/step.onnx sevens.npy --condition 7 --json")
+def compress(
+    model: Annotated[Path, typer.Argument(
+        help="The step graph (.onnx) written by `arexport onnx`.", show_default=False)],
+    data: Annotated[Path, typer.Argument(
+        help="The file: UTF-8 text of the model's alphabet (text), a mono PCM WAV at the model's rate whose 8-bit "
+             "bytes are mu-law codes or 16-bit samples (audio), a .npy of integer images (N, H, W) (images).",
+        show_default=False)],
+    out: Annotated[Optional[Path], typer.Option(
+        help="The compressed file, ending in .arz (default: DATA.arz, which must not exist yet); - for "
+             "stdout.")] = None,
+    condition: Annotated[Optional[str], typer.Option(
+        help="Class to code under, by id or name (conditional models; stored in the file).")] = None,
+    chunk: Annotated[Optional[int], typer.Option(
+        help="Elements per chunk, each coded from the model's initial state (text and audio; default 4096 or the "
+             "model's context; images: one image each).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Chunks coded side by side.")] = 64,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compress a file losslessly with the model: each element costs about -log2 p bits under its step graph (CPU,
+    one thread, so that decompression recomputes the same probabilities). Needs the 'compress' extra."""
+    from .compress import compress as work
+
+    if json_out and out == Path("-"):
+        edge.fail("--out - writes the compressed file to stdout, where --json writes the record; drop one of them", 2)
+    record = edge.run(lambda: work(model, data, out=out, condition=condition, chunk=chunk, batch_size=batch_size,
+                                   progress=sys.stderr.isatty()))
+    if json_out:
+        typer.echo(json.dumps(record))
+        return
+    bits = "" if not record["elements"] else \
+        f": {record['bits_per_element']:.3f} bits/element payload, {record['file_bits_per_element']:.3f} whole file"
+    typer.echo(f"{record['elements']:,} elements, {record['input_bytes']:,} bytes -> {record['output_bytes']:,} bytes "
+               f"to {record['output']}{bits} ({record['elements_per_s'] or 0:,.0f} elements/s)", err=True)
+
+
+@app.command(epilog="Examples:  arrun decompress models/pydoc-transformer/step.onnx notes.txt.arz  "
+                     "(writes notes.txt)  |  arrun decompress models/speech-wavenet/step.onnx seven.arz --out seven.wav")
+def decompress(
+    model: Annotated[Path, typer.Argument(help="The step graph the file was compressed with.", show_default=False)],
+    archive: Annotated[Path, typer.Argument(help="The .arz file written by `arrun compress`.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option(
+        help="The rebuilt file (default: ARCHIVE less .arz, which must not exist yet); - for stdout.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rebuild the compressed file byte for byte; nothing is written unless its checksum matches the original's."""
+    from .compress import decompress as work
+
+    if json_out and out == Path("-"):
+        edge.fail("--out - writes the file to stdout, where --json writes the record; drop one of them", 2)
+    record = edge.run(lambda: work(model, archive, out=out, progress=sys.stderr.isatty()))
+    if json_out:
+        typer.echo(json.dumps(record))
+        return
+    typer.echo(f"{record['elements']:,} elements, {record['input_bytes']:,} bytes -> {record['output_bytes']:,} bytes "
+               f"to {record['output']} ({record['elements_per_s'] or 0:,.0f} elements/s)", err=True)
