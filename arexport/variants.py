@@ -43,10 +43,13 @@ import onnxruntime
 
 from artrain.checkpoint import data_info, read_config
 from artrain.data import Split, load_dataset
+from arrun.contract.codecs import audio_bits
 from arrun.contract.errors import UsageError, first_line
 from arrun.contract.features import mulaw_features
 from arrun.contract.files import PendingFile
-from arrun.contract.schema import CONDITION_INPUT, FEATURES_INPUT, LOGITS_OUTPUT, TOKEN_INPUT, ModelInfo, variant_name
+from arrun.contract.schema import (CONDITION_INPUT, FEATURES_INPUT, LOGITS_OUTPUT, MIXTURE_OUTPUT, TOKEN_INPUT, ModelInfo,
+                                   variant_name)
+from arrun.heads import head_for
 from arrun.runtime import Stepper, full_logits, prefill
 from arrun.score import score
 from arrun.session import Model, open_model
@@ -111,7 +114,8 @@ def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str,
                          f"{config['family']} model of {Path(data.name).name!r}; give the checkpoint it was exported from")
     out = Path(out) if out is not None else source.with_name(variant_name(source.name, precision))
     check_output(out, force)
-    dataset = load_dataset(data.name, alphabet=data.alphabet if data.kind == "text" else None)
+    dataset = load_dataset(data.name, alphabet=data.alphabet if data.kind == "text" else None,
+                           bits=audio_bits(data.levels) if data.kind == "audio" else 8)
     proto = onnx.load(source)
     convolutional = info.graph == "full" and any(node.op_type == "Conv" for node in proto.graph.node)
     calibration = calibration_feeds(info, dataset.train) if precision == "int8" and convolutional else []
@@ -206,7 +210,8 @@ def _fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     names = {v.name for v in [*proto.graph.input, *proto.graph.output]}
-    return convert_float_to_float16(proto, keep_io_types=[n for n in (LOGITS_OUTPUT, FEATURES_INPUT) if n in names])
+    kept = (LOGITS_OUTPUT, MIXTURE_OUTPUT, FEATURES_INPUT)  # the head's outputs and the features stay fp32
+    return convert_float_to_float16(proto, keep_io_types=[n for n in kept if n in names])
 
 
 def _localise_branch_weights(graph: onnx.GraphProto) -> None:
@@ -266,13 +271,14 @@ def _gate(reference: Model, variant: Model, precision: str, sequences: list[np.n
 
 
 def greedy_mismatches(reference: Model, variant: Model, sequences: list[np.ndarray]) -> tuple[int, int, int]:
-    """(positions where the variant picks a token the reference does not rank first, positions of those that are
-    the reference's near-ties, steps). The reference's greedy path over the first ``GREEDY_STEPS`` positions
+    """(positions where the variant picks a token the reference does not pick, positions of those that are
+    the reference's near-ties, steps). The pick is the head's greedy choice (``arrun.heads``: the argmax, or a
+    mixture's most likely component's mean). The reference's greedy path over the first ``GREEDY_STEPS`` positions
     (batch ``GREEDY_BATCH``: classes 0, 1, ... where conditional; a vocoder given the frames of the first
     validation sequences) is fed to both by teacher forcing. A near-tie: the variant's token is within
-    ``NEAR_TIE`` nats of the reference's best logit there, so either is the greedy choice to the model's own
-    precision; only the other positions are mismatches."""
-    info, B = reference.info, GREEDY_BATCH
+    ``NEAR_TIE`` nats of the reference's pick in the reference's log-probability there, so either is the greedy
+    choice to the model's own precision; only the other positions are mismatches."""
+    info, B, head = reference.info, GREEDY_BATCH, head_for(reference.info)
     length = math.prod(info.image_shape) if info.image_shape else GREEDY_STEPS  # an image's full graph fixes it
     steps = min(GREEDY_STEPS, length)
     cond = np.arange(B, dtype=np.int64) % info.num_classes if info.num_classes else None
@@ -281,26 +287,25 @@ def greedy_mismatches(reference: Model, variant: Model, sequences: list[np.ndarr
         clips = [np.resize(sequences[i % len(sequences)], length) for i in range(B)]
         frames = np.stack([mulaw_features(c, info.features, info.vocab_size) for c in clips])  # (B, F, M)
     path = np.zeros((B, length), np.int64)  # the greedy elements; zeros past `steps` (causal: never read)
-    expected = np.zeros((B, steps, info.vocab_size), np.float32)  # the reference's logits along the path
+    expected = np.zeros((B, steps, info.output_width), np.float32)  # the reference's outputs along the path
     if info.graph == "full":
         for t in range(steps):
             expected[:, t] = full_logits(reference, path, cond, frames)[:, t]
-            path[:, t] = expected[:, t].argmax(-1)
-        chosen = full_logits(variant, path, cond, frames)[:, :steps].argmax(-1)  # (B, steps)
+            path[:, t] = head.greedy(expected[:, t])
+        chosen = head.greedy(full_logits(variant, path, cond, frames)[:, :steps])  # (B, steps)
     else:
         runner = Stepper(reference, B)
         runner.reset(cond, frames)
         token = np.full(B, info.start_token, np.int64)
         for t in range(steps):
             expected[:, t] = runner.step(token, t)
-            token = path[:, t] = expected[:, t].argmax(-1)
+            token = path[:, t] = head.greedy(expected[:, t])
         other = Stepper(variant, B)
         other.reset(cond, frames)
         inputs = np.concatenate([np.full((B, 1), info.start_token, np.int64), path[:, :steps - 1]], axis=1)  # (B, steps)
-        chosen = prefill(other, inputs).argmax(-1)  # (B, steps)
-    chosen = chosen[..., None]  # (B, steps, 1)
-    differs = chosen[..., 0] != path[:, :steps]
-    tied = np.take_along_axis(expected, chosen, -1)[..., 0] >= expected.max(-1) - NEAR_TIE
+        chosen = head.greedy(prefill(other, inputs))  # (B, steps)
+    differs = chosen != path[:, :steps]
+    tied = head.level_log_probs(expected, chosen) >= head.level_log_probs(expected, path[:, :steps]) - NEAR_TIE
     return int((differs & ~tied).sum()), int((differs & tied).sum()), steps
 
 

@@ -41,6 +41,11 @@ class Softmax:
     def nll(self, logits: np.ndarray, targets: np.ndarray) -> float:
         return nll_nats(logits, targets)
 
+    def level_log_probs(self, logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """logits (..., V), targets (...) -> (...) float64 ln p(target)."""
+        x = logits.astype(np.float64)
+        return np.take_along_axis(x, targets[..., None], axis=-1)[..., 0] - _logsumexp(x)
+
     def greedy(self, logits: np.ndarray) -> np.ndarray:
         """(..., V) -> (...) int64 the most likely level (the first on ties)."""
         return logits.argmax(axis=-1)

@@ -1,13 +1,16 @@
 """Quality table: held-out bits/dim of the shipped models beside peers computed in the same run on the
 same bytes (one byte per element: pixel level, character id, mu-law code).
 
+A 16-bit model's data (train.json "bits": 16) is its test split as 16-bit samples, two bytes per element for
+the byte compressors and 16-bit PCM for FLAC; bits are per sample either way.
 Peers, each given the training split where it can use it:
 - uniform: log2(levels);
 - marginal: a histogram of the training data (per pixel position for images), add-one smoothed;
 - xz -9e and bz2 -9 with the training data as context: compressed(train + test) - compressed(train);
 - FLAC (audio): `flac -8` on the test clips as 8-bit PCM of the mu-law codes (the `flac` binary).
 Models are scored with arrun's own scorer on their exported full graph (per class for conditional models).
-The three families on digits come from checkpoints given with --digits (scored with artrain's evaluate).
+Checkpoints given with --checkpoints (the families on digits; the softmax and mixture heads on speech) are scored
+on the test split of their own data by artrain's evaluate, with their head, bit depth and training steps.
 
 A second table compares every shipped vocoder (a model whose full.onnx declares features) with Griffin-Lim
 on the same log-mel frames of each held-out clip: the vocoder resynthesises them through arrun's own loop
@@ -16,7 +19,7 @@ them, and both are scored against the original at 8-bit mu-law: log-spectral dis
 STFT, mean |log-mel difference| (nats), and the vocoder's real-time factor. --vocoder-clips N uses the first
 N clips; --vocoded-wavs DIR also writes the first 4 as WAVs (original, vocoder, Griffin-Lim).
 
-    python benchmarks/quality.py [--models models] [--digits runs/d-pixelcnn runs/d-transformer runs/d-wavenet]
+    python benchmarks/quality.py [--models models] [--checkpoints runs/d-pixelcnn runs/speech-wavenet-mol8 ...]
                                  [--vocoder-clips N] [--vocoded-wavs DIR]
 """
 from __future__ import annotations
@@ -37,8 +40,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from artrain.data import Split, load_dataset
-from arrun.contract.codecs import mulaw_decode, mulaw_encode, to_pcm16
+from artrain.data import Dataset, Split, load_dataset
+from arrun.contract.codecs import audio_bits, mulaw_decode, mulaw_encode, to_pcm16
 from arrun.contract.features import FeatureSpec, analysis_window, mulaw_features
 from arrun.generate import SampleOptions, generate, make_plan
 from arrun.score import score
@@ -47,12 +50,16 @@ from arrun.session import Model, open_model
 WAV_CLIPS = 4  # held-out clips --vocoded-wavs writes
 
 
-def shipped(models: Path) -> dict[str, str]:
-    """Shipped model name -> the built-in data it was trained on, from each models/NAME/train.json."""
-    return {p.parent.name: json.loads(p.read_text())["data"] for p in sorted(models.glob("*/train.json"))}
+def shipped(models: Path) -> dict[str, tuple[str, int]]:
+    """Shipped model name -> (the built-in data it was trained on, its bit depth), from each models/NAME/train.json."""
+    configs = {p.parent.name: json.loads(p.read_text()) for p in sorted(models.glob("*/train.json"))}
+    return {name: (c["data"], c.get("bits", 8)) for name, c in configs.items()}
 
 
-def as_bytes(split: Split) -> bytes:
+def as_bytes(split: Split, levels: int) -> bytes:
+    """One byte per element, or a 16-bit model's samples as little-endian int16."""
+    if levels > 256:
+        return (split.tokens - 32768).astype("<i2").tobytes()
     return split.tokens.astype(np.uint8).tobytes()
 
 
@@ -73,14 +80,16 @@ def marginal_bits(train: Split, test: Split, levels: int, positions: int) -> flo
     return float(-np.log2(probs[np.arange(positions)[None, :], test_x]).mean())
 
 
-def flac_bits(test: Split, rate: int) -> float | None:
+def flac_bits(test: Split, rate: int, levels: int) -> float | None:
+    """flac -8 on the test split as raw signed PCM: 8-bit of the mu-law codes, or the 16-bit samples."""
     if shutil.which("flac") is None:
         return None
+    wide = levels > 256
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "test.raw"
-        raw.write_bytes((test.tokens.astype(np.int16) - 128).astype(np.int8).tobytes())
+        raw.write_bytes(as_bytes(test, levels) if wide else (test.tokens.astype(np.int16) - 128).astype(np.int8).tobytes())
         subprocess.run(["flac", "-8", "-s", "-f", "--force-raw-format", "--endian=little", "--sign=signed",
-                        "--channels=1", "--bps=8", f"--sample-rate={rate}", str(raw), "-o", f"{tmp}/t.flac"], check=True)
+                        "--channels=1", f"--bps={16 if wide else 8}", f"--sample-rate={rate}", str(raw), "-o", f"{tmp}/t.flac"], check=True)
         return (Path(tmp) / "t.flac").stat().st_size * 8 / len(test.tokens)
 
 
@@ -92,16 +101,18 @@ def model_bits(path: Path, test: Split) -> float:
     return score(model, sequences, labels)["bits_per_dim"]
 
 
-def row(name: str, data_name: str, model: float | None) -> str:
-    data = load_dataset(data_name)
-    train, test = data.train, data.test
+def row(name: str, data: Dataset, model: float | None) -> str:
+    train, test, levels = data.train, data.test, data.levels
     positions = data.image_shape[0] * data.image_shape[1] if data.image_shape else 1
-    cells = [model, math.log2(data.levels), marginal_bits(train, test, data.levels, positions),
-             compressor_bits(lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), as_bytes(train), as_bytes(test)),
-             compressor_bits(lambda b: bz2.compress(b, 9), as_bytes(train), as_bytes(test)),
-             flac_bits(test, data.sample_rate) if data.sample_rate else None]  # FLAC: audio only
+    per_element = 2 if levels > 256 else 1  # compressor_bits counts bits per byte of test
+    cells = [model, math.log2(levels), marginal_bits(train, test, levels, positions),
+             per_element * compressor_bits(lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME),
+                                           as_bytes(train, levels), as_bytes(test, levels)),
+             per_element * compressor_bits(lambda b: bz2.compress(b, 9), as_bytes(train, levels), as_bytes(test, levels)),
+             flac_bits(test, data.sample_rate, levels) if data.sample_rate else None]  # FLAC: audio only
     text = " | ".join("—" if c is None else f"{c:.3f}" for c in cells)
-    return f"| {name} | {data_name} ({test.n_dims:,} held-out dims) | {text} |"
+    depth = f", {audio_bits(levels)}-bit" if data.sample_rate else ""
+    return f"| {name} | {data.name}{depth} ({test.n_dims:,} held-out dims) | {text} |"
 
 
 class Keep:
@@ -188,7 +199,7 @@ def vocoder_row(name: str, folder: Path, data_name: str, clips: int | None, wavs
 
 def print_vocoders(models: Path, clips: int | None, wavs: Path | None) -> None:
     """The vocoder table: a row for every shipped model whose full.onnx declares features, then the note."""
-    vocoders = {name: data_name for name, data_name in shipped(models).items()
+    vocoders = {name: data_name for name, (data_name, _) in shipped(models).items()
                 if (full := models / name / "full.onnx").exists() and open_model(full).info.features}
     if not vocoders:
         return
@@ -204,7 +215,7 @@ def print_vocoders(models: Path, clips: int | None, wavs: Path | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("models"))
-    parser.add_argument("--digits", type=Path, nargs="*", default=[], help="checkpoints trained on digits")
+    parser.add_argument("--checkpoints", type=Path, nargs="*", default=[], help="checkpoints scored on their own data")
     parser.add_argument("--vocoder-clips", type=int, default=None, help="held-out clips per vocoder (default all)")
     parser.add_argument("--vocoded-wavs", type=Path, default=None, help="write the first 4 clips' WAVs here")
     args = parser.parse_args()
@@ -213,19 +224,24 @@ def main() -> None:
     print(f"Held-out bits/dim, {date.today()}, {platform.processor() or platform.machine()}; lower is better.\n")
     print("| model | data | model bits/dim | uniform | marginal | xz -9e | bz2 -9 | FLAC -8 |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, data_name in shipped(args.models).items():
-        path = args.models / name / "full.onnx"
-        print(row(name, data_name, model_bits(path, load_dataset(data_name).test) if path.exists() else None))
-    if args.digits:
+    for name, (data_name, bits) in shipped(args.models).items():
+        path, data = args.models / name / "full.onnx", load_dataset(data_name, bits=bits)
+        print(row(name, data, model_bits(path, data.test) if path.exists() else None))
+    if args.checkpoints:
         from artrain.checkpoint import load_checkpoint
         from artrain.evaluate import evaluate
 
-        test = load_dataset("digits").test
-        print("\n| family on digits (test split) | parameters | bits/dim |\n|---|---|---|")
-        for ckpt in args.digits:
+        print("\n| checkpoint | family | head | data | steps | parameters | test bits/dim |\n|---|---|---|---|---|---|---|")
+        for ckpt in args.checkpoints:
             model, config = load_checkpoint(ckpt)
+            data = config["data"]
+            bits = audio_bits(data["levels"]) if data["kind"] == "audio" else 8
+            test = load_dataset(data["name"], bits=bits).test
+            head = f"mixture of {model.mixtures} logistics" if model.mixtures else "softmax"
+            depth = f", {bits}-bit" if data["kind"] == "audio" else ""
             params = sum(p.numel() for p in model.parameters())
-            print(f"| {config['family']} ({ckpt}) | {params:,} | {evaluate(model, test).bits_per_dim:.3f} |")
+            print(f"| {ckpt} | {config['family']} | {head} | {data['name']}{depth} | {config['step']} | {params:,} "
+                  f"| {evaluate(model, test).bits_per_dim:.3f} |")
     print_vocoders(args.models, args.vocoder_clips, args.vocoded_wavs)
 
 

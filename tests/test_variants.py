@@ -65,16 +65,23 @@ def _audio_data(folder: Path) -> dict:
     return dict(name=str(root), kind="audio", levels=256, sample_rate=16000)
 
 
-# family -> (data maker, config changes): one per data kind, plus the PixelCNN's If-branch weights
-CASES = {"transformer": (_text_data, {}), "pixelcnn": (_image_data, {}), "wavenet": (_audio_data, VOCODER)}
+def _audio16_data(folder: Path) -> dict:
+    return dict(_audio_data(folder), levels=65536)  # the same clips read as 16-bit linear samples
+
+
+# case -> (family, data maker, config changes): one per data kind, plus the PixelCNN's If-branch weights, and
+# mixture heads (on images, and on 16-bit audio)
+CASES = {"transformer": ("transformer", _text_data, {}), "pixelcnn": ("pixelcnn", _image_data, {}),
+         "wavenet": ("wavenet", _audio_data, VOCODER),
+         "pixelcnn-mixture": ("pixelcnn", _image_data, {"mixtures": 3}),
+         "wavenet-mixture-16bit": ("wavenet", _audio16_data, {"mixtures": 3, "vocab_size": 65536})}
 
 
 @pytest.fixture(scope="module", params=list(CASES))
 def source(request, tmp_path_factory):
     """(checkpoint dir, exported fp32 step graph) of a tiny model whose data files exist."""
-    family = request.param
-    folder = tmp_path_factory.mktemp(family)
-    make_data, changes = CASES[family]
+    family, make_data, changes = CASES[request.param]
+    folder = tmp_path_factory.mktemp(request.param)
     _, ckpt = make_checkpoint(folder / "ckpt", family, data=make_data(folder), **changes)
     step = folder / "step.onnx"
     export_onnx(ckpt, step, graph="step", verify=False)
