@@ -186,10 +186,6 @@ def bench(
                        "below 1 is faster than real time)")
 
 
-def main() -> None:
-    app()
-
-
 @app.command(epilog="Examples:  arrun compress models/pydoc-transformer/step.onnx notes.txt  "
                      "(writes notes.txt.arz)  |  arrun compress models/speech-wavenet/step.onnx seven.wav --condition seven --out seven.arz  |  "
                      "arrun compress models/digits-pixelcnn/step.onnx sevens.npy --condition 7 --json")
@@ -248,3 +244,7 @@ def decompress(
         return
     typer.echo(f"{record['elements']:,} elements, {record['input_bytes']:,} bytes -> {record['output_bytes']:,} bytes "
                f"to {record['output']} ({record['elements_per_s'] or 0:,.0f} elements/s)", err=True)
+
+
+def main() -> None:
+    app()

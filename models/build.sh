@@ -3,7 +3,7 @@
 #   bash models/build.sh NAME        (NAME: a folder of models/ holding a train.json)
 # Trains with artrain fit and the options committed beside the model (train.json names the family, the
 # data and every option), into runs/NAME, then exports the step and full graphs into models/NAME, and a
-# WaveNet's chunk graph (each verified against PyTorch), and the step graph's int8 and fp16 variants (each
+# softmax WaveNet's chunk graph (each verified against PyTorch; a mixture head is sampled in numpy, no chunk graph), and the step graph's int8 and fp16 variants (each
 # gated on the validation split).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ bin=.venv/bin
 "$bin/artrain" fit --config "models/$name/train.json" --out "runs/$name"
 "$bin/arexport" onnx "runs/$name" --step-graph --out "models/$name/step.onnx" --force
 "$bin/arexport" onnx "runs/$name" --full-graph --out "models/$name/full.onnx" --force
-if grep -q '"family": "wavenet"' "models/$name/train.json"; then
+if grep -q '"family": "wavenet"' "models/$name/train.json" && ! grep -q '"mixtures"' "models/$name/train.json"; then
   "$bin/arexport" onnx "runs/$name" --chunk-graph --out "models/$name/chunk.onnx" --force
 fi
 for precision in int8 fp16; do

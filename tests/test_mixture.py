@@ -186,3 +186,22 @@ def test_fit_refuses_heads_and_bits_that_do_not_fit(tmp_path, args, message):
     result = CliRunner().invoke(artrain_app, ["fit", *args, "--out", str(tmp_path / "run"), "--steps", "1"])
     assert result.exit_code == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_format_4_files_read_as_a_softmax_head(tmp_path):
+    """A version 4 file (every graph before the output head was declared) has no 'ar.output': a softmax."""
+    import onnx
+
+    from conftest import exported
+    proto = onnx.load(exported("transformer", "step"))
+    kept = [p for p in proto.metadata_props if p.key != "ar.output"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for prop in proto.metadata_props:
+        if prop.key == "ar.format_version":
+            prop.value = "4"
+    onnx.save(proto, tmp_path / "v4.onnx")
+    info = json.loads(CliRunner().invoke(app, ["info", str(tmp_path / "v4.onnx"), "--json"]).stdout)
+    assert (info["format_version"], info["output"]) == (4, "softmax")
+    result = CliRunner().invoke(app, ["sample", str(tmp_path / "v4.onnx"), "--length", "5", "--out", "-"])
+    assert result.exit_code == 0, result.stderr
