@@ -6,6 +6,7 @@ import math
 import struct
 import sys
 
+import constriction  # the 'compress' extra, part of 'dev': a missing one fails here rather than skipping
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -17,8 +18,6 @@ from arrun.sampling import SamplingOptions, sample_rngs
 from arrun.score import score
 from arrun.session import open_model
 from conftest import ALPHABET, KIND, SAMPLE_RATE, TINY, exported, exported_vocoder, make_checkpoint
-
-constriction = pytest.importorskip("constriction")
 
 TEXT = "".join(np.random.default_rng(0).choice(list(ALPHABET), 150))
 IMAGES = np.random.default_rng(1).integers(0, 4, (7, 5, 4))
