@@ -7,7 +7,7 @@ entropy coder's view: ``arrun.compress``).
 
 - ``Softmax``: W = V logits.
 - ``LogisticMixture`` (PixelCNN++, Salimans et al. 2017): W = 3K, per element K mixture logits w, K means mu and
-  K log-scales (floored at ``LOG_SCALE_FLOOR``) of logistics over x in [-1, 1], level v sitting at
+  K log-scales (floored at ``log_scale_floor(V)``) of logistics over x in [-1, 1], level v sitting at
   x_v = 2v / (V-1) - 1 with bin [x_v - h, x_v + h), h = 1 / (V-1); the edge bins take the tails, level 0 all
   x < x_0 + h and level V-1 all x >= x_{V-1} - h. p(v) = sum_k softmax(w)_k (sigma(a_k) - sigma(b_k)) with
   a_k, b_k the bin's upper and lower edge standardised by component k, computed in log space without cancellation.
@@ -19,6 +19,7 @@ top-p select among levels of a histogram; a mixture has none to rank, so they ar
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -28,7 +29,11 @@ from .contract.schema import ModelInfo
 from .contract.scoring import nll_nats
 from .sampling import SamplingOptions, sample, softmax
 
-LOG_SCALE_FLOOR = -7.0  # log-scales below this are raised to it (training and runtime alike)
+def log_scale_floor(levels: int) -> float:
+    """The smallest log-scale a component may have, training and runtime alike: e^-1.5 of half a level's
+    width, so one level can hold 98 % of a component (PixelCNN++'s -7 for 256 levels; -12.6 for 65,536,
+    where -7 would spread every component over some 30 levels and cost at least 6.9 bits per sample)."""
+    return math.log(1.0 / (levels - 1)) - 1.5
 
 
 class Softmax:
@@ -64,6 +69,7 @@ class LogisticMixture:
     def __init__(self, levels: int, mixtures: int):
         self.levels, self.mixtures = levels, mixtures
         self.half_bin = 1.0 / (levels - 1)
+        self.floor = log_scale_floor(levels)
 
     def check(self, options: SamplingOptions) -> None:
         if options.top_k or options.top_p < 1:
@@ -74,7 +80,7 @@ class LogisticMixture:
         """(..., 3K) -> log mixture weights, means, log-scales, each (..., K) float64."""
         x = outputs.astype(np.float64)
         K = self.mixtures
-        w, mu, log_s = x[..., :K], x[..., K:2 * K], np.maximum(x[..., 2 * K:], LOG_SCALE_FLOOR)
+        w, mu, log_s = x[..., :K], x[..., K:2 * K], np.maximum(x[..., 2 * K:], self.floor)
         return w - _logsumexp(w)[..., None], mu, log_s
 
     def level_log_probs(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:

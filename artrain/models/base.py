@@ -33,6 +33,7 @@ from torch import nn
 
 from arrun.contract.features import FeatureSpec
 from arrun.contract.schema import StateSpec
+from arrun.heads import log_scale_floor
 
 FAMILIES: dict[str, type["ARModel"]] = {}  # family name -> class, filled as the family modules load
 
@@ -183,15 +184,12 @@ class ImageModel(ARModel):
         return self(x.view(-1, c.height, c.width), cond).flatten(1, 2)  # (B, H*W, V)
 
 
-LOG_SCALE_FLOOR = -7.0  # as arrun.heads.LOG_SCALE_FLOOR
-
-
 def mixture_nll(outputs: torch.Tensor, targets: torch.Tensor, levels: int) -> torch.Tensor:
     """The discretized logistic mixture likelihood of PixelCNN++ (edge bins take the tails), as
     ``arrun.heads.LogisticMixture.level_log_probs`` computes it: outputs (..., 3K) [K logits | K means |
     K log-scales] over x in [-1, 1], level v at 2v / (levels - 1) - 1; targets (...) -> (...) -ln p(target)."""
     w, mu, log_s = outputs.float().chunk(3, dim=-1)  # (..., K) each
-    log_s = log_s.clamp(min=LOG_SCALE_FLOOR)
+    log_s = log_s.clamp(min=log_scale_floor(levels))
     half_bin = 1.0 / (levels - 1)
     x = (2.0 * targets / (levels - 1) - 1.0).unsqueeze(-1)  # (..., 1)
     inv_s = torch.exp(-log_s)
