@@ -1,9 +1,10 @@
 """Output heads: how a graph's per-element output is a distribution over the V levels, in numpy.
 
-Every head answers the same three questions of a batch of outputs (B, W) (or (..., W) where noted):
-``nll(outputs, targets)`` the summed -ln p(target) in float64, ``sample(outputs, options, rngs)`` one draw per
-row from one uniform of each row's generator, and ``cdf(outputs, levels)`` P(x < level) for levels in 0..V (the
-entropy coder's view: ``arrun.compress``).
+Every head answers the same questions of a batch of outputs (B, W) (or (..., W) where noted):
+``nll(outputs, targets)`` the summed -ln p(target) in float64, ``level_log_probs`` the same per element,
+``sample(outputs, options, rngs)`` one draw per row from one uniform of each row's generator, ``greedy`` the
+temperature-0 pick, and ``cdf(outputs, levels)`` P(x < level) for levels in 0..V (the entropy coder's view:
+``arrun.compress``).
 
 - ``Softmax``: W = V logits.
 - ``LogisticMixture`` (PixelCNN++, Salimans et al. 2017): W = 3K, per element K mixture logits w, K means mu and
@@ -11,7 +12,7 @@ entropy coder's view: ``arrun.compress``).
   x_v = 2v / (V-1) - 1 with bin [x_v - h, x_v + h), h = 1 / (V-1); the edge bins take the tails, level 0 all
   x < x_0 + h and level V-1 all x >= x_{V-1} - h. p(v) = sum_k softmax(w)_k (sigma(a_k) - sigma(b_k)) with
   a_k, b_k the bin's upper and lower edge standardised by component k, computed in log space without cancellation.
-  ``artrain.models.heads`` trains the same likelihood in torch.
+  ``artrain.models.base.mixture_nll`` trains the same likelihood in torch.
 
 Temperature of the mixture: T scales the component logits (softmax(w / T)) and every logistic's scale (s * T);
 T = 1 samples the model, T -> 0 (and 0) gives the most likely component's mean, rounded to its level. Top-k and
@@ -28,6 +29,7 @@ from .contract.errors import UsageError
 from .contract.schema import ModelInfo
 from .contract.scoring import nll_nats
 from .sampling import SamplingOptions, sample, softmax
+
 
 def log_scale_floor(levels: int) -> float:
     """The smallest log-scale a component may have, training and runtime alike: e^-1.5 of half a level's
