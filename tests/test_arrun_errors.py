@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from arrun import commands, generate
+from arrun import commands, heads
 from arrun.cli import app
 from arrun.contract.errors import Interrupted, UsageError
 from arrun.generate import SampleOptions
@@ -178,8 +178,8 @@ def test_interrupted_run_leaves_no_file(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    real = generate.sample
-    monkeypatch.setattr(generate, "sample", interrupt)
+    real = heads.sample  # the softmax sampler, as the model's head calls it each step
+    monkeypatch.setattr(heads, "sample", interrupt)
     with pytest.raises(Interrupted, match="interrupted"):
         commands.sample(exported(KIND["audio"]), options=SampleOptions(num_samples=2, length=3000), out=tmp_path / "a.wav")
     assert list(tmp_path.iterdir()) == []
