@@ -262,7 +262,7 @@ def _compare_chunk(runtime: Model, torch_step: "TorchStepper", rng: np.random.Ge
     return Comparison("onnx chunk vs torch sampling", B, T, 0.0, int((got != want).sum()))
 
 
-def _comparison(what: str, got: np.ndarray, want: np.ndarray, pick) -> Comparison:
+def _comparison(what: str, got: np.ndarray, want: np.ndarray, pick=lambda out: out.argmax(-1)) -> Comparison:
     """got, want (B, T, W) outputs -> max abs difference and how many greedy tokens (``pick``: the head's
     greedy choice, argmax for a softmax) differ."""
     mismatches = int((pick(got) != pick(want)).sum())
