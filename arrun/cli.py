@@ -202,7 +202,7 @@ def compress(
     condition: Annotated[Optional[str], typer.Option(
         help="Class to code under, by id or name (conditional models; stored in the file).")] = None,
     chunk: Annotated[Optional[int], typer.Option(
-        help="Elements per chunk, each coded from the model's initial state (text and audio; default 4096 or the "
+        help="Elements per chunk, each coded from the model's initial state (text: default 4096, audio: 16384, at most the "
              "model's context; images: one image each).")] = None,
     batch_size: Annotated[int, typer.Option(help="Chunks coded side by side.")] = 64,
     json_out: JsonOpt = False,

@@ -16,7 +16,8 @@ Coding (``encode_elements`` / ``decode_elements`` need outputs and a head, no mo
   then digit 1.
 
 Container (.arz), little-endian: b"ARZ\\x00" | u32 container version | u32 header length H | H bytes of JSON
-header, zlib-compressed | u64 payload words N | N u32 words of the range coder, and nothing after. The header: model_sha256,
+header, zlib-compressed with the preset dictionary ``HEADER_DICTIONARY`` (part of the container version: the
+keys and usual values, so that a short file's header costs ~150 bytes, not ~330) | u64 payload words N | N u32 words of the range coder, and nothing after. The header: model_sha256,
 onnxruntime and numpy (the versions that computed the floats), data_kind, layout (how elements become bytes: text, wav
 with its sample width, npy with dtype, shape and order), vocab_size, digits, elements, condition, chunk,
 batch, before and after (base64: every byte of the file before and after its elements, verbatim), bytes and
@@ -55,13 +56,27 @@ MAGIC = b"ARZ\x00"
 CONTAINER_VERSION = 1
 DIGIT = 256                # symbols of one digit
 MAX_LEVELS = DIGIT ** 2    # two digits at most: 16-bit audio
-DEFAULT_CHUNK = 4096       # elements per chunk of text and audio
+DEFAULT_CHUNK = {"text": 4096, "audio": 16384}  # elements per chunk (audio: 1 s at 16 kHz, 16 receptive fields)
 DEFAULT_BATCH = 64         # chunks coded side by side
 MAX_BATCH = 4096
 EXTRA = "arrun compress needs the 'compress' extra: pip install 'autoregressive-on-device[compress]'"
 HEADER_TYPES = {"model_sha256": str, "onnxruntime": str, "numpy": str, "data_kind": str, "layout": dict,
                 "vocab_size": int, "digits": int, "elements": int, "condition": (int, type(None)), "chunk": int,
                 "batch": int, "before": str, "after": str, "bytes": int, "sha256": str}
+
+
+def _wav_header(width: int, rate: int = 16000) -> bytes:
+    """A canonical mono PCM WAV header, sizes zero (the preset dictionary's model of one)."""
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * width, width, 8 * width)
+    return b"RIFF\0\0\0\0WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data\0\0\0\0"
+
+
+HEADER_DICTIONARY = (  # fixed for CONTAINER_VERSION 1: changing it makes every .arz unreadable
+    '{"format":"npy","dtype":"|u1","shape":[,"fortran_order":false}{"format":"text"}"data_kind":"text"'
+    '"data_kind":"image""digits":2,"vocab_size":65536}'
+    + "".join('{"after":"","batch":64,"before":"%s","bytes":' % base64.b64encode(_wav_header(w)).decode() for w in (2, 1))
+    + ',"chunk":16384,"condition":null,"data_kind":"audio","digits":1,"elements":,"layout":{"format":"wav",'
+      '"width":1},"model_sha256":"","numpy":"2.","onnxruntime":"1.","sha256":"","vocab_size":256}').encode()
 
 
 def _constriction():
@@ -281,7 +296,8 @@ def _frame_npy(raw: bytes, path: Path, info) -> Framed:
 # ---------------------------------------------------------------- the container
 
 def pack(header: dict, words: np.ndarray) -> bytes:
-    head = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8"), 9)
+    packer = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    head = packer.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")) + packer.flush()
     return b"".join([MAGIC, struct.pack("<II", CONTAINER_VERSION, len(head)), head,
                      struct.pack("<Q", len(words)), words.astype("<u4").tobytes()])
 
@@ -299,7 +315,8 @@ def unpack(raw: bytes, path: Path) -> tuple[dict, np.ndarray]:
         raise UsageError(f"{path} is container version {version} and this arrun reads version {CONTAINER_VERSION}; "
                          "decompress it with the arrun that wrote it")
     try:
-        header = json.loads(zlib.decompress(raw[12:12 + size]))
+        unpacker = zlib.decompressobj(zdict=HEADER_DICTIONARY)
+        header = json.loads(unpacker.decompress(raw[12:12 + size]) + unpacker.flush())
         (n,) = struct.unpack_from("<Q", raw, 12 + size)
     except (ValueError, RecursionError, struct.error, zlib.error):
         raise corrupted from None
@@ -423,7 +440,8 @@ def _chunk(chunk: int | None, framed: Framed, info) -> int:
             raise UsageError(f"an image has {framed.chunk} pixels and the model's context is {room}")
         return framed.chunk
     if chunk is None:
-        return min(DEFAULT_CHUNK, room or DEFAULT_CHUNK)
+        default = DEFAULT_CHUNK[info.data_kind]
+        return min(default, room or default)
     if not 1 <= chunk <= (room or MAX_INPUT_BYTES):
         raise UsageError(f"--chunk must be in 1..{room or MAX_INPUT_BYTES:,}"
                          f"{' (the model context)' if room else ''}, got {chunk}")
