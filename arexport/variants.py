@@ -30,7 +30,6 @@ version are the source's.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import tempfile
 import time
@@ -46,7 +45,7 @@ from artrain.data import Split, load_dataset
 from arrun.contract.codecs import audio_bits
 from arrun.contract.errors import UsageError, first_line
 from arrun.contract.features import mulaw_features
-from arrun.contract.files import PendingFile
+from arrun.contract.files import PendingFile, sha256_file
 from arrun.contract.schema import (CONDITION_INPUT, FEATURES_INPUT, LOGITS_OUTPUT, MIXTURE_OUTPUT, TOKEN_INPUT, ModelInfo,
                                    variant_name)
 from arrun.heads import head_for
@@ -127,7 +126,7 @@ def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str,
         pending.file.close()
         proto = _convert(proto, precision, Path(scratch), calibration)
         variant_info = dataclasses.replace(
-            info, precision=precision, source_sha256=_sha256(source), min_onnxruntime=MIN_ONNXRUNTIME[precision],
+            info, precision=precision, source_sha256=sha256_file(source), min_onnxruntime=MIN_ONNXRUNTIME[precision],
             producer={**info.producer, "arexport": __version__, "onnxruntime.quantization": onnxruntime.__version__},
             state=tuple(dataclasses.replace(s, dtype="float16") for s in info.state) if precision == "fp16" else info.state)
         _write(proto, variant_info, pending.tmp)
@@ -307,11 +306,3 @@ def greedy_mismatches(reference: Model, variant: Model, sequences: list[np.ndarr
     differs = chosen != path[:, :steps]
     tied = head.level_log_probs(expected, chosen) >= head.level_log_probs(expected, path[:, :steps]) - NEAR_TIE
     return int((differs & ~tied).sum()), int((differs & tied).sum()), steps
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

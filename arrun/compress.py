@@ -45,6 +45,7 @@ import onnxruntime as ort
 
 from .contract.codecs import MAX_INPUT_BYTES, read_bytes
 from .contract.errors import ARError, UsageError, first_line
+from .contract.files import sha256_file
 from .generate import check_condition, class_id
 from .heads import head_for
 from .outputs import STDOUT, check_output, write_files
@@ -354,7 +355,7 @@ def compress(model_path: Path, data: Path, *, out: Path | None = None, condition
     _coding(lambda: run_chunks(model, len(framed.elements), chunk, batch_size, condition, code, progress))
     seconds = time.perf_counter() - start
     words = encoder.get_compressed()  # (N,) uint32
-    header = {"model_sha256": _sha256_file(model.path), "onnxruntime": ort.__version__, "numpy": np.__version__,
+    header = {"model_sha256": sha256_file(model.path), "onnxruntime": ort.__version__, "numpy": np.__version__,
               "data_kind": info.data_kind, "layout": framed.layout, "vocab_size": info.vocab_size,
               "digits": digits_of(info.vocab_size), "elements": len(framed.elements), "condition": condition,
               "chunk": chunk, "batch": batch_size,
@@ -379,7 +380,7 @@ def decompress(model_path: Path, archive: Path, *, out: Path | None = None, prog
     header, words = unpack(raw, archive)
     model = _open(model_path, "arrun decompress")
     info = model.info
-    digest = _sha256_file(model.path)
+    digest = sha256_file(model.path)
     if digest != header["model_sha256"]:
         raise UsageError(f"{archive} was compressed with the model of sha256 {header['model_sha256'][:12]}, and "
                          f"{model_path} has sha256 {digest[:12]}; give the model file it was compressed with")
@@ -488,11 +489,3 @@ def _coding(work) -> None:
         work()
     except ORT_ERRORS as e:
         raise ARError(f"onnxruntime failed while coding ({first_line(e)}); rerun with AR_DEBUG=1 for details") from None
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -71,9 +71,9 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
     base.update(file_values)
     flags = {k: v for k, v in flags.items() if v is not None}
     if "mixtures" in flags:  # --output mol --mixtures K: a config field of the families that have the head
-        if "mixtures" not in {f.name for f in fields(family_class(family).Config)}:
-            raise UsageError(f"--output mol is for the families with a mixture head "
-                             f"({', '.join(n for n, c in FAMILIES.items() if 'mixtures' in c.Config.__dataclass_fields__)}); "
+        with_head = [name for name, cls in FAMILIES.items() if "mixtures" in {f.name for f in fields(cls.Config)}]
+        if family not in with_head:
+            raise UsageError(f"--output mol is for the families with a mixture head ({', '.join(with_head)}); "
                              f"{family} has a softmax head")
         base["model"]["mixtures"] = flags.pop("mixtures")
     base.update(flags)

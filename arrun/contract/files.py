@@ -8,6 +8,7 @@ The file gets the permissions of an ordinary new file (0o666 less the umask).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -100,3 +101,12 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def sha256_file(path: Path | str) -> str:
+    """The hex sha256 of the file at ``path``, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
