@@ -9,13 +9,14 @@ Contract (every family):
   the frame of the element at ``pos``. The other families never receive the argument.
 - ``state_spec()`` -> every state tensor, declared in full (``StateSpec``: name, shape without the batch,
   dtype, initial value); the exporter only serialises it and ``init_state`` builds from it.
-- ``step(token, pos, state, cond=None)`` -> (logits (B, V), new_state). A model whose config has
-  ``mixtures`` K > 0 outputs 3K mixture parameters per element in place of the V logits (``output_width``;
-  ``arrun.heads.LogisticMixture`` reads them), and ``output_nll`` is the discretized mixture likelihood. ``token`` (B,) int64 is the
+- ``step(token, pos, state, cond=None)`` -> (logits (B, V), new_state). ``token`` (B,) int64 is the
   element at position pos - 1, or the start symbol ``vocab_size`` at pos == 0; ``pos`` is a 0-dim int64
   tensor, the index of the element whose distribution is returned. The input state is never
   modified; the new state has the same names, shapes and dtypes.
 Rolling ``step`` for pos = 0..T-1 from ``init_state`` reproduces ``forward`` (float32, max abs diff 1e-5).
+A model whose config has ``mixtures`` K > 0 outputs 3K mixture parameters per element in place of the V logits
+(``output_width``; ``arrun.heads.LogisticMixture`` reads them), and ``output_nll`` is then the discretized
+mixture likelihood.
 
 A family is one module in this package defining one ``ARModel`` subclass with a ``family`` name: the
 subclass registers itself in ``FAMILIES`` and carries everything the rest of the project asks of it
