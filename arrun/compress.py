@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
-from .contract.codecs import MAX_INPUT_BYTES, read_bytes
+from .contract.codecs import MAX_INPUT_BYTES, audio_bits, read_bytes
 from .contract.errors import ARError, UsageError, first_line
 from .contract.files import sha256_file
 from .generate import check_condition, class_id
@@ -225,8 +225,8 @@ def _frame_text(raw: bytes, path: Path, alphabet: str) -> Framed:
 
 def _frame_wav(raw: bytes, path: Path, info) -> Framed:
     """A RIFF/WAVE file: the samples of its first data chunk are the elements; every other byte stays as it is."""
-    width = {DIGIT: 1, MAX_LEVELS: 2}.get(info.vocab_size)
-    if width is None:
+    width = audio_bits(info.vocab_size) // 8  # the contract's rule: 65,536 levels are 16-bit, else mu-law
+    if info.vocab_size not in (DIGIT, MAX_LEVELS):
         raise UsageError(f"this audio model has {info.vocab_size} levels; arrun compress codes 256-level mu-law "
                          "models (8-bit WAVs) and 65536-level ones (16-bit WAVs)")
     if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
