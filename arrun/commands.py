@@ -1,4 +1,4 @@
-"""The workers behind the CLI: keyword-only, return the --json record as a dict, raise RunError.
+"""The workers behind the CLI: keyword-only, return the --json record as a dict, raise UsageError or ARError.
 
 Each opens and checks the model first, then checks every option against it, and only then writes or
 runs anything, so a bad input costs no time and leaves no file.
