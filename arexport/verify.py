@@ -2,8 +2,8 @@
 
 Checks, in order (the first failure raises):
 1. structure: ``onnx.checker`` with full checks, strict shape inference, the metadata read strictly
-   through ``arrun.schema.ModelInfo`` and written back unchanged, graph I/O names and shapes equal to
-   the ones the metadata declares;
+   through ``arrun.contract.schema.ModelInfo`` and written back unchanged, graph I/O names and shapes
+   equal to the ones the metadata declares;
 2. parity on onnxruntime (CPU) at each batch size, on a random sequence of ``steps`` elements (or the
    maximum length when shorter) with random condition ids where the model has them. The graph runs
    through arrun's own ``runtime.Stepper`` (the loop that ships) opened by ``arrun.session.open_model``,

@@ -259,9 +259,6 @@ def read_text(path: Path) -> str:
     return text
 
 
-UNKNOWN_POLICIES = ("error", "skip", "replace")
-
-
 def encode_text(text: str, alphabet: str, source: str, unknown: str = "error") -> np.ndarray:
     """Text -> (len,) int64 indices into ``alphabet``. A character outside it raises UsageError (``unknown``
     'error'), is dropped ('skip') or becomes a space, or the alphabet's first character ('replace')."""
