@@ -2,7 +2,8 @@
 
 DIR/
   model.safetensors    weights (safetensors: loading never executes code)
-  config.json          {"format_version", "family", "model": {config fields}, "data": {DataInfo fields},
+  config.json          {"format_version", "family", ["family_import": "package.module:Class" for a family
+                        from outside artrain], "model": {config fields}, "data": {DataInfo fields},
                         "train": {options}, "step": int, "eval": {"split", "bits_per_dim", ...} | null}
   trainer.safetensors  optimizer tensors; its metadata holds the step, optimizer groups and RNG states (resume)
   metrics.jsonl        one JSON object per logged event
@@ -22,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from arrun.contract.errors import ARError, UsageError
 from arrun.contract.files import write_atomic
 
-from .models import ARModel, build_model
+from .models import ARModel, checkpoint_family, family_fields, make_config
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TRAINER, METRICS = "model.safetensors", "config.json", "trainer.safetensors", "metrics.jsonl"
@@ -56,7 +57,9 @@ def write_json(path: Path, obj) -> None:
 
 def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, torch.Tensor] | None = None,
                     trainer_meta: dict | None = None) -> None:
-    """Write weights (and the resume state when given), then config.json."""
+    """Write weights (and the resume state when given), then config.json (its family fields from the model's
+    class: ``artrain.models.family_fields``)."""
+    config = {**config, **family_fields(type(model))}
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     step = {"step": str(config.get("step", 0))}
     try:
@@ -102,7 +105,8 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[ARModel, dict]:
     path = Path(path)
     config = read_config(path)
     try:
-        model = build_model(config["family"], config["model"])
+        cls = checkpoint_family(config)
+        model = cls(make_config(cls.family, config["model"]))
     except (ValueError, TypeError) as e:
         raise UsageError(f"{path / CONFIG}: {e}; fix the config or train again") from None
     weights = read_safetensors(path / WEIGHTS)

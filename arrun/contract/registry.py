@@ -64,6 +64,10 @@ class Registry(Generic[T]):
         """Every name: the built-ins in registration order, then the installed entry points, sorted."""
         return [*self._entries, *sorted(set(self._installed()) - set(self._entries))]
 
+    def __iter__(self) -> Iterator[str]:
+        """The names, as ``names()``: a registry reads like a dict (``", ".join(registry)``, ``set(registry)``)."""
+        return iter(self.names())
+
     def items(self) -> Iterator[tuple[str, T]]:
         """(name, entry) for every name, importing the entry points not loaded yet."""
         return ((name, self[name]) for name in self.names())

@@ -1,9 +1,14 @@
-"""The model families, one module each, and how to build one from a config dict (as stored with a
-checkpoint). Every module of this package is imported, so a new family is one new file."""
+"""The model families and how to build one from a config dict (as stored with a checkpoint).
+
+Every module of this package is imported, so a built-in family is one new file. A family from outside this
+repository is found by name through the entry-point group ``artrain.families`` or named as
+``package.module:Class`` (an installed module: nothing is ever run from a file path); docs/families.md
+is the protocol it implements."""
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from dataclasses import fields
 
 from .base import FAMILIES, ARModel
@@ -12,12 +17,49 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
+_IMPORT_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")  # package.module:Class
+
 
 def family_class(family: str) -> type[ARModel]:
-    """The class of ``family``; ValueError naming the families there are."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
-    return FAMILIES[family]
+    """The class of ``family``: a registered name (built-in or entry point) or ``package.module:Class``,
+    imported and then registered under its ``family``. ValueError (one line, saying what to do) otherwise."""
+    if ":" not in family:
+        return FAMILIES[family]  # UnknownEntry (a ValueError) names the families there are
+    if not _IMPORT_SPEC.fullmatch(family):
+        raise ValueError(f"model {family!r} is not package.module:Class (an installed module, not a file path); "
+                         f"install the package and name its class, or choose one of {', '.join(FAMILIES)}")
+    module_name, class_name = family.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # the plug-in's own import failed: one line, not its traceback
+        raise ValueError(f"cannot import {module_name} for the model {family} ({type(e).__name__}: {e}); "
+                         "install the package that provides it") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, ARModel) and isinstance(cls.__dict__.get("family"), str)):
+        raise ValueError(f"{family} is not an ARModel subclass with its own `family` name; "
+                         "see docs/families.md for what a family class declares")
+    if cls.family in FAMILIES and FAMILIES[cls.family] is not cls:
+        known = FAMILIES[cls.family]
+        raise ValueError(f"{family} has the family name {cls.family!r} of {known.__module__}:{known.__qualname__}; "
+                         "give the class a family name of its own")
+    return FAMILIES.register(cls.family, cls)
+
+
+def family_fields(cls: type[ARModel]) -> dict[str, str]:
+    """What a checkpoint's config.json stores to find ``cls`` again: {"family": name}, plus
+    {"family_import": "package.module:Class"} for a class from outside this package."""
+    if cls.__module__.startswith(f"{__name__}."):
+        return {"family": cls.family}
+    return {"family": cls.family, "family_import": f"{cls.__module__}:{cls.__qualname__}"}
+
+
+def checkpoint_family(config: dict) -> type[ARModel]:
+    """The family class of a checkpoint's config (``family_fields``): its ``family_import`` when it has one, else
+    its ``family``; ValueError when they disagree or cannot be found."""
+    cls = family_class(config.get("family_import") or config["family"])
+    if cls.family != config["family"]:
+        raise ValueError(f"{config['family_import']} is the family {cls.family!r}, not {config['family']!r}")
+    return cls
 
 
 MAX_SIZE = 1 << 20  # any integer config field (channels, layers, vocabulary, ...)
@@ -28,7 +70,8 @@ def make_config(family: str, values: dict):
     type, sizes < 1 (< 0 for a field whose default is 0: classes, mel bins) or > MAX_SIZE and a dropout outside
     [0, 1) raise ValueError."""
     config_cls = family_class(family).Config
-    types = {f.name: f.type for f in fields(config_cls)}
+    types = {f.name: getattr(f.type, "__name__", f.type) for f in fields(config_cls)}  # "int" with or without
+    # `from __future__ import annotations` in the family's module
     may_be_zero = {f.name for f in fields(config_cls) if f.default == 0}
     unknown = set(values) - set(types)
     if unknown:
@@ -53,7 +96,9 @@ def config_keys() -> dict[str, list[str]]:
 
 
 def build_model(family: str, values: dict) -> ARModel:
+    """The model of ``family`` (a name or package.module:Class) with the config ``values`` (``make_config``)."""
     return family_class(family)(make_config(family, values))
 
 
-__all__ = ["ARModel", "FAMILIES", "family_class", "make_config", "build_model", "config_keys"]
+__all__ = ["ARModel", "FAMILIES", "family_class", "family_fields", "checkpoint_family", "make_config",
+           "build_model", "config_keys"]

@@ -18,10 +18,12 @@ A model whose config has ``mixtures`` K > 0 outputs 3K mixture parameters per el
 (``output_width``; ``arrun.heads.LogisticMixture`` reads them), and ``output_nll`` is then the discretized
 mixture likelihood.
 
-A family is one module in this package defining one ``ARModel`` subclass with a ``family`` name: the
-subclass registers itself in ``FAMILIES`` and carries everything the rest of the project asks of it
-(config class, training defaults, data-dependent config, lengths). Nothing outside this package names
-a family.
+A family is one ``ARModel`` subclass with a ``family`` name, carrying everything the rest of the project
+asks of it (config class, training defaults, data-dependent config, lengths, declared abilities). A
+built-in family is one module in this package and registers itself in ``FAMILIES`` when defined; a family
+outside this repository is an entry point of the group ``artrain.families`` or is named as
+``package.module:Class`` (``artrain.models.family_class``). The protocol is written down in
+docs/families.md. Nothing outside this package names a family.
 """
 from __future__ import annotations
 
@@ -33,10 +35,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from arrun.contract.features import FeatureSpec
+from arrun.contract.registry import Registry
 from arrun.contract.schema import StateSpec
 from arrun.heads import log_scale_floor
 
-FAMILIES: dict[str, type["ARModel"]] = {}  # family name -> class, filled as the family modules load
+
+def _check_family(name: str, cls) -> None:
+    """An entry point of ``artrain.families`` must be an ARModel subclass whose ``family`` is its name."""
+    if not (isinstance(cls, type) and issubclass(cls, ARModel)):
+        raise ValueError(f"the entry point {name!r} of 'artrain.families' is {cls!r}, not an ARModel subclass; "
+                         "fix the plug-in's pyproject.toml")
+    if getattr(cls, "family", None) != name:
+        raise ValueError(f"the entry point {name!r} of 'artrain.families' loads a class whose family is "
+                         f"{getattr(cls, 'family', None)!r}; name the entry point after the class's family")
+
+
+# family name -> class: the built-ins register as their modules load, plug-ins are entry points
+FAMILIES: Registry[type["ARModel"]] = Registry("artrain.families", "model family", _check_family)
 
 
 class ARModel(nn.Module):
@@ -52,8 +67,8 @@ class ARModel(nn.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "family" in cls.__dict__:
-            FAMILIES[cls.family] = cls
+        if "family" in cls.__dict__ and cls.__module__.startswith(f"{__package__}."):  # a built-in
+            FAMILIES.register(cls.family, cls)
 
     @classmethod
     def data_config(cls, values: dict, *, levels: int, num_classes: int,
