@@ -48,8 +48,9 @@ def bench(model: Model, *, batch_size: int = 1, steps: int = 600) -> dict:
               "steps_per_s": n / loop_s, "tokens_per_s": n * batch_size / loop_s,
               "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
               "bare_steps_per_s": n / bare_s, "loop_vs_bare": bare_s / loop_s}
-    if model.info.sample_rate:
-        record["real_time_factor"] = model.info.sample_rate / record["tokens_per_s"]
+    rate = model.kind.real_time_rate(model.info)  # elements per second of real time (audio), else 0
+    if rate:
+        record["real_time_factor"] = rate / record["tokens_per_s"]
     if model.info.step_tokens > 1:
         prefill_per_s = _prefill_rate(model, batch_size)
         record |= {"prefill_tokens_per_s": prefill_per_s, "prefill_vs_decode": prefill_per_s / record["tokens_per_s"]}

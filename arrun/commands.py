@@ -93,8 +93,9 @@ def _generate(model: Model, options: SampleOptions, out: Path | None, stream: Te
               "steps": stats.steps, "seconds": stats.seconds,
               "steps_per_s": stats.steps / stats.seconds if stats.seconds else None,
               "tokens_per_s": stats.tokens / stats.seconds if stats.seconds else None}
-    if info.sample_rate and stats.tokens:  # audio: seconds of compute per second of sound, over the batch
-        record["real_time_factor"] = stats.seconds * info.sample_rate / stats.tokens
+    rate = model.kind.real_time_rate(info)
+    if rate and stats.tokens:  # audio: seconds of compute per second of sound, over the batch
+        record["real_time_factor"] = stats.seconds * rate / stats.tokens
     record.update(sink.record())
     return record
 

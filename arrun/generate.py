@@ -16,7 +16,7 @@ import numpy as np
 
 from .contract.errors import UsageError
 from .contract.schema import ModelInfo
-from .kinds import KINDS
+from .kinds import DATA_KINDS
 from .runtime import ChunkSampler, Stepper, prefill
 from .heads import head_for
 from .sampling import SamplingOptions, sample_rngs
@@ -74,7 +74,7 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
     if n > MAX_SAMPLES:
         raise UsageError(f"{n:,} samples are more than the {MAX_SAMPLES:,} one run makes; give a smaller -n "
                          "and run several times with other --seed values")
-    kind = KINDS[info.data_kind]
+    kind = DATA_KINDS[info.data_kind]
     prompt = kind.prompt_tokens(o.prompt, info, o.unknown)
     length = _local_length(o, info) if info.features else kind.length(o.length, len(prompt), info)
     batch_size = min(o.batch_size or MAX_BATCH, n)

@@ -93,7 +93,7 @@ def read_config(path: Path) -> dict:
                          f"missing {', '.join(missing) or 'nothing'}); train again with `artrain fit`")
     data = config["data"]
     if not (isinstance(config["model"], dict) and isinstance(data, dict) and isinstance(config["train"], dict)
-            and isinstance(data.get("name"), str) and data.get("kind") in ("image", "text", "audio")
+            and isinstance(data.get("name"), str) and isinstance(data.get("kind"), str) and data["kind"].isidentifier()
             and isinstance(data.get("levels"), int)):
         raise UsageError(f"{path / CONFIG} is damaged (its model, data or train section is malformed); "
                          "restore it or train again")

@@ -29,7 +29,7 @@ import numpy as np
 
 from arrun.commands import bench
 from arrun.generate import Plan, generate
-from arrun.outputs import TextSink
+from arrun.kinds.text import TextSink
 from arrun.runtime import Stepper, prefill
 from arrun.sampling import SamplingOptions
 from arrun.session import open_model

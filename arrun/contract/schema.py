@@ -3,8 +3,9 @@
 An exported .onnx carries everything a runtime needs in ``metadata_props`` (string -> string). This
 module declares every key once, writes them (``ModelInfo.to_metadata``) and reads them back strictly
 (``ModelInfo.from_metadata``): a missing or malformed key raises ``SchemaError``; nothing is guessed.
-The fields of one data kind are checked by its adapter (``arrun.kinds``). It imports the standard library
-and numpy only, so the torch-side exporter, the models (``StateSpec``) and the torch-free runtime use it.
+The data kind is a name, looked up in ``arrun.kinds.DATA_KINDS``, whose object checks the fields it needs.
+It imports the standard library and numpy only, so the torch-side exporter, the models (``StateSpec``) and
+the torch-free runtime use it.
 
 Graph I/O (B = batch, dynamic in every graph):
 - step graph: ``input_ids`` (B,) int64, the element at position - 1 (the start symbol at position 0);
@@ -54,7 +55,6 @@ TOKENS_OUTPUT = "tokens"
 BATCH_DIM = "batch"
 
 GRAPH_KINDS = ("step", "full", "chunk")
-DATA_KINDS = ("image", "text", "audio")
 PRECISIONS = ("fp32", "fp16", "int8")
 STATE_DTYPES = ("float32", "float16", "float64")
 # Ranges a file may declare; anything beyond is refused before a runtime allocates for it.
@@ -70,7 +70,7 @@ class Key:
     FORMAT_VERSION = "ar.format_version"
     FAMILY = "ar.family"
     GRAPH = "ar.graph"                    # 'step' | 'full' | 'chunk'
-    DATA_KIND = "ar.data.kind"            # 'image' | 'text' | 'audio'
+    DATA_KIND = "ar.data.kind"            # a data kind's name (arrun.kinds): 'image' | 'text' | 'audio' built in
     VOCAB_SIZE = "ar.vocab_size"          # logits width V; tokens are in [0, V)
     START_TOKEN = "ar.start_token"        # fed as input_ids at position 0
     MAX_LENGTH = "ar.max_length"          # positions a sequence may have; 0: unbounded
@@ -254,7 +254,7 @@ class ModelInfo:
         info = cls(
             family=get(Key.FAMILY),
             graph=parse(Key.GRAPH, _choice(GRAPH_KINDS)),
-            data_kind=parse(Key.DATA_KIND, _choice(DATA_KINDS)),
+            data_kind=parse(Key.DATA_KIND, _name),
             vocab_size=parse(Key.VOCAB_SIZE, _ranged(1, MAX_VOCAB)),
             start_token=parse(Key.START_TOKEN, int),
             max_length=parse(Key.MAX_LENGTH, _ranged(0, MAX_LENGTH)),
@@ -285,7 +285,7 @@ class ModelInfo:
         return info
 
     def validate(self, source: str = "the model") -> None:
-        """Cross-field checks every data kind relies on (each kind checks its own fields: arrun.kinds)."""
+        """Cross-field checks every data kind relies on (each kind checks its own fields: ``arrun.kinds.kind_of``)."""
         problems = []
         if self.class_names and len(self.class_names) != self.num_classes:
             problems.append("class names and number of classes disagree")
@@ -317,6 +317,13 @@ def _choice(options):
             raise ValueError(f"{value!r} is not one of {', '.join(options)}")
         return value
     return convert
+
+
+def _name(value: str) -> str:
+    """A registry name (a data kind's): a non-empty identifier such as 'image' or 'my_kind'."""
+    if not value.isidentifier():
+        raise ValueError(f"{value[:40]!r} is not a name")
+    return value
 
 
 def _ranged(low: int, high: int):
