@@ -16,18 +16,13 @@ import numpy as np
 
 from .contract.schema import CONDITION_INPUT, FEATURES_INPUT, POSITION_INPUT, TOKEN_INPUT, UNIFORMS_INPUT
 from .generate import CHUNK, Plan, generate
+from .outputs import Sink
 from .runtime import PlainStepper, Stepper, prefill
 from .sampling import SamplingOptions
 from .session import Model
 
 ROUNDS = 5
 WARMUP = 20
-
-
-class _NullSink:
-    def begin(self, indices: range) -> None: ...
-    def update(self, tokens: np.ndarray, done: int) -> None: ...
-    def end(self, tokens: np.ndarray) -> None: ...
 
 
 def bench(model: Model, *, batch_size: int = 1, steps: int = 600) -> dict:
@@ -88,7 +83,7 @@ def _sample_loop(model: Model, batch_size: int, steps: int) -> np.ndarray:
             last[0] = done
 
     times[0] = time.perf_counter()
-    generate(model, plan, SamplingOptions(), 0, _NullSink(), stamp)
+    generate(model, plan, SamplingOptions(), 0, Sink(), stamp)  # a sink that keeps nothing
     return times
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 
 from .contract.errors import UsageError
 from .contract.schema import ModelInfo
 from .kinds import DATA_KINDS
+from .outputs import Sink
 from .runtime import ChunkSampler, Stepper, prefill
 from .heads import head_for
 from .sampling import SamplingOptions, sample_rngs
@@ -146,13 +147,6 @@ def _conditions(o: SampleOptions, info: ModelInfo) -> tuple[np.ndarray | None, b
     if o.condition is None:
         return np.repeat(np.arange(info.num_classes, dtype=np.int64), o.num_samples), True
     return np.full(o.num_samples, o.condition, dtype=np.int64), False
-
-
-class Sink(Protocol):
-    """Where generated tokens go (see outputs.py). ``update`` runs every step and must stay cheap."""
-    def begin(self, indices: range) -> None: ...
-    def update(self, tokens: np.ndarray, done: int) -> None: ...
-    def end(self, tokens: np.ndarray) -> None: ...
 
 
 @dataclass(frozen=True)
