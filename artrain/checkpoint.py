@@ -15,15 +15,17 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from arrun.contract.errors import ARError, UsageError
 from arrun.contract.files import write_atomic
 
-from .models import ARModel, checkpoint_family, family_fields, make_config
+if TYPE_CHECKING:  # torch is imported by the functions that need it, so read_config is quick
+    import torch
+
+    from .models import ARModel
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TRAINER, METRICS = "model.safetensors", "config.json", "trainer.safetensors", "metrics.jsonl"
@@ -59,6 +61,10 @@ def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, 
                     trainer_meta: dict | None = None) -> None:
     """Write weights (and the resume state when given), then config.json (its family fields from the model's
     class: ``artrain.models.family_fields``)."""
+    from safetensors.torch import save_file
+
+    from .models import family_fields
+
     config = {**config, **family_fields(type(model))}
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     step = {"step": str(config.get("step", 0))}
@@ -104,6 +110,8 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[ARModel, dict]:
     """Rebuild the model from config.json alone and load its weights -> (model in eval mode, config)."""
     path = Path(path)
     config = read_config(path)
+    from .models import checkpoint_family, make_config
+
     try:
         cls = checkpoint_family(config)
         model = cls(make_config(cls.family, config["model"]))
@@ -122,6 +130,8 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[ARModel, dict]:
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UsageError(f"{path} is missing (the checkpoint is incomplete); train again with `artrain fit`")
+    from safetensors.torch import load_file
+
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as e:

@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from arrun.contract import edge
 
-from .models import FAMILIES, config_keys
+from .options import family_names
 
+# Nothing here imports torch: the workers check arguments and paths first and import it only then.
+FAMILY_NAMES = ", ".join(family_names())
 app = edge.typer_app(prog="artrain", no_args_is_help=True,
-                     help=f"Train autoregressive models ({', '.join(FAMILIES)}) and measure bits/dim.")
-
-Family = Enum("Family", {name: name for name in FAMILIES}, type=str)
+                     help=f"Train autoregressive models ({FAMILY_NAMES}) and measure bits/dim.")
 
 
 class SplitName(str, Enum):
@@ -34,16 +35,25 @@ class Head(str, Enum):
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
-FIT_EPILOG = ("Family config keys (in --config under \"model\"): "
-              + "; ".join(f"{family}: {', '.join(keys)}" for family, keys in config_keys().items())
-              + ".  Examples:  artrain fit --model pixelcnn --data digits --out runs/digits  |  "
-                "artrain fit --config models/digits-pixelcnn/train.json --out runs/mine  |  "
-                "artrain fit --resume runs/digits --steps 2000")
+class FitCommand(TyperCommand):
+    """``fit``, whose help lists each family's config keys: that needs the family classes (and torch), so
+    the list is built only when the help is shown."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from .models import config_keys
+
+        self.epilog = ("Family config keys (in --config under \"model\"): "
+                       + "; ".join(f"{family}: {', '.join(keys)}" for family, keys in config_keys().items())
+                       + ".  Examples:  artrain fit --model pixelcnn --data digits --out runs/digits  |  "
+                         "artrain fit --config models/digits-pixelcnn/train.json --out runs/mine  |  "
+                         "artrain fit --resume runs/digits --steps 2000")
+        super().format_help(ctx, formatter)
 
 
-@app.command(epilog=FIT_EPILOG)
+@app.command(cls=FitCommand)
 def fit(
-    model: Annotated[Optional[Family], typer.Option(help="Model family to train.")] = None,
+    model: Annotated[Optional[str], typer.Option(help=f"Model family to train: {FAMILY_NAMES}, or "
+                                                      "package.module:Class of an installed family.")] = None,
     data: Annotated[Optional[str], typer.Option(help="Built-in dataset (digits, text, speech) or a path: UTF-8 text file, folder of WAV files, .npy of images (default digits).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Checkpoint directory to create (default: runs/MODEL-DATA).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (default: per model and data).")] = None,
@@ -67,7 +77,7 @@ def fit(
     heads = {None: None, Head.softmax: 0, Head.mol: 10 if mixtures is None else mixtures}
     flags = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device, seq_len=seq_len, bits=bits,
                  mixtures=heads[output])
-    record = edge.run(lambda: work(family=model.value if model else None, data=data, out=out, config_file=config,
+    record = edge.run(lambda: work(family=model, data=data, out=out, config_file=config,
                                    resume=resume, flags=flags, log=lambda msg: typer.echo(msg, err=True)))
     if json_out:
         typer.echo(json.dumps(record))

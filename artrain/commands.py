@@ -1,4 +1,8 @@
-"""The workers behind ``artrain``: keyword-only, return the ``--json`` record as a dict, raise ARError."""
+"""The workers behind ``artrain``: keyword-only, return the ``--json`` record as a dict, raise ARError.
+
+Each checks its arguments and paths before it imports torch (``.train``, ``.evaluate``), so a typo or a
+missing path is said at once.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, fields
@@ -9,8 +13,7 @@ from arrun.contract.errors import Interrupted, UsageError
 
 from . import checkpoint as ckpt
 from .data import Dataset, is_builtin, load_dataset
-from .evaluate import evaluate as evaluate_split
-from .train import FitOptions, fit as run_fit, resolve_options
+from .options import FitOptions, resolve_options
 
 
 def fit(*, family: str | None = None, data: str | None = None, out: Path | None = None,
@@ -36,6 +39,8 @@ def fit(*, family: str | None = None, data: str | None = None, out: Path | None 
     else:
         opts = resolve_options(family, data, config_file, flags)
         out = Path(out or Path("runs") / f"{opts.family}-{Path(opts.data).stem}")
+    from .train import fit as run_fit
+
     try:
         config = run_fit(opts, out, resume=resume is not None, log=log)
     except KeyboardInterrupt:
@@ -48,9 +53,10 @@ def evaluate(checkpoint: Path, *, data: str | None = None, split: str | None = N
     """Bits/dim of the checkpoint on ``split`` of ``data``: by default the test split of what it was trained
     on; a file or folder of the user's given as ``data`` is scored whole (split 'all'), as `arrun score`
     scores it."""
-    from .checkpoint import load_checkpoint
+    ckpt.read_config(checkpoint)  # a missing or broken checkpoint is said before torch loads
+    from .evaluate import evaluate as evaluate_split
 
-    model, config = load_checkpoint(checkpoint)
+    model, config = ckpt.load_checkpoint(checkpoint)
     info = config["data"]
     name = data or info["name"]
     split = split or ("all" if data is not None and not is_builtin(data) else "test")

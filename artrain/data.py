@@ -307,15 +307,24 @@ def _load_wav_folder(root: Path, name: str, bits: int) -> Dataset:
                    sample_rate=SAMPLE_RATE, class_names=class_names)
 
 
+def check_data_path(name: str) -> None:
+    """UsageError unless ``name`` is a folder or a regular file, the paths ``load_dataset`` reads; cheap, so
+    ``artrain fit`` says it before loading anything."""
+    path = Path(name).expanduser()
+    try:
+        if not (path.is_dir() or path.is_file()):
+            raise UsageError(f"'{name}' is neither a built-in dataset nor an existing path; use {_BUILTINS}")
+    except OSError as e:  # permission denied on a folder above it, ...
+        raise UsageError(f"cannot read {e.filename or path} ({e.strerror}); check the path and its permissions") from None
+
+
 def _load_path(name: str, alphabet: str | None, bits: int = 8) -> Dataset:
     """Dispatch a user path: folder -> WAVs, *.npy -> images, any other file -> UTF-8 text."""
+    check_data_path(name)
     path = Path(name).expanduser()
     try:
         if path.is_dir():
             return _load_wav_folder(path, name, bits)
-        if not path.is_file():
-            raise UsageError(f"'{name}' is neither a built-in dataset nor an existing path; "
-                             f"use {_BUILTINS}")
         if path.suffix.lower() == ".npy":
             return _load_npy(path, name)
         if path.suffix.lower() == ".npz":

@@ -1,9 +1,7 @@
 """``artrain fit``: train one family on one dataset, checkpointing into a directory.
 
-Options come from three layers, later ones winning: the family's defaults for the data kind
-(``ARModel.training_defaults``), a JSON config file (``--config``: keys of ``FitOptions``, with
-``"model"`` a dict of the family's config fields), and command-line flags. They are validated once, in
-``resolve_options``.
+The options arrive resolved and checked (``artrain.options.resolve_options``); what is checked here needs
+the data and the model: the model config, the training window and the memory of one batch.
 """
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,115 +25,13 @@ from arrun.contract.errors import ARError, UsageError
 from arrun.contract.features import mulaw_features
 
 from . import checkpoint as ckpt
-from .data import Dataset, data_kind, is_builtin, load_dataset, random_windows, window_starts, windows_at
+from .data import Dataset, load_dataset, random_windows, window_starts, windows_at
 from .distributed import Distributed
 from .evaluate import evaluate
-from .models import FAMILIES, ARModel, build_model, family_class, make_config
+from .models import ARModel, build_model, family_class, make_config
+from .options import FitOptions
 
-
-@dataclass(frozen=True)
-class FitOptions:
-    family: str                       # a key of artrain.models.FAMILIES
-    data: str = "digits"              # built-in name or a path
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    device: str = "cpu"
-    seq_len: int = 0                  # training window for sequence data; 0: the model's max length
-    weight_decay: float = 0.01
-    warmup: int = 100
-    eval_every: int = 500
-    conditional: bool = True          # condition on the data's labels when it has them
-    bits: int = 8                     # audio: 8-bit mu-law, or 16-bit linear PCM (65,536 levels: a mixture head)
-    model: dict = field(default_factory=dict)  # the family's config fields (data fields are set from the data)
-
-
-def resolve_options(family: str | None, data: str | None, config_file: Path | None, flags: dict) -> FitOptions:
-    """The family's defaults for the data kind <- config file <- flags (None: not given); validated here.
-    ``family`` and ``data`` may come from the config file instead."""
-    file_values = _read_config_file(config_file) if config_file is not None else {}
-    family = family or file_values.pop("family", None)
-    data = data if data is not None else file_values.pop("data", "digits")
-    file_values.pop("family", None), file_values.pop("data", None)
-    if not isinstance(data, str) or not data.strip():
-        raise UsageError(f"--data must name a built-in dataset or a path, got {data!r}")
-    if not is_builtin(data):  # stored resolved, so `artrain eval` works from any folder
-        data = str(Path(data).expanduser().resolve())
-    if family is None:
-        raise UsageError(f"--model is required ({', '.join(FAMILIES)}), or --resume DIR")
-    if family not in FAMILIES:
-        raise UsageError(f"unknown model {family!r}; choose one of {', '.join(FAMILIES)}")
-    base = dict(family_class(family).training_defaults.get(data_kind(data), {}))
-    base["model"] = {**base.get("model", {}), **file_values.pop("model", {})}
-    base.update(file_values)
-    flags = {k: v for k, v in flags.items() if v is not None}
-    if "mixtures" in flags:  # --output mol --mixtures K: a config field of the families that have the head
-        with_head = [name for name, cls in FAMILIES.items() if "mixtures" in {f.name for f in fields(cls.Config)}]
-        if family not in with_head:
-            raise UsageError(f"--output mol is for the families with a mixture head ({', '.join(with_head)}); "
-                             f"{family} has a softmax head")
-        base["model"]["mixtures"] = flags.pop("mixtures")
-    base.update(flags)
-    check_option_types(base, "the fit options")
-    opts = FitOptions(family=family, data=data, **base)
-    for name in ("steps", "batch_size", "lr"):
-        if not 0 < getattr(opts, name) < math.inf:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {getattr(opts, name)}")
-    if not 0 <= opts.seed < 2**63 or not 0 <= opts.weight_decay < math.inf:
-        raise UsageError(f"--seed must be in 0..2**63-1 and weight_decay >= 0, got {opts.seed} and {opts.weight_decay}")
-    if opts.seq_len < 0 or opts.eval_every <= 0 or opts.warmup < 0:
-        raise UsageError("seq_len and warmup must be >= 0 and eval_every > 0; fix the config")
-    if opts.bits not in (8, 16) or (opts.bits == 16 and data_kind(opts.data) != "audio"):
-        raise UsageError(f"--bits {opts.bits}: give 16 for 16-bit linear audio or 8 (the default); "
-                         f"{data_kind(opts.data)} data has no 16-bit form")
-    if opts.bits == 16 and not opts.model.get("mixtures"):
-        raise UsageError("--bits 16 gives 65,536 levels, too many for a softmax head; add --output mol")
-    if opts.device not in ("cpu", "cuda"):
-        raise UsageError(f"--device must be cpu or cuda, got {opts.device!r}")
-    if opts.device == "cuda" and not torch.cuda.is_available():
-        raise ARError("--device cuda was asked but PyTorch sees no CUDA device; use --device cpu or a CUDA build of torch")
-    return opts
-
-
-OPTION_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
 MAX_MODEL_PARAMETERS = 2_000_000_000
-
-
-def check_option_types(values: dict, source: str) -> None:
-    """Every fit option of the type FitOptions declares (bool is no int); UsageError naming the first."""
-    types = {f.name: f.type for f in fields(FitOptions)}
-    for name, value in values.items():
-        wanted = OPTION_TYPES[types[name].split(" ")[0]]
-        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
-            raise UsageError(f"{source}: {name!r} must be {types[name]}, got {value!r}; fix the value")
-
-
-def _read_config_file(path: Path) -> dict:
-    if Path(path).exists() and not Path(path).is_file() and not Path(path).is_dir():
-        raise UsageError(f"config file {path} is not a regular file; give a JSON file of fit options")
-    try:
-        values = json.loads(Path(path).read_text())
-    except (FileNotFoundError, NotADirectoryError):
-        raise UsageError(f"config file {path} does not exist; give a JSON file of fit options") from None
-    except IsADirectoryError:
-        raise UsageError(f"config file {path} is a directory; give a JSON file of fit options") from None
-    except PermissionError:
-        raise UsageError(f"cannot read the config file {path}; check its permissions") from None
-    except RecursionError:
-        raise UsageError(f"config file {path} is nested too deeply; give a flat JSON object of fit options") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"config file {path} is not valid JSON ({e}); fix it") from None
-    if not isinstance(values, dict):
-        raise UsageError(f"config file {path} must hold a JSON object of fit options")
-    allowed = {f.name for f in fields(FitOptions)}
-    unknown = sorted(set(values) - allowed)
-    if unknown:
-        raise UsageError(f"config file {path} has unknown keys: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    if not isinstance(values.get("model", {}), dict):
-        raise UsageError(f"config file {path}: \"model\" must be an object of the family's config fields")
-    check_option_types(values, f"config file {path}")
-    return values
 
 
 def model_config_for(opts: FitOptions, data: Dataset) -> dict:

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from artrain import checkpoint as ckpt
 from artrain.data import load_dataset
 from arrun.contract.errors import ARError, UsageError
-from artrain.train import FitOptions, Trainer
+from artrain.options import FitOptions
+from artrain.train import Trainer
 
 TINY = {"model": {"layers": 1, "d_model": 16, "heads": 2, "dropout": 0.0}, "batch_size": 8, "warmup": 2,
         "eval_every": 5}
@@ -105,7 +106,7 @@ def test_interrupted_write_leaves_the_old_checkpoint(tmp_path, monkeypatch):
         open(path, "wb").write(b"half a file")
         raise KeyboardInterrupt  # the process dies mid-write
 
-    monkeypatch.setattr(ckpt, "save_file", crash)
+    monkeypatch.setattr("safetensors.torch.save_file", crash)
     with pytest.raises(KeyboardInterrupt):
         trainer.save()
     assert (trainer.out / "model.safetensors").read_bytes() == before
@@ -121,7 +122,7 @@ def test_disk_full_is_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypat
     def full(tensors, path, metadata=None):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt, "save_file", full)
+    monkeypatch.setattr("safetensors.torch.save_file", full)
     with pytest.raises(ARError, match="No space left on device.*previous checkpoint there is intact"):
         trainer.save()
     ckpt.load_checkpoint(trainer.out)
