@@ -41,8 +41,7 @@ import onnx
 import onnxruntime
 
 from artrain.checkpoint import data_info, read_config
-from artrain.data import Split, load_dataset
-from arrun.contract.codecs import audio_bits
+from artrain.data import Split, reload_dataset
 from arrun.contract.errors import UsageError, first_line
 from arrun.contract.features import mulaw_features
 from arrun.contract.files import PendingFile, sha256_file
@@ -113,8 +112,7 @@ def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str,
                          f"{config['family']} model of {Path(data.name).name!r}; give the checkpoint it was exported from")
     out = Path(out) if out is not None else source.with_name(variant_name(source.name, precision))
     check_output(out, force)
-    dataset = load_dataset(data.name, alphabet=data.alphabet if data.kind == "text" else None,
-                           bits=audio_bits(data.levels) if data.kind == "audio" else 8)
+    dataset = reload_dataset(data.name, data.kind, data.levels, data.alphabet)
     proto = onnx.load(source)
     convolutional = info.graph == "full" and any(node.op_type == "Conv" for node in proto.graph.node)
     calibration = calibration_feeds(info, dataset.train) if precision == "int8" and convolutional else []

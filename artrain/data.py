@@ -110,6 +110,13 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
     return data
 
 
+def reload_dataset(name: str, kind: str, levels: int, alphabet: str | None = None) -> Dataset:
+    """The dataset a model of data ``kind`` and ``levels`` levels was trained on, loaded as it was: text
+    through the model's ``alphabet``, audio at the model's bit depth (16-bit for 65,536 levels)."""
+    return load_dataset(name, alphabet=alphabet if kind == "text" else None,
+                        bits=16 if kind == "audio" and levels == PCM16_LEVELS else 8)
+
+
 def data_kind(name: str) -> str:
     """The kind of data ``load_dataset(name)`` gives ('image' | 'text' | 'audio'), without loading it."""
     builtin = {"digits": "image", "text": "text", "speech": "audio"}

@@ -4,7 +4,7 @@
                                         [--batch-size 64] [--json FILE]
 
 For every model (the three shipped step graphs; ``--model`` adds more, e.g. a 16-bit audio model) the test split
-of its built-in training data (``artrain.data.load_dataset`` of the model's ``data_name``) is written to files the
+of its built-in training data (``artrain.data.reload_dataset`` of the model's ``data_name``) is written to files the
 way ``arrun compress`` takes them: text as one UTF-8 .txt; audio as one WAV per clip (8-bit PCM whose bytes are
 the mu-law codes, 16-bit PCM for a 65536-level model), each coded under its clip's class; images as one uint8
 .npy per class (one .npy for an unconditional model). ``--limit KIND=N`` caps the test split (characters, clips,
@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artrain.data import load_dataset
-from arrun.contract.codecs import audio_bits
+from artrain.data import reload_dataset
 from arrun.compress import compress, decompress
 from arrun.session import open_model
 
@@ -41,8 +40,7 @@ UNITS = {"text": "characters", "audio": "clips", "image": "images"}
 def write_test_files(model_path: Path, folder: Path, limit: int) -> tuple[list[tuple[Path, int | None]], str, bytes]:
     """The model's test split as input files -> ([(file, condition)], what was used, training text or b"")."""
     info = open_model(model_path).info
-    data = load_dataset(info.data_name, alphabet=info.alphabet if info.data_kind == "text" else None,
-                        bits=audio_bits(info.vocab_size) if info.data_kind == "audio" else 8)
+    data = reload_dataset(info.data_name, info.data_kind, info.vocab_size, info.alphabet)
     split, kind = data.test, info.data_kind
     if data.kind != kind or data.levels != info.vocab_size:
         raise SystemExit(f"{model_path}: its data {info.data_name!r} is {data.kind} of {data.levels} levels")
