@@ -102,9 +102,10 @@ def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInf
     if model.fixed_length and model.fixed_length != math.prod(data.image_shape or (0,)):
         raise UsageError(f"the checkpoint's images are {data.image_shape} but its {family} model takes "
                          f"{model.fixed_length} pixels; the checkpoint is mixed, train again")
-    if graph == "chunk" and model.mixtures:
-        raise UsageError(f"a chunk graph samples a softmax head; this {family} has a mixture of logistics: "
-                         "export it with --step-graph (arrun samples the mixture in numpy)")
+    head = model.output_head
+    if graph == "chunk" and not head.samples_in_graph:
+        raise UsageError(f"a chunk graph samples a softmax head; this {family} has a {head.description} head: "
+                         "export it with --step-graph (arrun samples it in numpy)")
     if graph == "chunk" and (model.step_tokens != 1 or model.fixed_length):
         raise UsageError(f"a chunk graph rolls the one-element step of a sequence model of any length (a WaveNet); "
                          f"export the {family} model with --step-graph")
@@ -121,7 +122,7 @@ def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInf
         class_names=tuple(data.class_names) if c.num_classes else (),
         uses_position=graph != "full" and model.uses_position,
         bits_per_dim=math.nan if bits is None else float(bits), bits_split=evaluation.get("split") or "",
-        opset=opset, min_onnxruntime=MIN_ONNXRUNTIME[opset], producer=_producer_versions(), mixtures=model.mixtures)
+        opset=opset, min_onnxruntime=MIN_ONNXRUNTIME[opset], producer=_producer_versions(), output=head.spec)
     try:
         info.validate("the checkpoint")
         kind_of(info, "the checkpoint")

@@ -45,9 +45,7 @@ from artrain.data import Split, reload_dataset
 from arrun.contract.errors import UsageError, first_line
 from arrun.contract.features import mulaw_features
 from arrun.contract.files import PendingFile, sha256_file
-from arrun.contract.schema import (CONDITION_INPUT, FEATURES_INPUT, LOGITS_OUTPUT, MIXTURE_OUTPUT, TOKEN_INPUT, ModelInfo,
-                                   variant_name)
-from arrun.heads import head_for
+from arrun.contract.schema import CONDITION_INPUT, FEATURES_INPUT, TOKEN_INPUT, ModelInfo, variant_name
 from arrun.runtime import Stepper, full_logits, prefill
 from arrun.score import score
 from arrun.session import Model, open_model
@@ -122,7 +120,7 @@ def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str,
     start = time.perf_counter()
     with PendingFile(out) as pending, tempfile.TemporaryDirectory() as scratch:
         pending.file.close()
-        proto = _convert(proto, precision, Path(scratch), calibration)
+        proto = _convert(proto, precision, Path(scratch), calibration, info.output_name)
         variant_info = dataclasses.replace(
             info, precision=precision, source_sha256=sha256_file(source), min_onnxruntime=MIN_ONNXRUNTIME[precision],
             producer={**info.producer, "arexport": __version__, "onnxruntime.quantization": onnxruntime.__version__},
@@ -159,14 +157,16 @@ def calibration_feeds(info: ModelInfo, split: Split) -> list[dict[str, np.ndarra
     return feeds
 
 
-def _convert(proto: onnx.ModelProto, precision: str, scratch: Path, calibration: list[dict]) -> onnx.ModelProto:
+def _convert(proto: onnx.ModelProto, precision: str, scratch: Path, calibration: list[dict],
+             head_output: str) -> onnx.ModelProto:
     """The fp32 ``proto`` at ``precision`` (int8 by static QDQ when ``calibration`` feeds are given, else
-    dynamic), opset and IR version unchanged; ExportError if the tools fail."""
+    dynamic; fp16 keeping ``head_output``, the head's output, in fp32), opset and IR version unchanged;
+    ExportError if the tools fail."""
     ir_version = proto.ir_version
     try:
         with _quiet():
             if precision == "fp16":
-                converted = _fp16(proto)
+                converted = _fp16(proto, head_output)
             else:
                 converted = _int8_static(proto, scratch, calibration) if calibration else _int8(proto, scratch)
     except Exception as e:
@@ -203,11 +203,11 @@ def _int8_static(proto: onnx.ModelProto, scratch: Path, calibration: list[dict])
     return onnx.load(out)
 
 
-def _fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+def _fp16(proto: onnx.ModelProto, head_output: str) -> onnx.ModelProto:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     names = {v.name for v in [*proto.graph.input, *proto.graph.output]}
-    kept = (LOGITS_OUTPUT, MIXTURE_OUTPUT, FEATURES_INPUT)  # the head's outputs and the features stay fp32
+    kept = (head_output, FEATURES_INPUT)  # the head's outputs and the features stay fp32
     return convert_float_to_float16(proto, keep_io_types=[n for n in kept if n in names])
 
 
@@ -269,13 +269,13 @@ def _gate(reference: Model, variant: Model, precision: str, sequences: list[np.n
 
 def greedy_mismatches(reference: Model, variant: Model, sequences: list[np.ndarray]) -> tuple[int, int, int]:
     """(positions where the variant picks a token the reference does not pick, positions of those that are
-    the reference's near-ties, steps). The pick is the head's greedy choice (``arrun.heads``: the argmax, or a
+    the reference's near-ties, steps). The pick is the head's greedy choice (``arrun.contract.heads``: the argmax, or a
     mixture's most likely component's mean). The reference's greedy path over the first ``GREEDY_STEPS`` positions
     (batch ``GREEDY_BATCH``: classes 0, 1, ... where conditional; a vocoder given the frames of the first
     validation sequences) is fed to both by teacher forcing. A near-tie: the variant's token is within
     ``NEAR_TIE`` nats of the reference's pick in the reference's log-probability there, so either is the greedy
     choice to the model's own precision; only the other positions are mismatches."""
-    info, B, head = reference.info, GREEDY_BATCH, head_for(reference.info)
+    info, B, head = reference.info, GREEDY_BATCH, reference.info.head
     length = math.prod(info.image_shape) if info.image_shape else GREEDY_STEPS  # an image's full graph fixes it
     steps = min(GREEDY_STEPS, length)
     cond = np.arange(B, dtype=np.int64) % info.num_classes if info.num_classes else None

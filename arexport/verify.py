@@ -39,7 +39,6 @@ from artrain.checkpoint import load_checkpoint
 from artrain.models import ARModel
 from arrun.contract.errors import ARError, UsageError, first_line
 from arrun.contract.schema import BATCH_DIM, ModelInfo, SchemaError
-from arrun.heads import head_for
 from arrun.kinds import kind_of
 from arrun.runtime import ChunkRunner, ChunkSampler, StepRunner, Stepper, full_logits, prefill
 from arrun.sampling import sample_categorical
@@ -207,10 +206,9 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
     T = min(steps, info.max_length) if info.max_length else max(steps, 2 * model.state_period + 1)
     L = model.fixed_length or T  # a model with a fixed length (whole images) takes only that in forward
     x = rng.integers(0, info.vocab_size, (batch, L), dtype=np.int64)
-    # the greedy decision compared: the argmax level, or a mixture's most likely component (its mean is
-    # rounded to a level, so a difference within tolerance may move the fed-back level by one)
-    pick = (lambda out: out[..., :info.mixtures].argmax(-1)) if info.mixtures else head_for(info).greedy
-    slack = 1 if info.mixtures else 0
+    # the greedy decision compared (``Head.decision``): the argmax level, or a mixture's most likely component
+    # (its mean is rounded to a level, so a difference within tolerance may move the fed-back level by one)
+    pick, slack = info.head.decision, info.head.greedy_slack
     cond = rng.integers(0, info.num_classes, batch, dtype=np.int64) if info.num_classes else None
     frames, local = None, {}
     if info.features:  # log-mel-like frames: around ln(1e-2), spread over the floor .. loud range
@@ -227,9 +225,9 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
     onnx_step, start = Stepper(runtime, batch), info.start_token
     onnx_logits, _ = rollout(onnx_step, start, cond, x[:, :T], features=frames)
     torch_logits, _ = rollout(torch_step, start, cond, x[:, :T], features=frames)
-    greedy_level = head_for(info).greedy
+    greedy_level = info.head.greedy
     torch_greedy, torch_tokens = rollout(torch_step, start, cond, None, T, features=frames, pick=greedy_level)
-    if info.mixtures:  # on torch's greedy path: a one-level rounding difference fed back would fork the paths
+    if slack:  # on torch's greedy path: a one-level rounding difference fed back would fork the paths
         onnx_greedy, _ = rollout(onnx_step, start, cond, torch_tokens, features=frames)
         onnx_tokens = greedy_level(onnx_greedy)
     else:

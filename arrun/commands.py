@@ -109,7 +109,7 @@ def info(model_path: Path) -> dict:
         "path": str(model_path), "family": i.family, "graph": i.graph, "precision": i.precision,
         "data_kind": i.data_kind,
         "decoding": model.kind.describe(i), **model.kind.fields(i), "vocab_size": i.vocab_size,
-        "output": f"logistic mixture of {i.mixtures}" if i.mixtures else "softmax",
+        "output": i.head.description,
         "start_token": i.start_token, "max_length": i.max_length, "window": i.window,
         "receptive_field": i.receptive_field, "step_tokens": i.step_tokens, "data_name": i.data_name,
         "features": None if i.features is None else json.loads(i.features.to_json()),

@@ -237,7 +237,7 @@ def main() -> None:
             data = config["data"]
             bits = audio_bits(data["levels"]) if data["kind"] == "audio" else 8
             test = load_dataset(data["name"], bits=bits).test
-            head = f"mixture of {model.mixtures} logistics" if model.mixtures else "softmax"
+            head = model.output_head.description
             depth = f", {bits}-bit" if data["kind"] == "audio" else ""
             params = sum(p.numel() for p in model.parameters())
             print(f"| {ckpt} | {config['family']} | {head} | {data['name']}{depth} | {config['step']} | {params:,} "

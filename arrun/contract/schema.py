@@ -22,9 +22,10 @@ Graph I/O (B = batch, dynamic in every graph):
   [``features``], ``uniforms`` (B, N) float64, one per element, state -> ``tokens`` (B, N) int64 and the
   state. Element i is drawn by the inverse CDF of the softmax of its logits at uniforms[:, i], computed in
   float64 as ``arrun.sampling.sample_categorical`` does, so a chunk samples what N steps sample.
-A model with a mixture head (``ar.output`` kind logistic_mixture, K components) outputs ``mixture`` (..., 3K)
-float32 in place of ``logits`` (..., V): per element K mixture logits, K means and K log-scales of logistics over
-the levels mapped to [-1, 1] (``arrun.heads.LogisticMixture``); it has no chunk graph.
+The output head (``ar.output``, ``arrun.contract.heads``) names the graph output and its width W: a softmax head
+outputs ``logits`` (..., V) as above; a mixture head (kind logistic_mixture, K components) outputs ``mixture``
+(..., 3K) float32: per element K mixture logits, K means and K log-scales of logistics over the levels mapped to
+[-1, 1]; only a head a chunk graph can sample (the softmax) has a chunk graph.
 A locally conditioned model (``ar.features``: a vocoder) takes ``features`` float32 frames of the declared
 analysis (``arrun.contract.features``), frame f conditioning elements f*hop .. f*hop + hop - 1: (B, F, M)
 frames 0..F-1 in the full graph, (B, M) the frame of ``position`` in the step graph, (B, F, M) frames
@@ -35,10 +36,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from .features import FeatureSpec
+from .heads import Head, make_head
 
 FORMAT_VERSION = 5  # 2: windowed models (window, receptive field, step tokens), data name; 3: features, chunk graph;
                     # 4: precision variants (precision, source hash, quality gate); 5: output head (mixture of logistics)
@@ -49,8 +52,7 @@ POSITION_INPUT = "position"
 CONDITION_INPUT = "condition"
 FEATURES_INPUT = "features"
 UNIFORMS_INPUT = "uniforms"
-LOGITS_OUTPUT = "logits"
-MIXTURE_OUTPUT = "mixture"
+LOGITS_OUTPUT = "logits"  # the softmax head's output (a chunk graph's logits inside the graph)
 TOKENS_OUTPUT = "tokens"
 BATCH_DIM = "batch"
 
@@ -93,7 +95,8 @@ class Key:
     PRODUCER = "ar.producer"              # JSON {package: version}
     PRECISION = "ar.precision"            # 'fp32' (exported) | 'fp16' | 'int8' (variants of an fp32 graph)
     SOURCE_SHA256 = "ar.source_sha256"    # a variant: sha256 of the fp32 file it was made from; fp32: ""
-    OUTPUT = "ar.output"                  # JSON {"kind": "softmax"} or {"kind": "logistic_mixture", "mixtures": K}
+    OUTPUT = "ar.output"                  # JSON {"kind": head kind, **its params}: {"kind": "softmax"} or
+                                          # {"kind": "logistic_mixture", "mixtures": K} (arrun.contract.heads)
     GATE = "ar.precision.gate"            # a variant: JSON {split, tolerance, bits_per_dim, reference_bits_per_dim,
                                           # greedy_steps}: the quality gate it passed; fp32: {}
 
@@ -168,18 +171,23 @@ class ModelInfo:
     precision: str = "fp32"
     source_sha256: str = ""
     gate: dict = field(default_factory=dict)
-    mixtures: int = 0  # 0: softmax head over the V levels; K > 0: a discretized mixture of K logistics
+    output: dict = field(default_factory=lambda: {"kind": "softmax"})  # 'ar.output': the head's kind and params
     format_version: int = FORMAT_VERSION
+
+    @cached_property
+    def head(self) -> Head:
+        """The output head ``output`` declares over the V levels (ValueError when it declares none)."""
+        return make_head(self.output, self.vocab_size)
 
     @property
     def output_name(self) -> str:
         """The graph output holding each element's distribution: ``logits`` (..., V) for a softmax head,
-        ``mixture`` (..., 3K) for a mixture head (``arrun.heads``)."""
-        return MIXTURE_OUTPUT if self.mixtures else LOGITS_OUTPUT
+        ``mixture`` (..., 3K) for a mixture head."""
+        return self.head.output_name
 
     @property
     def output_width(self) -> int:
-        return 3 * self.mixtures if self.mixtures else self.vocab_size
+        return self.head.width
 
     def input_names(self) -> list[str]:
         names = [TOKEN_INPUT]
@@ -227,8 +235,7 @@ class ModelInfo:
             Key.PRECISION: self.precision,
             Key.SOURCE_SHA256: self.source_sha256,
             Key.GATE: json.dumps(self.gate, sort_keys=True),
-            Key.OUTPUT: json.dumps({"kind": "logistic_mixture", "mixtures": self.mixtures} if self.mixtures
-                                   else {"kind": "softmax"}),
+            Key.OUTPUT: json.dumps(self.head.spec),
         }
 
     @classmethod
@@ -251,11 +258,12 @@ class ModelInfo:
         if version not in READS_VERSIONS:
             raise SchemaError(f"{source} has format version {version}, this arrun reads versions "
                               f"{', '.join(map(str, READS_VERSIONS))}; re-export it with the matching arexport or upgrade arrun")
+        vocab_size = parse(Key.VOCAB_SIZE, _ranged(1, MAX_VOCAB))
         info = cls(
             family=get(Key.FAMILY),
             graph=parse(Key.GRAPH, _choice(GRAPH_KINDS)),
             data_kind=parse(Key.DATA_KIND, _name),
-            vocab_size=parse(Key.VOCAB_SIZE, _ranged(1, MAX_VOCAB)),
+            vocab_size=vocab_size,
             start_token=parse(Key.START_TOKEN, int),
             max_length=parse(Key.MAX_LENGTH, _ranged(0, MAX_LENGTH)),
             state=parse(Key.STATE, _state_specs),
@@ -278,7 +286,8 @@ class ModelInfo:
             precision=parse(Key.PRECISION, _choice(PRECISIONS)),
             source_sha256=get(Key.SOURCE_SHA256),
             gate=parse(Key.GATE, _json_dict),
-            mixtures=parse(Key.OUTPUT, _mixtures) if version >= 5 else 0,
+            output=parse(Key.OUTPUT, lambda s: make_head(_json_dict(s), vocab_size).spec) if version >= 5
+            else {"kind": "softmax"},
             format_version=version,
         )
         info.validate(source)
@@ -291,8 +300,11 @@ class ModelInfo:
             problems.append("class names and number of classes disagree")
         if self.graph != "full" and not self.state:
             problems.append(f"a {self.graph} graph needs a state spec")
-        if self.mixtures and self.graph == "chunk":
-            problems.append("a chunk graph samples a softmax head only")
+        try:
+            if self.graph == "chunk" and not self.head.samples_in_graph:
+                problems.append("a chunk graph samples a softmax head only")
+        except ValueError as e:
+            problems.append(f"no output head: {e}")
         if self.graph == "chunk" and self.step_tokens != 1:
             problems.append("a chunk graph rolls one element per iteration")
         if self.features and self.features.sample_rate != self.sample_rate:
@@ -346,19 +358,6 @@ def _json(kind: type):
 
 
 _json_str, _json_list, _json_dict = _json(str), _json(list), _json(dict)
-
-
-def _mixtures(value: str) -> int:
-    """'ar.output' -> 0 (softmax) or K, the mixture components."""
-    head = _json_dict(value)
-    if head.get("kind") == "softmax":
-        return 0
-    if head.get("kind") != "logistic_mixture":
-        raise ValueError(f"unknown output kind {head.get('kind')!r}; expected softmax or logistic_mixture")
-    mixtures = _json_int(head.get("mixtures"))
-    if not 1 <= mixtures <= MAX_VOCAB:
-        raise ValueError(f"{mixtures} mixture components is not in 1..{MAX_VOCAB}")
-    return mixtures
 
 
 def _json_int(value) -> int:

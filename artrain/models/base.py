@@ -14,9 +14,10 @@ Contract (every family):
   tensor, the index of the element whose distribution is returned. The input state is never
   modified; the new state has the same names, shapes and dtypes.
 Rolling ``step`` for pos = 0..T-1 from ``init_state`` reproduces ``forward`` (float32, max abs diff 1e-5).
-A model whose config has ``mixtures`` K > 0 outputs 3K mixture parameters per element in place of the V logits
-(``output_width``; ``arrun.heads.LogisticMixture`` reads them), and ``output_nll`` is then the discretized
-mixture likelihood.
+A model's output head (``output_head``, an ``arrun.contract.heads.Head``: a softmax over the V levels, or a
+discretized mixture of K logistics where the config has ``mixtures`` K > 0) sets ``output_width``, the W outputs
+per element that ``forward`` and ``step`` return in place of the V logits, and ``output_nll``, the training loss:
+the head's likelihood, the formula arrun scores with, evaluated in torch (``TORCH_OPS``).
 
 A family is one ``ARModel`` subclass with a ``family`` name, carrying everything the rest of the project
 asks of it (config class, training defaults, data-dependent config, lengths, declared abilities). A
@@ -35,9 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from arrun.contract.features import FeatureSpec
+from arrun.contract.heads import ArrayOps, Head, LogisticMixture, Softmax
 from arrun.contract.registry import Registry
 from arrun.contract.schema import StateSpec
-from arrun.heads import log_scale_floor
 
 
 def _check_family(name: str, cls) -> None:
@@ -116,19 +117,20 @@ class ARModel(nn.Module):
         return 0
 
     @property
-    def mixtures(self) -> int:
-        """K components of a discretized logistic mixture head; 0: a softmax over the levels."""
-        return getattr(self.config, "mixtures", 0)
+    def output_head(self) -> Head:
+        """The output head over the config's ``vocab_size`` levels: a discretized mixture of ``mixtures``
+        logistics where the config has K > 0, else a softmax. A family with a head of its own overrides this;
+        the width, the loss and the exported 'ar.output' follow from it."""
+        levels, K = self.config.vocab_size, getattr(self.config, "mixtures", 0)
+        return LogisticMixture(levels, K) if K else Softmax(levels)
 
     @property
     def output_width(self) -> int:
-        return 3 * self.mixtures if self.mixtures else self.config.vocab_size
+        return self.output_head.width
 
     def output_nll(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """outputs (..., W) float32, targets (...) levels -> (...) -ln p(target), the training loss per element."""
-        if self.mixtures:
-            return mixture_nll(outputs, targets, self.config.vocab_size)
-        return F.cross_entropy(outputs.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
+        return -self.output_head.level_log_probs(outputs, targets, TORCH_OPS)
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         raise NotImplementedError
@@ -200,22 +202,17 @@ class ImageModel(ARModel):
         return self(x.view(-1, c.height, c.width), cond).flatten(1, 2)  # (B, H*W, V)
 
 
+# The array functions of a head's likelihood (``arrun.contract.heads.ArrayOps``), in torch: float32, differentiable.
+TORCH_OPS = ArrayOps(
+    real=lambda x: x.float(), exp=torch.exp, log=torch.log, expm1=torch.expm1, softplus=F.softplus,
+    where=torch.where, maximum=lambda x, low: x.clamp(min=low), logsumexp=lambda x: torch.logsumexp(x, dim=-1),
+    log_softmax=lambda x: torch.log_softmax(x, dim=-1),
+    take=lambda x, index: x.gather(-1, index.unsqueeze(-1)).squeeze(-1))
+
+
 def mixture_nll(outputs: torch.Tensor, targets: torch.Tensor, levels: int) -> torch.Tensor:
-    """The discretized logistic mixture likelihood of PixelCNN++ (edge bins take the tails), as
-    ``arrun.heads.LogisticMixture.level_log_probs`` computes it: outputs (..., 3K) [K logits | K means |
-    K log-scales] over x in [-1, 1], level v at 2v / (levels - 1) - 1; targets (...) -> (...) -ln p(target)."""
-    w, mu, log_s = outputs.float().chunk(3, dim=-1)  # (..., K) each
-    log_s = log_s.clamp(min=log_scale_floor(levels))
-    half_bin = 1.0 / (levels - 1)
-    x = (2.0 * targets / (levels - 1) - 1.0).unsqueeze(-1)  # (..., 1)
-    inv_s = torch.exp(-log_s)
-    a = (x + half_bin - mu) * inv_s  # (..., K) the bin's upper edge, standardised
-    b = (x - half_bin - mu) * inv_s  # its lower edge
-    width = -torch.expm1(-2.0 * half_bin * inv_s)  # 1 - e^(b - a), b - a from the bin width, not a difference
-    middle = a + torch.log(width) - F.softplus(a) - F.softplus(b)  # ln(sigmoid(a) - sigmoid(b))
-    t = targets.unsqueeze(-1)
-    log_p = torch.where(t == 0, -F.softplus(-a), torch.where(t == levels - 1, -F.softplus(b), middle))
-    return -torch.logsumexp(torch.log_softmax(w, dim=-1) + log_p, dim=-1)
+    """outputs (..., 3K), targets (...) -> (...) -ln p(target) under the mixture of K logistics over ``levels``."""
+    return -LogisticMixture(levels, outputs.shape[-1] // 3).level_log_probs(outputs, targets, TORCH_OPS)
 
 
 def gate(a: torch.Tensor, dim: int) -> torch.Tensor:
