@@ -61,8 +61,8 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, levels: int) -> torch.Tensor:
     h, power = b, a
     for level in range(levels):
         lag = 1 << level
-        earlier = h.index_select(1, (t - lag).clamp(min=0)) * (t >= lag).unsqueeze(-1)  # (B, T, N) h_{t-lag}, 0 before 0
-        h = h + power * earlier
+        weight = power * (t >= lag).unsqueeze(-1)  # (T, N) a^lag, 0 where t - lag is before the start
+        h = torch.addcmul(h, weight, h.index_select(1, (t - lag).clamp(min=0)))  # (B, T, N) + a^lag h_{t-lag}
         power = power * power  # a^(2^(level+1))
     return h
 
