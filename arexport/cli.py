@@ -3,22 +3,26 @@
 Errors become one line on stderr through ``arrun.contract.edge``, ``error: <what>; <what to do>``, and an
 exit code: 2 for bad input (arguments, checkpoint, paths), 1 when export or verification fails (a parity
 failure prints its full report on stdout first), 130 when interrupted. Tracebacks only with AR_DEBUG=1.
+Each command checks its paths (``_check_inputs``) before it imports the worker and with it torch and onnx,
+so a typo or a missing file is said at once.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from artrain.checkpoint import read_config
 from arrun.contract import edge
 from arrun.contract.errors import UsageError
+from arrun.contract.files import check_model_file
 
-from .export import DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS, ExportResult, export_onnx
-from .variants import NEAR_TIE, TOLERANCE, make_variant
-from .genai import CONFIG_FILE, DEFAULT_MAX_LENGTH, MODEL_FILE, export_genai
-from .verify import ParityError, verify_onnx
+from .constants import DEFAULT_MAX_LENGTH, DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS, VARIANTS
+
+if TYPE_CHECKING:
+    from .export import ExportResult
 
 app = edge.typer_app(prog="arexport", no_args_is_help=True,
                      help="Export artrain checkpoints to self-describing ONNX graphs and verify them.")
@@ -45,8 +49,11 @@ def onnx_command(
         chosen = [kind for kind, flag in (("step", step_graph), ("full", full_graph), ("chunk", chunk_graph)) if flag]
         if len(chosen) != 1:
             raise UsageError("choose exactly one graph kind; pass --step-graph, --full-graph or --chunk-graph")
-        return export_onnx(checkpoint_dir, out, graph=chosen[0], opset=opset, force=force, verify=verify)
-    result = edge.run(_reporting_parity(work, as_json))
+        _check_inputs(checkpoint_dir)
+        from .export import export_onnx
+        return _reporting_parity(lambda: export_onnx(checkpoint_dir, out, graph=chosen[0], opset=opset, force=force,
+                                                     verify=verify), as_json)
+    result = edge.run(work)
     typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(_export_lines(result)))
 
 
@@ -63,7 +70,14 @@ def quantize_command(
 ) -> None:
     """Write an int8 or fp16 variant of an exported graph, only if its validation bits/dim is within
     1 % (int8) or 0.1 % (fp16, which must also keep 64 greedy tokens but for near-ties) of the fp32 graph's."""
-    result = edge.run(lambda: make_variant(source, checkpoint_dir, precision, out, force=force))
+    def work():
+        if precision not in VARIANTS:
+            raise UsageError(f"unknown precision {precision!r}; choose int8 or fp16 (the exported graph is fp32)")
+        _check_inputs(checkpoint_dir, source)
+        from .variants import make_variant
+        return make_variant(source, checkpoint_dir, precision, out, force=force)
+    result = edge.run(work)
+    from .variants import NEAR_TIE, TOLERANCE
     gate = result.gate
     lines = [f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB, {100 * result.size_bytes / result.source_bytes:.0f} % "
              f"of the fp32 graph): {result.info.family} {result.info.graph} graph at {precision}, onnxruntime >= "
@@ -87,8 +101,13 @@ def genai_command(
     as_json: JsonOption = False,
 ) -> None:
     """Export a Transformer checkpoint as a folder onnxruntime-genai runs (growing KV cache), verified."""
-    result = edge.run(_reporting_parity(lambda: export_genai(checkpoint_dir, out, max_length=max_length, force=force),
-                                        as_json))
+    def work():
+        _check_inputs(checkpoint_dir)
+        from .genai import export_genai
+        return _reporting_parity(lambda: export_genai(checkpoint_dir, out, max_length=max_length, force=force),
+                                 as_json)
+    result = edge.run(work)
+    from .genai import CONFIG_FILE, MODEL_FILE
     lines = [f"wrote {result.folder}/{{{MODEL_FILE},{CONFIG_FILE}}}: onnxruntime-genai model type llama, "
              f"max length {result.max_length}", *result.report.lines()]
     typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(lines))
@@ -101,7 +120,11 @@ def verify_command(
     as_json: JsonOption = False,
 ) -> None:
     """Check an exported file and prove its parity with the checkpoint it came from."""
-    report = edge.run(_reporting_parity(lambda: verify_onnx(model, checkpoint_dir), as_json))
+    def work():
+        _check_inputs(checkpoint_dir, model)
+        from .verify import verify_onnx
+        return _reporting_parity(lambda: verify_onnx(model, checkpoint_dir), as_json)
+    report = edge.run(work)
     lines = [f"{model}: {report.family} {report.graph} graph", *report.lines()]
     typer.echo(json.dumps(report.to_dict()) if as_json else "\n".join(lines))
 
@@ -118,15 +141,23 @@ def _names(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:4])}, ..., {names[-1]} ({len(names)} in all)"
 
 
+def _check_inputs(checkpoint_dir: Path, graph: Path | None = None) -> None:
+    """The checks that need neither torch nor onnx, made first: ``graph`` (the .onnx read) is a readable file
+    and the checkpoint's config.json reads. UsageError otherwise; the worker checks everything else."""
+    if graph is not None:
+        check_model_file(Path(graph))
+    read_config(checkpoint_dir)
+
+
 def _reporting_parity(work, as_json: bool):
-    """``work`` that prints a parity failure's full report on stdout before the edge prints the error."""
-    def run():
-        try:
-            return work()
-        except ParityError as e:
-            typer.echo(json.dumps(e.report.to_dict()) if as_json else "\n".join(e.report.lines()))
-            raise
-    return run
+    """``work()``, printing a parity failure's full report on stdout before the edge prints the error."""
+    from .verify import ParityError
+
+    try:
+        return work()
+    except ParityError as e:
+        typer.echo(json.dumps(e.report.to_dict()) if as_json else "\n".join(e.report.lines()))
+        raise
 
 
 def main() -> None:

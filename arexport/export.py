@@ -62,16 +62,8 @@ from arrun.kinds import kind_of
 
 from . import __version__
 from .chunk import chunk_graph
+from .constants import DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS
 from .verify import ExportError, VerifyReport, verify_onnx
-
-DEFAULT_OPSET = 18
-# Opset -> the oldest onnxruntime that ran every family's step and full graphs (conditional or not)
-# within the verify_onnx figures, one throwaway environment per release. 1.14.1 is the first release
-# with opset 18; benchmarks/ort_compat.py runs every shipped graph on it, 1.17.3, 1.20.1 and the newest
-# release (the README's matrix). 1.15.1 has no opset-19 kernels and 1.16.3 rejects opset 20. Opset 17 is
-# not offered: the exporter's down-conversion keeps opset-18 Split attributes, which the checker rejects.
-MIN_ONNXRUNTIME = {18: "1.14.1", 19: "1.16.3", 20: "1.17.3"}
-SUPPORTED_OPSETS = tuple(MIN_ONNXRUNTIME)
 
 _EXAMPLE_BATCH = 2  # export traces batch 2, so batch 1 and 3 in verification are sizes it never saw
 

@@ -35,11 +35,11 @@ from artrain.models import ARModel
 from arrun.contract.errors import UsageError
 from arrun.contract.schema import LOGITS_OUTPUT, TOKEN_INPUT
 
+from .constants import DEFAULT_MAX_LENGTH
 from .export import DEFAULT_OPSET, trace
 from .verify import TOLERANCE, ParityError, VerifyReport, _comparison
 
 MODEL_FILE, CONFIG_FILE = "model.onnx", "genai_config.json"
-DEFAULT_MAX_LENGTH = 4096
 
 
 @dataclass(frozen=True)

@@ -51,10 +51,10 @@ from arrun.score import score
 from arrun.session import Model, open_model
 
 from . import __version__
+from .constants import VARIANTS
 from .export import _quiet, check_output, set_metadata
 from .verify import ExportError
 
-VARIANTS = ("int8", "fp16")
 TOLERANCE = {"int8": 0.01, "fp16": 0.001}  # relative increase of validation bits/dim a variant may have
 GREEDY_STEPS, GREEDY_BATCH = 64, 4
 NEAR_TIE = 0.01  # nats: two logits this close are a tie to the model (a 1 % probability ratio)

@@ -10,6 +10,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from .contract.errors import ARError, UsageError, first_line
+from .contract.files import check_model_file
 from .contract.schema import (CONDITION_INPUT, FEATURES_INPUT, POSITION_INPUT, TOKEN_INPUT, TOKENS_OUTPUT,
                               UNIFORMS_INPUT, ModelInfo, SchemaError, variant_name)
 from .kinds import DataKind, kind_of
@@ -44,7 +45,7 @@ def open_model(path: Path, *, provider: str = "cpu", threads: int = 1, graph: tu
     graph: the graph kinds the command takes ('step', 'full', 'chunk'), () for any.
     Raises UsageError for a bad file, metadata or graph, ARError when the provider cannot run."""
     path = Path(path)
-    _check_file(path)
+    check_model_file(path)
     if provider not in PROVIDERS:
         raise UsageError(f"unknown provider {provider!r}; use cpu or cuda")
     if not 0 <= threads <= MAX_THREADS:
@@ -85,21 +86,6 @@ def _read_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
         return ModelInfo.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
     except SchemaError as e:
         raise UsageError(str(e)) from None
-
-
-def _check_file(path: Path) -> None:
-    """``path`` is a readable regular file (a FIFO or device would block or never end)."""
-    try:
-        if path.is_dir():
-            raise UsageError(f"{path} is a directory; give the .onnx file exported by `arexport onnx`")
-        if not path.exists():
-            raise UsageError(f"{path} does not exist; give the .onnx file exported by `arexport onnx`")
-        if not path.is_file():
-            raise UsageError(f"{path} is not a regular file; give the .onnx file exported by `arexport onnx`")
-        with open(path, "rb"):
-            pass
-    except OSError as e:
-        raise UsageError(f"cannot read {path} ({e.strerror}); check the path and its permissions") from None
 
 
 def _create_session(path: Path, provider: str, threads: int) -> ort.InferenceSession:

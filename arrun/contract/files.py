@@ -5,6 +5,7 @@ name or symlink is never followed); ``commit()`` flushes, fsyncs and renames it 
 ``discard()`` removes it. A ``path`` that exists and is not a regular file (a character device such as
 /dev/null, a FIFO) is written straight through instead: renaming over it would replace the device.
 The file gets the permissions of an ordinary new file (0o666 less the umask).
+``check_model_file`` checks that the .onnx a command reads is a readable regular file.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from .errors import UsageError
 
 ORDINARY_MODE = 0o666  # before the umask, as for any new file
 
@@ -86,6 +89,22 @@ def write_atomic(path: Path | str, content: bytes | Callable[[Path], None]) -> P
         else:
             pending.file.write(content)
     return Path(path)
+
+
+def check_model_file(path: Path) -> None:
+    """UsageError unless ``path`` is a readable regular file, the .onnx a command reads (a FIFO or device
+    would block or never end). Quick: it imports nothing, so a command says it before loading its runtime."""
+    try:
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory; give the .onnx file exported by `arexport onnx`")
+        if not path.exists():
+            raise UsageError(f"{path} does not exist; give the .onnx file exported by `arexport onnx`")
+        if not path.is_file():
+            raise UsageError(f"{path} is not a regular file; give the .onnx file exported by `arexport onnx`")
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot read {path} ({e.strerror}); check the path and its permissions") from None
 
 
 def is_special(path: Path) -> bool:
