@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,7 @@ class DataInfo:
     alphabet: str | None = None
     sample_rate: int | None = None
     class_names: tuple[str, ...] = ()
+    kind_fields: dict = field(default_factory=dict)  # the data kind's own fields, name -> str: ar.data.<name>
 
     @classmethod
     def of(cls, dataset) -> "DataInfo":

@@ -1,6 +1,7 @@
 """A data kind from outside the project: a toy 'bytes' kind (any file as its bytes 0..255, samples written
-as raw bytes), registered in ``arrun.kinds.DATA_KINDS`` here, serves `arrun info`, `sample`, `score`,
-`compress` and `decompress` on a model whose metadata names it, with no file of the project naming it."""
+as raw bytes, records of a size its own metadata field ``ar.data.record_size`` gives), registered in
+``arrun.kinds.DATA_KINDS`` here, serves `arrun info`, `sample`, `score`, `compress` and `decompress` on a
+model whose metadata names it, with no file of the project naming it."""
 import json
 from pathlib import Path
 
@@ -20,15 +21,25 @@ from conftest import make_checkpoint
 
 
 class BytesKind(DataKind):
-    """Any file as its bytes; a model of 256 levels; samples as raw bytes, one file each."""
+    """Any file as its bytes; a model of 256 levels; samples as raw bytes, one file each, of one record
+    (``ar.data.record_size`` bytes) by default."""
     name, unit, expected = "bytes", "byte", "any file"
     layout_format = "bytes"
 
     def problems(self, info):
-        return [] if info.vocab_size == 256 else [f"a bytes model has 256 levels, not {info.vocab_size}"]
+        problems = [] if info.vocab_size == 256 else [f"a bytes model has 256 levels, not {info.vocab_size}"]
+        if not info.kind_fields.get("record_size", "").isdigit():
+            problems.append("a bytes model needs ar.data.record_size, a number of bytes")
+        return problems
 
     def describe(self, info):
         return "raw bytes"
+
+    def fields(self, info):
+        return {"record_size": int(info.kind_fields["record_size"])}
+
+    def default_length_of(self, info):
+        return int(info.kind_fields["record_size"])
 
     def sink(self, out, info, plan, stream):
         return BytesSink(out or Path("samples.bin"), plan)
@@ -68,14 +79,21 @@ def bytes_model(tmp_path_factory) -> Path:
 
     DATA_KINDS.register("bytes", BytesKind())  # what a plug-in's entry point does when the name is looked up
     folder = tmp_path_factory.mktemp("bytes")
-    _, checkpoint = make_checkpoint(folder / "ckpt", "wavenet", data=dict(name="tiny-bytes", kind="bytes", levels=256))
+    data = dict(name="tiny-bytes", kind="bytes", levels=256, kind_fields={"record_size": "12"})
+    _, checkpoint = make_checkpoint(folder / "ckpt", "wavenet", data=data)
     export_onnx(checkpoint, folder / "step.onnx", graph="step", verify=False)
     return folder / "step.onnx"
 
 
-def test_info_names_the_plugged_in_kind(bytes_model):
+def test_info_names_the_plugged_in_kind_and_its_field(bytes_model):
     record = json.loads(cli("info", bytes_model, "--json").stdout)
     assert (record["data_kind"], record["decoding"], record["bits_unit"]) == ("bytes", "raw bytes", "byte")
+    assert record["record_size"] == 12
+
+
+def test_default_length_is_the_kinds_field(bytes_model, tmp_path):
+    cli("sample", bytes_model, "-n", "2", "--out", tmp_path / "r.bin")
+    assert [len((tmp_path / f"r-00{i}.bin").read_bytes()) for i in range(2)] == [12, 12]
 
 
 def test_greedy_sample_writes_the_models_bytes(bytes_model, tmp_path):
@@ -110,12 +128,19 @@ def test_compress_round_trips_through_the_kinds_framing(bytes_model, tmp_path):
     assert (tmp_path / "back.bin").read_bytes() == original
 
 
-def test_unknown_kind_is_one_line(bytes_model, tmp_path):
-    proto = onnx.load(bytes_model)
-    for prop in proto.metadata_props:
-        if prop.key == "ar.data.kind":
-            prop.value = "nosuch"
-    onnx.save(proto, tmp_path / "m.onnx")
-    result = cli("info", tmp_path / "m.onnx", code=2)
+def _edited(model: Path, out: Path, key: str, value: str | None) -> Path:
+    """A copy of ``model`` with metadata ``key`` set to ``value`` (None: removed)."""
+    proto = onnx.load(model)
+    props = [(p.key, p.value) for p in proto.metadata_props if p.key != key] + ([(key, value)] if value else [])
+    onnx.helper.set_model_props(proto, dict(props))
+    onnx.save(proto, out)
+    return out
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("ar.data.kind", "nosuch", ["unknown data kind 'nosuch'", "arrun.data_kinds"]),
+    ("ar.data.record_size", None, ["needs ar.data.record_size"])])
+def test_unknown_kind_or_missing_field_is_one_line(bytes_model, tmp_path, key, value, words):
+    result = cli("info", _edited(bytes_model, tmp_path / "m.onnx", key, value), code=2)
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
-    assert "unknown data kind 'nosuch'" in result.stderr and "arrun.data_kinds" in result.stderr
+    assert all(w in result.stderr for w in words), result.stderr

@@ -83,6 +83,7 @@ class Key:
     DATA_NAME = "ar.data.name"            # the training data: a built-in name or the file/folder name
     ALPHABET = "ar.data.alphabet"         # JSON string: token i is character i (text) else ""
     SAMPLE_RATE = "ar.data.sample_rate"   # Hz (audio: tokens are 8-bit mu-law codes) else 0
+    KIND_FIELD = "ar.data.{}"             # any other ar.data.<name>: a field of the data kind's own (a string)
     FEATURES = "ar.features"              # JSON FeatureSpec of the local conditioning (a vocoder) else ""
     NUM_CLASSES = "ar.condition.num_classes"  # 0: unconditional (no condition input)
     CLASS_NAMES = "ar.condition.class_names"  # JSON list of str
@@ -99,6 +100,9 @@ class Key:
                                           # {"kind": "logistic_mixture", "mixtures": K} (arrun.contract.heads)
     GATE = "ar.precision.gate"            # a variant: JSON {split, tolerance, bits_per_dim, reference_bits_per_dim,
                                           # greedy_steps}: the quality gate it passed; fp32: {}
+
+
+BUILT_IN_DATA_KEYS = frozenset({Key.DATA_KIND, Key.IMAGE_SHAPE, Key.DATA_NAME, Key.ALPHABET, Key.SAMPLE_RATE})
 
 
 class SchemaError(ValueError):
@@ -160,6 +164,7 @@ class ModelInfo:
     image_shape: tuple[int, ...] = ()
     alphabet: str = ""
     sample_rate: int = 0
+    kind_fields: dict = field(default_factory=dict)  # the data kind's own fields: ar.data.<name> -> name: str
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
     uses_position: bool = False
@@ -223,6 +228,7 @@ class ModelInfo:
             Key.IMAGE_SHAPE: json.dumps(list(self.image_shape)),
             Key.ALPHABET: json.dumps(self.alphabet),
             Key.SAMPLE_RATE: str(self.sample_rate),
+            **{Key.KIND_FIELD.format(name): value for name, value in self.kind_fields.items()},
             Key.NUM_CLASSES: str(self.num_classes),
             Key.CLASS_NAMES: json.dumps(list(self.class_names)),
             Key.STATE: json.dumps(state),
@@ -275,6 +281,7 @@ class ModelInfo:
             image_shape=parse(Key.IMAGE_SHAPE, lambda s: tuple(_json_int(v) for v in _json_list(s))),
             alphabet=parse(Key.ALPHABET, _json_str),
             sample_rate=parse(Key.SAMPLE_RATE, int),
+            kind_fields=_kind_fields(meta),
             num_classes=parse(Key.NUM_CLASSES, _ranged(0, MAX_CLASSES)),
             class_names=parse(Key.CLASS_NAMES, lambda s: tuple(_json_text(v) for v in _json_list(s))),
             uses_position=parse(Key.USES_POSITION, lambda s: {"0": False, "1": True}[s]),
@@ -296,6 +303,11 @@ class ModelInfo:
     def validate(self, source: str = "the model") -> None:
         """Cross-field checks every data kind relies on (each kind checks its own fields: ``arrun.kinds.kind_of``)."""
         problems = []
+        odd = [name for name, value in self.kind_fields.items() if not isinstance(value, str)
+               or not name.isidentifier() or Key.KIND_FIELD.format(name) in BUILT_IN_DATA_KEYS]
+        if odd:
+            problems.append(f"the data kind's own fields {odd} need string values and identifier names other than "
+                            "the built-in ar.data keys")
         if self.class_names and len(self.class_names) != self.num_classes:
             problems.append("class names and number of classes disagree")
         if self.graph != "full" and not self.state:
@@ -336,6 +348,14 @@ def _name(value: str) -> str:
     if not value.isidentifier():
         raise ValueError(f"{value[:40]!r} is not a name")
     return value
+
+
+def _kind_fields(meta: dict[str, str]) -> dict[str, str]:
+    """The ar.data.<name> keys beyond the built-in ones (names that are identifiers; others are ignored like any
+    unknown key) -> {name: value}, for the data kind to read."""
+    prefix = Key.KIND_FIELD.format("")
+    return {key.removeprefix(prefix): meta[key] for key in sorted(meta) if key.startswith(prefix)
+            and key not in BUILT_IN_DATA_KEYS and key.removeprefix(prefix).isidentifier()}
 
 
 def _ranged(low: int, high: int):
