@@ -111,6 +111,7 @@ def model_info(model: ARModel, config: dict, graph: str, opset: int) -> ModelInf
         features=model.feature_spec,
         image_shape=tuple(data.image_shape or ()),
         alphabet=data.alphabet or "", sample_rate=data.sample_rate or 0, num_classes=c.num_classes,
+        kind_fields=dict(data.kind_fields),
         class_names=tuple(data.class_names) if c.num_classes else (),
         uses_position=graph != "full" and model.uses_position,
         bits_per_dim=math.nan if bits is None else float(bits), bits_split=evaluation.get("split") or "",
