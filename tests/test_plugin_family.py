@@ -57,10 +57,16 @@ def site(work) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(work, site) -> tuple[Path, dict]:
-    """`artrain fit --model diagrec`, found by its entry point -> (checkpoint folder, the fit record)."""
+def tiny(work) -> Path:
+    """A --config file of a one-layer model."""
     (work / "tiny.json").write_text(json.dumps(TINY))
-    record = cli_json("artrain", "fit", "--model", FAMILY, *FAST, "--steps", 3, "--config", work / "tiny.json",
+    return work / "tiny.json"
+
+
+@pytest.fixture(scope="module")
+def trained(work, site, tiny) -> tuple[Path, dict]:
+    """`artrain fit --model diagrec`, found by its entry point -> (checkpoint folder, the fit record)."""
+    record = cli_json("artrain", "fit", "--model", FAMILY, *FAST, "--steps", 3, "--config", tiny,
                       "--out", work / "run", site=site, cwd=work)
     return work / "run", record
 
@@ -124,8 +130,8 @@ def test_arrun_scores_as_artrain_eval(work, site, trained, graphs, held_out):
         assert scored["bits_per_dim"] == pytest.approx(reference["bits_per_dim"], abs=1e-4), graph
 
 
-def test_a_module_class_spec_names_the_family_too(work, site):
-    record = cli_json("artrain", "fit", "--model", SPEC, *FAST, "--steps", 1, "--config", work / "tiny.json",
+def test_a_module_class_spec_names_the_family_too(work, site, tiny):
+    record = cli_json("artrain", "fit", "--model", SPEC, *FAST, "--steps", 1, "--config", tiny,
                       "--out", work / "by-spec", site=site, cwd=work)
     config = json.loads((work / "by-spec" / "config.json").read_text())
     assert (config["family"], config["family_import"]) == (FAMILY, SPEC)
