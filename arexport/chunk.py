@@ -26,6 +26,8 @@ from artrain.models import ARModel
 from arrun.contract.schema import (BATCH_DIM, CONDITION_INPUT, FEATURES_INPUT, POSITION_INPUT, TOKEN_INPUT,
                                    TOKENS_OUTPUT, UNIFORMS_INPUT, ModelInfo)
 
+from .tracing import trace
+
 _VECTORS = "frame_vectors"  # the outer value holding the conditioning vectors of the chunk's frames (B, F, D)
 _SAMPLE_VECTORS = "sample_vectors"  # the vector of each element's frame (B, N, D)
 _ROWS = {_SAMPLE_VECTORS: "row_vector", UNIFORMS_INPUT: "row_uniform"}  # outer (B, N, ...) -> the body's row i
@@ -74,8 +76,6 @@ class FrameVectors(nn.Module):
 
 def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     """The chunk graph of ``model`` (its metadata is ``info``, graph 'chunk') at ``info.opset``."""
-    from .export import trace
-
     B, batch = 2, torch.export.Dim(BATCH_DIM, min=1, max=4096)
     frames = torch.export.Dim("frames", min=1)
     state = model.init_state(B)

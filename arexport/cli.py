@@ -9,6 +9,7 @@ so a typo or a missing file is said at once.
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -17,6 +18,7 @@ import typer
 from artrain.checkpoint import read_config
 from arrun.contract import edge
 from arrun.contract.errors import UsageError
+from arrun.contract.schema import GRAPH_KINDS
 from arrun.contract.files import check_model_file
 
 from .constants import DEFAULT_MAX_LENGTH, DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS, VARIANTS
@@ -31,13 +33,20 @@ CheckpointArg = Annotated[Path, typer.Argument(help="Checkpoint directory writte
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object instead of text.")]
 
 
-@app.command("onnx", epilog="Examples:  arexport onnx runs/digits --step-graph  |  "
-                             "arexport onnx runs/digits --full-graph --out digits-full.onnx --json")
+Graph = Enum("Graph", {kind: kind for kind in GRAPH_KINDS}, type=str)  # arexport.graphs.GRAPHS builds each
+
+
+@app.command("onnx", epilog="Examples:  arexport onnx runs/digits --graph step  |  "
+                             "arexport onnx runs/digits --graph full --out digits-full.onnx --json")
 def onnx_command(
     checkpoint_dir: CheckpointArg,
-    step_graph: Annotated[bool, typer.Option("--step-graph", help="Export the single-step graph with explicit state (for generation).")] = False,
-    full_graph: Annotated[bool, typer.Option("--full-graph", help="Export the parallel graph over a whole sequence (for scoring).")] = False,
-    chunk_graph: Annotated[bool, typer.Option("--chunk-graph", help="Export the step rolled N times in one graph, sampling inside it (WaveNet: fastest generation).")] = False,
+    graph: Annotated[Optional[Graph], typer.Option("--graph", help="step: one element per call with explicit state (for "
+                                                   "generation); full: the parallel graph over a whole sequence (for scoring); "
+                                                   "chunk: the step rolled N times in one graph, sampling inside it (WaveNet: "
+                                                   "fastest generation).", show_default=False)] = None,
+    step_graph: Annotated[bool, typer.Option("--step-graph", help="Same as --graph step.")] = False,
+    full_graph: Annotated[bool, typer.Option("--full-graph", help="Same as --graph full.")] = False,
+    chunk_graph: Annotated[bool, typer.Option("--chunk-graph", help="Same as --graph chunk.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output file; default CHECKPOINT_DIR/<graph>.onnx.", show_default=False)] = None,
     opset: Annotated[int, typer.Option("--opset", help=f"ONNX opset, {SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}; opset 18 loads on onnxruntime >= {MIN_ONNXRUNTIME[18]}.")] = DEFAULT_OPSET,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Prove parity with the eager model before the file is written.")] = True,
@@ -46,9 +55,11 @@ def onnx_command(
 ) -> None:
     """Export a checkpoint's model as an ONNX step, full or chunk graph, verified by default."""
     def work() -> ExportResult:
-        chosen = [kind for kind, flag in (("step", step_graph), ("full", full_graph), ("chunk", chunk_graph)) if flag]
+        chosen = ([graph.value] if graph else []) + [
+            kind for kind, flag in (("step", step_graph), ("full", full_graph), ("chunk", chunk_graph)) if flag]
         if len(chosen) != 1:
-            raise UsageError("choose exactly one graph kind; pass --step-graph, --full-graph or --chunk-graph")
+            raise UsageError("choose exactly one graph kind; pass --graph step|full|chunk (or its alias "
+                             "--step-graph, --full-graph or --chunk-graph)")
         _check_inputs(checkpoint_dir)
         from .export import export_onnx
         return _reporting_parity(lambda: export_onnx(checkpoint_dir, out, graph=chosen[0], opset=opset, force=force,

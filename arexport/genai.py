@@ -3,9 +3,10 @@
     arexport genai CHECKPOINT_DIR --out FOLDER [--max-length N] [--force] [--json]
 
 The folder holds ``model.onnx`` and ``genai_config.json`` (model type ``llama``: a decoder-only model with
-the Optimum names). The graph is the model's ``step_growing``: inputs ``input_ids`` (B, S),
-``attention_mask`` (B, P + S), ``position_ids`` (B, S), ``past_key_values.{i}.key|value`` (B, heads, P,
-head_dim), growing by S per call; outputs ``logits`` (B, S, V) and ``present.{i}.key|value`` (B, heads,
+the Optimum names), for a family that declares ``genai`` (``ARModel.genai``: it has ``step_growing`` and the
+config fields ``layers``, ``heads``, ``d_model``). The graph is the model's ``step_growing``: inputs
+``input_ids`` (B, S), ``attention_mask`` (B, P + S), ``position_ids`` (B, S), ``past_key_values.{i}.key|value``
+(B, heads, P, head_dim), growing by S per call; outputs ``logits`` (B, S, V) and ``present.{i}.key|value`` (B, heads,
 P + S, head_dim). The attention window is applied inside the graph by mask, so up to ``--max-length``
 it gives the ring-buffer step graph's distribution; the ring buffer is what runs unbounded in constant
 memory, this is the interop path. Token ids are the model's, plus one: the start symbol V is
@@ -36,8 +37,9 @@ from arrun.contract.errors import UsageError
 from arrun.contract.schema import LOGITS_OUTPUT, TOKEN_INPUT
 
 from .constants import DEFAULT_MAX_LENGTH
-from .export import DEFAULT_OPSET, trace
-from .verify import TOLERANCE, ParityError, VerifyReport, _comparison
+from .export import DEFAULT_OPSET
+from .tracing import trace
+from .verify import TOLERANCE, ParityError, VerifyReport, comparison
 
 MODEL_FILE, CONFIG_FILE = "model.onnx", "genai_config.json"
 
@@ -73,8 +75,9 @@ def export_genai(checkpoint_dir: Path | str, out: Path | str, *, max_length: int
     UsageError for a model without a growing KV cache (or conditioned on classes) or a bad --out;
     ExportError/ParityError when export or verification fails."""
     model, config = load_checkpoint(Path(checkpoint_dir))
-    if not hasattr(model, "step_growing"):
-        raise UsageError(f"onnxruntime-genai runs KV-cache decoders; this checkpoint is a {model.family} model")
+    if not model.genai:
+        raise UsageError(f"onnxruntime-genai runs KV-cache decoders (a family declaring genai); this checkpoint is "
+                         f"a {model.family} model")
     if model.config.num_classes:
         raise UsageError("onnxruntime-genai has no input for a class condition; export an unconditional model")
     if not 1 <= max_length <= 1 << 20:
@@ -162,7 +165,7 @@ def verify_growing(path: Path, model: ARModel, *, name: str, steps: int = 64, se
             logits, *past = session.run(outputs, feeds)
             got.append(logits[..., :c.vocab_size])
             done += size
-        comparisons.append(_comparison("onnx growing vs torch forward", np.concatenate(got, axis=1), want))
+        comparisons.append(comparison("onnx growing vs torch forward", np.concatenate(got, axis=1), want))
     report = VerifyReport(name, model.family, "genai", TOLERANCE, tuple(comparisons))
     if not report.passed:
         worst = max(report.comparisons, key=lambda r: r.max_abs_diff)

@@ -52,7 +52,8 @@ from arrun.session import Model, open_model
 
 from . import __version__
 from .constants import VARIANTS
-from .export import _quiet, check_output, set_metadata
+from .export import check_output, set_metadata
+from .tracing import quiet
 from .verify import ExportError
 
 TOLERANCE = {"int8": 0.01, "fp16": 0.001}  # relative increase of validation bits/dim a variant may have
@@ -164,7 +165,7 @@ def _convert(proto: onnx.ModelProto, precision: str, scratch: Path, calibration:
     ExportError if the tools fail."""
     ir_version = proto.ir_version
     try:
-        with _quiet():
+        with quiet():
             if precision == "fp16":
                 converted = _fp16(proto, head_output)
             else:

@@ -218,7 +218,7 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
     with torch.no_grad():
         forward = model.sequence_logits(torch.from_numpy(x), _tensor(cond), **local).numpy()  # (B, L, V)
     if info.graph == "full":
-        return [_comparison("onnx full vs torch forward", full_logits(runtime, x, cond, frames), forward, pick)]
+        return [comparison("onnx full vs torch forward", full_logits(runtime, x, cond, frames), forward, pick)]
     torch_step = TorchStepper(model, batch)
     if info.graph == "chunk":
         return [_compare_chunk(runtime, torch_step, rng, cond, frames, T)]
@@ -232,14 +232,14 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
         onnx_tokens = greedy_level(onnx_greedy)
     else:
         onnx_greedy, onnx_tokens = rollout(onnx_step, start, cond, None, T, features=frames, pick=greedy_level)
-    greedy = _comparison("onnx greedy vs torch greedy", onnx_greedy, torch_greedy, pick)
-    comparisons = [_comparison("onnx step vs torch step", onnx_logits, torch_logits, pick),
-                   _comparison("onnx step vs torch forward", onnx_logits, forward[:, :T], pick),
+    greedy = comparison("onnx greedy vs torch greedy", onnx_greedy, torch_greedy, pick)
+    comparisons = [comparison("onnx step vs torch step", onnx_logits, torch_logits, pick),
+                   comparison("onnx step vs torch forward", onnx_logits, forward[:, :T], pick),
                    Comparison(greedy.what, batch, T, greedy.max_abs_diff, int((np.abs(onnx_tokens - torch_tokens) > slack).sum()))]
     if info.step_tokens > 1:
         onnx_step.reset(cond)
         inputs = np.concatenate([np.full((batch, 1), start, np.int64), x[:, :T - 1]], axis=1)  # (B, T) fed
-        comparisons.append(_comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs), forward[:, :T], pick))
+        comparisons.append(comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs), forward[:, :T], pick))
     return comparisons
 
 
@@ -260,7 +260,7 @@ def _compare_chunk(runtime: Model, torch_step: "TorchStepper", rng: np.random.Ge
     return Comparison("onnx chunk vs torch sampling", B, T, 0.0, int((got != want).sum()))
 
 
-def _comparison(what: str, got: np.ndarray, want: np.ndarray, pick=lambda out: out.argmax(-1)) -> Comparison:
+def comparison(what: str, got: np.ndarray, want: np.ndarray, pick=lambda out: out.argmax(-1)) -> Comparison:
     """got, want (B, T, W) outputs -> max abs difference and how many greedy tokens (``pick``: the head's
     greedy choice, argmax for a softmax) differ."""
     mismatches = int((pick(got) != pick(want)).sum())

@@ -65,6 +65,11 @@ class ARModel(nn.Module):
     # data kind ('image' | 'text' | 'audio') -> default fit options, "model" holding config fields; sized to
     # train a useful model in <= 15 min on 2 CPU cores.
     training_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Optional abilities, declared here and never probed (docs/families.md). Two more are properties below,
+    # since the config decides them: prefill (``step_tokens`` > 1) and local conditioning (``feature_spec``).
+    graph_kinds: ClassVar[tuple[str, ...]] = ("step", "full")  # the `arexport onnx --graph` kinds it exports;
+    # 'chunk' (the step rolled inside the graph) needs a one-element step over sequences of any length
+    genai: ClassVar[bool] = False  # has ``step_growing``: `arexport genai` exports it for onnxruntime-genai
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -134,6 +139,13 @@ class ARModel(nn.Module):
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         raise NotImplementedError
+
+    def step_growing(self, token: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                     past: list[tuple[torch.Tensor, torch.Tensor]]):
+        """The onnxruntime-genai form of ``step`` (a KV cache growing by S per call, Optimum names), for a family
+        that declares ``genai``: token (B, S), attention_mask (B, P + S), position_ids (B, S), past per layer
+        (key, value) (B, heads, P, head_dim) -> (logits (B, S, V), present per layer (B, heads, P + S, head_dim))."""
+        raise NotImplementedError(f"the {self.family} family does not declare genai")
 
     def init_state(self, batch_size: int) -> dict[str, torch.Tensor]:
         device = next(self.parameters()).device

@@ -113,6 +113,7 @@ class Block(nn.Module):
 class Transformer(ARModel):
     family = "transformer"
     Config = TransformerConfig
+    genai = True  # step_growing
     training_defaults = {
         "image": dict(steps=1500, batch_size=64, lr=2e-3, eval_every=250,
                       model=dict(layers=4, d_model=64, heads=4, dropout=0.2)),

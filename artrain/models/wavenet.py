@@ -65,6 +65,7 @@ class WaveNetConfig:
 class WaveNet(ARModel):
     family = "wavenet"
     Config = WaveNetConfig
+    graph_kinds = ("step", "full", "chunk")
     training_defaults = {
         "image": dict(steps=300, batch_size=64, lr=2e-3, eval_every=100,
                       model=dict(stacks=2, layers_per_stack=6, residual_channels=32, skip_channels=64)),

@@ -1,0 +1,74 @@
+"""Export without artrain: ``arexport.export_model`` takes a model of a family from outside the project
+(``tiny_family.Decay``, never trained, no checkpoint directory) and a data description, writes the verified
+self-describing graph `arexport onnx` writes, and the unchanged arrun samples and scores it."""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from arexport import DataInfo, ExportResult, export_model
+from arrun.commands import sample, score
+from arrun.contract.errors import UsageError
+from arrun.generate import SampleOptions
+from arrun.session import open_model
+
+from tiny_family import Decay, DecayConfig
+
+ALPHABET = "abcdefgh .\n"
+TEXT = DataInfo("my-text.txt", "text", len(ALPHABET), alphabet=ALPHABET)
+
+
+@pytest.fixture(scope="module")
+def decay():
+    torch.manual_seed(0)
+    model = Decay(DecayConfig(vocab_size=len(ALPHABET), dim=8))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.5)  # far from uniform, so a wrong tap shows
+    return model.eval()
+
+
+@pytest.mark.parametrize("graph", ["step", "full"])
+def test_export_model_writes_a_verified_graph_arrun_runs(tmp_path, decay, graph):
+    result = export_model(decay, TEXT, tmp_path / f"{graph}.onnx", graph=graph, bits_per_dim=2.5, bits_split="test")
+    assert isinstance(result, ExportResult) and result.report.passed and result.report.max_abs_diff < 1e-4
+    assert (result.info.family, result.info.graph, result.info.data_name) == ("decay", graph, "my-text.txt")
+    model = open_model(result.path)
+    assert (model.info.bits_per_dim, model.info.bits_split) == (2.5, "test")
+    assert model.info.input_names()[0] == "input_ids" and model.info.uses_position is False
+
+    text = "abc defg.\nhhh aaa bcd\n" * 3
+    (tmp_path / "t.txt").write_text(text)
+    got = score(result.path, tmp_path / "t.txt")
+    x = torch.tensor([[ALPHABET.index(c) for c in text]])
+    with torch.no_grad():
+        nats = torch.nn.functional.cross_entropy(decay(x)[0], x[0], reduction="sum").item()
+    assert got["n_dims"] == len(text) and got["graph"] == graph
+    assert got["bits_per_dim"] == pytest.approx(nats / len(text) / math.log(2), abs=1e-4)
+
+
+def test_exported_model_samples_with_the_unchanged_arrun(tmp_path, decay):
+    path = export_model(decay, TEXT, tmp_path / "step.onnx").path
+    runs = []
+    for _ in range(2):
+        stream = io.StringIO()
+        sample(path, options=SampleOptions(length=40, seed=7), stream=stream)
+        runs.append(stream.getvalue())
+    assert runs[0] == runs[1] and len(runs[0]) >= 40 and set(runs[0]) <= set(ALPHABET)
+
+
+@pytest.mark.parametrize("args, says", [
+    (("not a model", TEXT), "export_model takes an ARModel"),
+    (("MODEL", {"name": "x", "kind": "text"}), "takes its data as an arexport.DataInfo, not dict"),
+    (("MODEL", DataInfo("x", "text", 5, alphabet="abcde")), "the data description has 5 levels but its decay model 11"),
+    (("MODEL", TEXT, "chunk"), "a chunk graph rolls the one-element step of a sequence model of any length"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, decay, args, says):
+    model, data, *graph = args
+    with pytest.raises(UsageError) as e:
+        export_model(decay if model == "MODEL" else model, data, tmp_path / "x.onnx", graph=(graph or ["step"])[0])
+    assert says in str(e.value) and "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
