@@ -1,6 +1,6 @@
 """An output head from outside the project (tests/toy_head.py), installed as an entry point of 'arrun.heads' the
-way pip installs a plug-in, is read from a graph's metadata, scored and sampled by arrun and trained by artrain's
-torch loss, with no project file naming it."""
+way pip installs a plug-in, trains with artrain's torch loss, exports verified through arexport, and is read from
+the graph's metadata, scored and sampled by arrun, with no project file naming it."""
 import json
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import torch
 from scipy import stats
 from typer.testing import CliRunner
 
+from arexport import DataInfo, export_model
 from artrain.data import Split
 from artrain.evaluate import evaluate
 from artrain.models.wavenet import WaveNet
@@ -21,7 +22,7 @@ from arrun.generate import SampleOptions, generate, make_plan
 from arrun.sampling import SamplingOptions
 from arrun.score import score
 from arrun.session import open_model
-from conftest import exported, tiny_model
+from conftest import TINY, exported, tiny_model
 
 TOY = {"kind": "uniform_mixture", "floor": 0.25}
 
@@ -75,15 +76,18 @@ def test_a_head_that_is_not_installed_is_refused(tmp_path):
 
 
 def test_arrun_scores_what_artrain_trains(installed, tmp_path):
-    """The torch loss and arrun's numpy score of the same weights under the toy head agree, and differ from
-    the softmax's; the loss has gradients."""
+    """A model with the toy head exports (verified against torch) declaring it; artrain's torch loss and
+    arrun's numpy score of it agree, and differ from the softmax's; the loss has gradients."""
     model, _ = tiny_model("wavenet")
     toy = ToyHeadWaveNet(model.config).eval()
     toy.load_state_dict(model.state_dict())
+    graph = export_model(toy, DataInfo(**TINY["wavenet"][1]), tmp_path / "toy.onnx", graph="full").path
     x = np.random.default_rng(0).integers(0, 256, 300)
     split = Split(x, np.array([0, len(x)]), None)
     want, softmax = evaluate(toy, split).bits_per_dim, evaluate(model, split).bits_per_dim
-    got = score(open_model(with_head(exported("wavenet", "full"), TOY, tmp_path / "toy.onnx")), [x])["bits_per_dim"]
+    runtime = open_model(graph)
+    assert runtime.info.output == TOY
+    got = score(runtime, [x])["bits_per_dim"]
     assert abs(got - want) < 1e-5 and abs(want - softmax) > 0.01, (got, want, softmax)
     tokens = torch.from_numpy(x[None])
     outputs = toy.sequence_logits(tokens)  # (1, T, V)
