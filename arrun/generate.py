@@ -19,7 +19,6 @@ from .contract.schema import ModelInfo
 from .kinds import DATA_KINDS
 from .outputs import Sink
 from .runtime import ChunkSampler, Stepper, prefill
-from .heads import head_for
 from .sampling import SamplingOptions, sample_rngs
 from .session import Model
 
@@ -64,7 +63,7 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
     """Check the options against the model; UsageError naming the first problem."""
     o = options
     o.sampling.validate()
-    head_for(info).check(o.sampling)
+    info.head.check(o.sampling)
     if o.num_samples <= 0 or (o.batch_size is not None and o.batch_size <= 0):
         raise UsageError(f"-n and --batch-size must be >= 1, got {o.num_samples} and {o.batch_size}")
     if o.seed < 0:
@@ -166,7 +165,7 @@ def generate(model: Model, plan: Plan, sampling: SamplingOptions, seed: int, sin
     graph samples CHUNK elements per call instead."""
     runners: dict[int, Stepper | ChunkSampler] = {}
     start, steps, P, T = time.perf_counter(), 0, len(plan.prompt), plan.total_length
-    chunked, head = model.info.graph == "chunk", head_for(model.info)
+    chunked, head = model.info.graph == "chunk", model.info.head
     for indices in plan.batches():
         B = len(indices)
         if B not in runners:  # at most two sizes: the batch and the last, smaller one

@@ -12,7 +12,6 @@ import numpy as np
 from .contract.errors import ARError, first_line
 from .contract.features import mulaw_features
 from .contract.scoring import Score, chunks
-from .heads import head_for
 from .runtime import Stepper, full_logits, prefill
 from .session import ORT_ERRORS, Model
 
@@ -58,7 +57,7 @@ def score(model: Model, sequences: list[np.ndarray], conditions: list[int] | int
 def _nll_full(model: Model, x: np.ndarray, cond: np.ndarray | None, skip: int, frames: np.ndarray | None) -> float:
     """x (B, T) [, frames (B, F, M)] through the full graph: logits (B, T, V) in one run; the first ``skip``
     are context."""
-    return head_for(model.info).nll(full_logits(model, x, cond, frames)[:, skip:], x[:, skip:])
+    return model.info.head.nll(full_logits(model, x, cond, frames)[:, skip:], x[:, skip:])
 
 
 def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None, frames: np.ndarray | None) -> float:
@@ -67,7 +66,7 @@ def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None, frames: np.n
     stepper = Stepper(model, len(x))
     stepper.reset(cond, frames)
     inputs = np.concatenate([np.full((len(x), 1), model.info.start_token, np.int64), x[:, :-1]], axis=1)  # (B, T)
-    total, head = 0.0, head_for(model.info)
+    total, head = 0.0, model.info.head
     for i in range(0, x.shape[1], STEP_BLOCK):
         outputs = prefill(stepper, inputs[:, i:i + STEP_BLOCK], i)  # (B, block, W)
         total += head.nll(outputs, x[:, i:i + STEP_BLOCK])

@@ -18,7 +18,6 @@ from ..contract.codecs import MAX_INPUT_BYTES, read_bytes
 from ..contract.errors import ARError, UsageError, first_line
 from ..contract.files import sha256_file
 from ..generate import check_condition, class_id
-from ..heads import head_for
 from ..kinds import DataKind, Framed
 from ..outputs import STDOUT, check_output, write_files
 from ..session import ORT_ERRORS, Model, open_model
@@ -46,7 +45,7 @@ def compress(model_path: Path, data: Path, *, out: Path | None = None, condition
     raw = _read(data, "file to compress")
     framed = model.kind.frame(raw, data, info)
     chunk = _chunk(chunk, framed, model.kind, info)
-    encoder, head = queue.RangeEncoder(), head_for(info)
+    encoder, head = queue.RangeEncoder(), info.head
 
     def code(outputs: np.ndarray, index: np.ndarray) -> np.ndarray:
         levels = framed.elements[index]  # (n,)
@@ -84,7 +83,7 @@ def decompress(model_path: Path, archive: Path, *, out: Path | None = None, prog
     _check_header(header, model.kind, info, archive)
     default = archive.with_suffix("") if archive.suffix == ".arz" else None
     out = _output(out, default, ())
-    decoder, head = queue.RangeDecoder(words), head_for(info)
+    decoder, head = queue.RangeDecoder(words), info.head
     elements = np.zeros(header["elements"], np.int64)  # (n,)
 
     def code(outputs: np.ndarray, index: np.ndarray) -> np.ndarray:
