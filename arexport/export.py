@@ -42,7 +42,7 @@ from artrain.models import ARModel
 from arrun.contract.errors import UsageError, first_line
 from arrun.contract.files import PendingFile
 from arrun.contract.registry import UnknownEntry
-from arrun.contract.schema import ModelInfo, SchemaError
+from arrun.contract.schema import GRAPH_IO, ModelInfo, SchemaError
 from arrun.kinds import kind_of
 
 from . import __version__
@@ -95,12 +95,13 @@ def model_info(model: ARModel, data: DataInfo, graph: str, opset: int, *, bits_p
         raise UsageError(f"a {graph} graph {kind.needs}; the {family} family exports {', '.join(model.graph_kinds)} "
                          "graphs (its graph_kinds): export it with --graph step")
     head = model.output_head
-    if kind.samples and not head.samples_in_graph:
+    io = GRAPH_IO[graph]
+    if io.samples and not head.samples_in_graph:
         raise UsageError(f"a {graph} graph samples a softmax head; this {family} has a {head.description} head: "
                          "export it with --graph step (arrun samples it in numpy)")
     info = ModelInfo(
         family=family, graph=graph, data_kind=data.kind, vocab_size=c.vocab_size, start_token=c.vocab_size,
-        max_length=model.max_length, state=model.state_spec() if kind.stateful else (), window=model.window,
+        max_length=model.max_length, state=model.state_spec() if io.stateful else (), window=model.window,
         receptive_field=model.receptive_field, step_tokens=model.step_tokens if kind.prefill else 1,
         data_name=Path(data.name).name,  # a user's path: no local folders
         features=model.feature_spec,
@@ -108,7 +109,7 @@ def model_info(model: ARModel, data: DataInfo, graph: str, opset: int, *, bits_p
         alphabet=data.alphabet or "", sample_rate=data.sample_rate or 0, num_classes=c.num_classes,
         kind_fields=dict(data.kind_fields),
         class_names=tuple(data.class_names) if c.num_classes else (),
-        uses_position=kind.stateful and model.uses_position,
+        uses_position=io.stateful and model.uses_position,
         bits_per_dim=math.nan if bits_per_dim is None else float(bits_per_dim), bits_split=bits_split,
         opset=opset, min_onnxruntime=MIN_ONNXRUNTIME[opset], producer=_producer_versions(), output=head.spec)
     try:

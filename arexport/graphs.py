@@ -3,7 +3,7 @@
 An entry names the kind's builder (``model``, ``info`` -> the traced ModelProto, metadata set afterwards by
 the exporter) and what it asks of a family: a family exports the kinds it declares in ``ARModel.graph_kinds``.
 A new graph kind is its own module (a wrapper ``nn.Module`` over the model, traced with ``tracing.trace``)
-plus one ``GRAPHS.register`` line here; ``arrun.contract.schema.GRAPH_KINDS`` lists the kinds the contract
+plus one ``GRAPHS.register`` line here; ``arrun.contract.schema.GRAPH_IO`` describes the kinds the contract
 knows, and arrun's runtime must know how to drive it (docs/families.md lists the files).
 
 Graphs (B = batch, dynamic in every graph; V = vocabulary size):
@@ -38,13 +38,13 @@ EXAMPLE_BATCH = 2  # export traces batch 2, so batch 1 and 3 in verification are
 
 @dataclass(frozen=True)
 class GraphKind:
-    """One kind of exported graph: how it is built and what it asks of the model."""
+    """One kind of exported graph: how it is built and what it asks of the model. Its inputs and outputs are
+    the contract's (``arrun.contract.schema.GRAPH_IO``: whether it carries state, takes whole sequences or
+    samples inside)."""
     name: str
     build: Callable[[ARModel, ModelInfo], onnx.ModelProto]  # the traced graph, without the metadata
     needs: str               # what a family declaring it in ``graph_kinds`` provides (the refusal message)
-    stateful: bool = True    # takes and returns the model's state (``state_spec``), and ``position`` if it reads it
     prefill: bool = False    # takes up to ``ARModel.step_tokens`` elements per call
-    samples: bool = False    # samples inside the graph (a softmax inverse CDF): a softmax head only
 
 
 class StepGraph(nn.Module):
@@ -129,6 +129,6 @@ def full_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
 GRAPHS: Registry[GraphKind] = Registry("arexport.graph_kinds", "graph kind")
 GRAPHS.register("step", GraphKind("step", step_graph, "steps one element (or a prefill chunk) with explicit state",
                                    prefill=True))
-GRAPHS.register("full", GraphKind("full", full_graph, "runs the parallel forward over a whole sequence", stateful=False))
+GRAPHS.register("full", GraphKind("full", full_graph, "runs the parallel forward over a whole sequence"))
 GRAPHS.register("chunk", GraphKind("chunk", chunk_graph, "rolls the one-element step of a sequence model of any "
-                                   "length (a WaveNet)", samples=True))
+                                   "length (a WaveNet)"))

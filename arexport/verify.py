@@ -169,7 +169,7 @@ def _check_shapes(graph: onnx.GraphProto, info: ModelInfo, name: str) -> None:
     for tensor, dims in expected.items():
         if values[tensor] != dims:
             raise ExportError(f"{name}: '{tensor}' has shape {values[tensor]}, the metadata declares {dims}; export it again")
-    if info.graph != "chunk" and values[info.output_name][-1] != info.output_width:
+    if not info.graph_io.samples and values[info.output_name][-1] != info.output_width:
         raise ExportError(f"{name}: {info.output_name} has shape {values[info.output_name]}, the head has "
                           f"{info.output_width} outputs per element; export it again")
 
@@ -183,7 +183,7 @@ def _check_pairing(model: ARModel, info: ModelInfo, name: str) -> None:
     c = model.config
     ours = (model.family, c.vocab_size, c.num_classes)
     if ours != (info.family, info.vocab_size, info.num_classes) or \
-            (info.graph != "full" and info.state != model.state_spec()):
+            (info.graph_io.stateful and info.state != model.state_spec()):
         raise UsageError(f"{name} was not exported from this checkpoint (the file: {info.family}, {info.vocab_size} tokens, "
                          f"{info.num_classes} classes; the checkpoint: {ours[0]}, {ours[1]} tokens, {ours[2]} classes"
                          "); give the checkpoint it came from")

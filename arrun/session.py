@@ -125,11 +125,11 @@ def check_graph(session: ort.InferenceSession, info: ModelInfo, path: Path) -> N
 
 def _expected_args(info: ModelInfo) -> dict[str, tuple[str, list]]:
     """Graph input/output name -> (onnxruntime type, shape with None for dynamic dimensions)."""
-    rank = 2 if info.graph == "full" or info.step_tokens > 1 else 1  # (B, T) / (B, s) or (B,)
+    rank = 2 if info.graph_io.sequence or info.step_tokens > 1 else 1  # (B, T) / (B, s) or (B,)
     mels = info.features.n_mels if info.features else 0
     want = {TOKEN_INPUT: ("tensor(int64)", [None] * rank), CONDITION_INPUT: ("tensor(int64)", [None]),
             POSITION_INPUT: ("tensor(int64)", []), info.output_name: ("tensor(float)", [None] * rank + [info.output_width]),
-            FEATURES_INPUT: ("tensor(float)", [None, mels] if info.graph == "step" else [None, None, mels]),
+            FEATURES_INPUT: ("tensor(float)", [None, None, mels] if info.graph_io.frames else [None, mels]),
             UNIFORMS_INPUT: ("tensor(double)", [None, None]), TOKENS_OUTPUT: ("tensor(int64)", [None, None])}
     for s in info.state:
         want[s.input] = want[s.output] = (_ORT_TYPES.get(s.dtype, s.dtype), [None, *s.shape])

@@ -72,3 +72,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, decay, args, says):
         export_model(decay if model == "MODEL" else model, data, tmp_path / "x.onnx", graph=(graph or ["step"])[0])
     assert says in str(e.value) and "\n" not in str(e.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_graph_kind_of_the_contract_has_one_builder():
+    from arexport.graphs import GRAPHS
+    from arrun.contract.schema import GRAPH_IO
+    assert list(GRAPHS) == list(GRAPH_IO) == ["step", "full", "chunk"]

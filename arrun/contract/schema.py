@@ -56,7 +56,27 @@ LOGITS_OUTPUT = "logits"  # the softmax head's output (a chunk graph's logits in
 TOKENS_OUTPUT = "tokens"
 BATCH_DIM = "batch"
 
-GRAPH_KINDS = ("step", "full", "chunk")
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """What a graph kind takes and returns besides the head's output, the condition and the features (the
+    module docstring): the one description the exporter and a runtime's input checks read. A new kind is one
+    entry in GRAPH_IO, plus the runtime code that drives it."""
+    stateful: bool   # state tensors in and out, and ``position`` where the model reads it
+    sequence: bool   # ``input_ids`` (B, T) and outputs (B, T, W): a whole sequence per call
+    samples: bool    # ``uniforms`` (B, N) float64 in, ``tokens`` (B, N) int64 out: elements drawn in the graph
+
+    @property
+    def frames(self) -> bool:
+        """Whether ``features`` are frames (B, F, M) rather than the one frame (B, M) of a single step."""
+        return self.sequence or self.samples
+
+
+GRAPH_IO = {"step": GraphIO(stateful=True, sequence=False, samples=False),
+            "full": GraphIO(stateful=False, sequence=True, samples=False),
+            "chunk": GraphIO(stateful=True, sequence=False, samples=True)}
+GRAPH_KINDS = tuple(GRAPH_IO)
 PRECISIONS = ("fp32", "fp16", "int8")
 STATE_DTYPES = ("float32", "float16", "float64")
 # Ranges a file may declare; anything beyond is refused before a runtime allocates for it.
@@ -194,20 +214,24 @@ class ModelInfo:
     def output_width(self) -> int:
         return self.head.width
 
+    @property
+    def graph_io(self) -> GraphIO:
+        return GRAPH_IO[self.graph]
+
     def input_names(self) -> list[str]:
         names = [TOKEN_INPUT]
-        if self.graph != "full" and self.uses_position:
+        if self.graph_io.stateful and self.uses_position:
             names.append(POSITION_INPUT)
         if self.num_classes:
             names.append(CONDITION_INPUT)
         if self.features:
             names.append(FEATURES_INPUT)
-        if self.graph == "chunk":
+        if self.graph_io.samples:
             names.append(UNIFORMS_INPUT)
         return names + [s.input for s in self.state]
 
     def output_names(self) -> list[str]:
-        return [TOKENS_OUTPUT if self.graph == "chunk" else self.output_name] + [s.output for s in self.state]
+        return [TOKENS_OUTPUT if self.graph_io.samples else self.output_name] + [s.output for s in self.state]
 
     def to_metadata(self) -> dict[str, str]:
         state = [dict(name=s.name, input=s.input, output=s.output, shape=[BATCH_DIM, *s.shape], dtype=s.dtype,
@@ -310,15 +334,16 @@ class ModelInfo:
                             "the built-in ar.data keys")
         if self.class_names and len(self.class_names) != self.num_classes:
             problems.append("class names and number of classes disagree")
-        if self.graph != "full" and not self.state:
+        io = self.graph_io
+        if io.stateful and not self.state:
             problems.append(f"a {self.graph} graph needs a state spec")
         try:
-            if self.graph == "chunk" and not self.head.samples_in_graph:
-                problems.append("a chunk graph samples a softmax head only")
+            if io.samples and not self.head.samples_in_graph:
+                problems.append(f"a {self.graph} graph samples a softmax head only")
         except ValueError as e:
             problems.append(f"no output head: {e}")
-        if self.graph == "chunk" and self.step_tokens != 1:
-            problems.append("a chunk graph rolls one element per iteration")
+        if io.samples and self.step_tokens != 1:
+            problems.append(f"a {self.graph} graph rolls one element per iteration")
         if self.features and self.features.sample_rate != self.sample_rate:
             problems.append(f"the features are analysed at {self.features.sample_rate} Hz, the audio is {self.sample_rate} Hz")
         if self.window and self.step_tokens > self.window:
