@@ -262,9 +262,10 @@ def test_bad_checkpoint(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["exists", "parent missing", "parent is a file", "is a directory", "checkpoint file",
-                                  "opset 17", "opset 21", "no graph", "both graphs"])
+                                  "opset 17", "opset 21", "no graph", "both graphs", "graph and alias",
+                                  "graph the family lacks"])
 def test_bad_arguments(tmp_path, case):
-    _, ckpt = make_checkpoint(tmp_path / "run", "wavenet", 0)
+    _, ckpt = make_checkpoint(tmp_path / "run", "pixelcnn" if case == "graph the family lacks" else "wavenet", 0)
     (tmp_path / "file").write_text("x")
     (tmp_path / "taken.onnx").write_text("keep me")
     out, extra, words = {
@@ -277,6 +278,8 @@ def test_bad_arguments(tmp_path, case):
         "opset 21": (tmp_path / "x.onnx", ["--full-graph", "--opset", "21"], "18..20"),
         "no graph": (tmp_path / "x.onnx", [], "--step-graph, --full-graph or --chunk-graph"),
         "both graphs": (tmp_path / "x.onnx", ["--step-graph", "--full-graph"], "--step-graph, --full-graph or --chunk-graph"),
+        "graph and alias": (tmp_path / "x.onnx", ["--graph", "step", "--full-graph"], "--graph step|full|chunk"),
+        "graph the family lacks": (tmp_path / "x.onnx", ["--graph", "chunk"], "the pixelcnn family exports step, full"),
     }[case]
     assert_one_line_error(invoke("onnx", ckpt, "--out", out, *extra), 2, words)
     assert _files(tmp_path) == {"run", "file", "taken.onnx"} and (tmp_path / "taken.onnx").read_text() == "keep me"
@@ -334,6 +337,15 @@ def test_verify_bad_input(tmp_path):
     assert_one_line_error(invoke("verify", tmp_path / "bare.onnx", ckpt), 1, "'ar.format_version' does not exist")
     assert_one_line_error(invoke("verify", path, checkpoint("pixelcnn", 0)[1]), 2, "was not exported from this checkpoint")
     assert_one_line_error(invoke("verify", path, tmp_path / "nothing"), 2, "does not exist")
+
+
+def test_graph_option_names_the_kind(tmp_path):
+    """--graph KIND is the option; --step-graph, --full-graph and --chunk-graph stay as its aliases."""
+    _, ckpt = make_checkpoint(tmp_path / "run", "wavenet", 0)
+    result = invoke("onnx", ckpt, "--graph", "full", "--no-verify", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["graph"] == "full" and (ckpt / "full.onnx").is_file()
+    assert invoke("onnx", ckpt, "--graph", "both").exit_code == 2
 
 
 def test_debug_shows_the_exception(tmp_path):
