@@ -99,7 +99,7 @@ def sampler_mismatches(draws: int, vocab: int = 256, block: int = 50_000) -> int
     import torch
 
     from arexport.chunk import sample_inverse_cdf
-    from arexport.export import trace
+    from arexport.tracing import trace
     from arrun.sampling import sample_categorical
 
     class Sampler(torch.nn.Module):
