@@ -93,12 +93,12 @@ def model_info(model: ARModel, data: DataInfo, graph: str, opset: int, *, bits_p
                          f"{model.fixed_length} pixels; {source.fix}")
     if graph not in model.graph_kinds:
         raise UsageError(f"a {graph} graph {kind.needs}; the {family} family exports {', '.join(model.graph_kinds)} "
-                         "graphs (its graph_kinds): export it with --graph step")
+                         "graphs (its graph_kinds): export its step graph instead (--graph step)")
     head = model.output_head
     io = GRAPH_IO[graph]
     if io.samples and not head.samples_in_graph:
         raise UsageError(f"a {graph} graph samples a softmax head; this {family} has a {head.description} head: "
-                         "export it with --graph step (arrun samples it in numpy)")
+                         "export its step graph instead (--graph step; arrun samples it in numpy)")
     info = ModelInfo(
         family=family, graph=graph, data_kind=data.kind, vocab_size=c.vocab_size, start_token=c.vocab_size,
         max_length=model.max_length, state=model.state_spec() if io.stateful else (), window=model.window,
