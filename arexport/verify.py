@@ -200,15 +200,30 @@ def _one_torch_thread():
         torch.set_num_threads(threads)
 
 
+@dataclass(frozen=True)
+class _Case:
+    """One batch size's inputs and the eager model's forward outputs, shared by the comparisons of every kind."""
+    runtime: Model
+    model: ARModel
+    rng: np.random.Generator
+    T: int                       # positions compared
+    x: np.ndarray                # (B, L) the random sequence; L = the model's fixed length, else T
+    cond: np.ndarray | None      # (B,) class ids
+    frames: np.ndarray | None    # (B, F, M) a vocoder's features
+    forward: np.ndarray          # (B, L, W) torch sequence_logits
+
+    @property
+    def batch(self) -> int:
+        return self.x.shape[0]
+
+
 def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: int, steps: int) -> list[Comparison]:
-    """The comparisons at one batch size on one random sequence (and condition, and features)."""
+    """The comparisons of the graph's kind (``_COMPARISONS``) at one batch size on one random sequence (and
+    condition, and features)."""
     info = runtime.info
     T = min(steps, info.max_length) if info.max_length else max(steps, 2 * model.state_period + 1)
     L = model.fixed_length or T  # a model with a fixed length (whole images) takes only that in forward
     x = rng.integers(0, info.vocab_size, (batch, L), dtype=np.int64)
-    # the greedy decision compared (``Head.decision``): the argmax level, or a mixture's most likely component
-    # (its mean is rounded to a level, so a difference within tolerance may move the fed-back level by one)
-    pick, slack = info.head.decision, info.head.greedy_slack
     cond = rng.integers(0, info.num_classes, batch, dtype=np.int64) if info.num_classes else None
     frames, local = None, {}
     if info.features:  # log-mel-like frames: around ln(1e-2), spread over the floor .. loud range
@@ -217,15 +232,24 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
         local["features"] = torch.from_numpy(frames)
     with torch.no_grad():
         forward = model.sequence_logits(torch.from_numpy(x), _tensor(cond), **local).numpy()  # (B, L, V)
-    if info.graph == "full":
-        return [comparison("onnx full vs torch forward", full_logits(runtime, x, cond, frames), forward, pick)]
-    torch_step = TorchStepper(model, batch)
-    if info.graph == "chunk":
-        return [_compare_chunk(runtime, torch_step, rng, cond, frames, T)]
-    onnx_step, start = Stepper(runtime, batch), info.start_token
+    return _COMPARISONS[info.graph](_Case(runtime, model, rng, T, x, cond, frames, forward))
+
+
+def _compare_full(case: _Case) -> list[Comparison]:
+    """The full graph's outputs vs torch forward."""
+    got = full_logits(case.runtime, case.x, case.cond, case.frames)
+    return [comparison("onnx full vs torch forward", got, case.forward, case.runtime.info.head.decision)]
+
+
+def _compare_step(case: _Case) -> list[Comparison]:
+    """The step graph teacher-forced vs the torch step and forward, greedy vs torch greedy, and prefill."""
+    info, B, T, x, cond, frames = case.runtime.info, case.batch, case.T, case.x, case.cond, case.frames
+    # the greedy decision compared (``Head.decision``): the argmax level, or a mixture's most likely component
+    # (its mean is rounded to a level, so a difference within tolerance may move the fed-back level by one)
+    pick, slack, greedy_level = info.head.decision, info.head.greedy_slack, info.head.greedy
+    onnx_step, torch_step, start = Stepper(case.runtime, B), TorchStepper(case.model, B), info.start_token
     onnx_logits, _ = rollout(onnx_step, start, cond, x[:, :T], features=frames)
     torch_logits, _ = rollout(torch_step, start, cond, x[:, :T], features=frames)
-    greedy_level = info.head.greedy
     torch_greedy, torch_tokens = rollout(torch_step, start, cond, None, T, features=frames, pick=greedy_level)
     if slack:  # on torch's greedy path: a one-level rounding difference fed back would fork the paths
         onnx_greedy, _ = rollout(onnx_step, start, cond, torch_tokens, features=frames)
@@ -234,30 +258,33 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
         onnx_greedy, onnx_tokens = rollout(onnx_step, start, cond, None, T, features=frames, pick=greedy_level)
     greedy = comparison("onnx greedy vs torch greedy", onnx_greedy, torch_greedy, pick)
     comparisons = [comparison("onnx step vs torch step", onnx_logits, torch_logits, pick),
-                   comparison("onnx step vs torch forward", onnx_logits, forward[:, :T], pick),
-                   Comparison(greedy.what, batch, T, greedy.max_abs_diff, int((np.abs(onnx_tokens - torch_tokens) > slack).sum()))]
+                   comparison("onnx step vs torch forward", onnx_logits, case.forward[:, :T], pick),
+                   Comparison(greedy.what, B, T, greedy.max_abs_diff, int((np.abs(onnx_tokens - torch_tokens) > slack).sum()))]
     if info.step_tokens > 1:
         onnx_step.reset(cond)
-        inputs = np.concatenate([np.full((batch, 1), start, np.int64), x[:, :T - 1]], axis=1)  # (B, T) fed
-        comparisons.append(comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs), forward[:, :T], pick))
+        inputs = np.concatenate([np.full((B, 1), start, np.int64), x[:, :T - 1]], axis=1)  # (B, T) fed
+        comparisons.append(comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs), case.forward[:, :T], pick))
     return comparisons
 
 
-def _compare_chunk(runtime: Model, torch_step: "TorchStepper", rng: np.random.Generator, cond: np.ndarray | None,
-                   frames: np.ndarray | None, T: int) -> Comparison:
+def _compare_chunk(case: _Case) -> list[Comparison]:
     """The chunk graph's samples (in two calls) vs the torch step rollout sampling from the same uniforms."""
-    B, start = torch_step.batch_size, runtime.info.start_token
-    uniforms = rng.random((B, T))  # (B, T)
-    sampler = ChunkSampler(runtime, B)
+    B, T, cond, frames, start = case.batch, case.T, case.cond, case.frames, case.runtime.info.start_token
+    uniforms = case.rng.random((B, T))  # (B, T)
+    sampler = ChunkSampler(case.runtime, B)
     sampler.reset(cond, frames)
     cut = T // 3
     first = sampler.sample(np.full(B, start, np.int64), 0, uniforms[:, :cut])  # (B, cut)
     got = np.concatenate([first, sampler.sample(first[:, -1], cut, uniforms[:, cut:])], axis=1)  # (B, T)
+    torch_step = TorchStepper(case.model, B)
     torch_step.reset(cond, frames)
     want, token = np.zeros((B, T), np.int64), np.full(B, start, np.int64)
     for t in range(T):
         token = want[:, t] = sample_categorical(torch_step.step(token, t), uniforms[:, t])
-    return Comparison("onnx chunk vs torch sampling", B, T, 0.0, int((got != want).sum()))
+    return [Comparison("onnx chunk vs torch sampling", B, T, 0.0, int((got != want).sum()))]
+
+
+_COMPARISONS = {"step": _compare_step, "full": _compare_full, "chunk": _compare_chunk}  # graph kind -> its proof
 
 
 def comparison(what: str, got: np.ndarray, want: np.ndarray, pick=lambda out: out.argmax(-1)) -> Comparison:
