@@ -13,7 +13,8 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from arrun import commands, heads
+from arrun import commands
+from arrun.contract.heads import softmax as softmax_head
 from arrun.cli import app
 from arrun.contract.errors import Interrupted, UsageError
 from arrun.generate import SampleOptions
@@ -178,8 +179,8 @@ def test_interrupted_run_leaves_no_file(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    real = heads.sample  # the softmax sampler, as the model's head calls it each step
-    monkeypatch.setattr(heads, "sample", interrupt)
+    real = softmax_head.sample  # the softmax sampler, as the model's head calls it each step
+    monkeypatch.setattr(softmax_head, "sample", interrupt)
     with pytest.raises(Interrupted, match="interrupted"):
         commands.sample(exported(KIND["audio"]), options=SampleOptions(num_samples=2, length=3000), out=tmp_path / "a.wav")
     assert list(tmp_path.iterdir()) == []
