@@ -54,17 +54,16 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
     flags = {k: v for k, v in flags.items() if v is not None}
     check_values({k: v for k, v in flags.items() if k != "mixtures"}, "the fit options")
     # the checks below need the family's class, and so torch
-    base = dict(load_family(family).training_defaults.get(data_kind(data), {}))
+    family_cls = load_family(family)
+    base = dict(family_cls.training_defaults.get(data_kind(data), {}))
     base["model"] = {**base.get("model", {}), **file_values.pop("model", {})}
     base.update(file_values)
-    if "mixtures" in flags:  # --output mol --mixtures K: a config field of the families that have the head
-        from .models import FAMILIES
-
-        with_head = [name for name, cls in FAMILIES.items() if "mixtures" in {f.name for f in fields(cls.Config)}]
-        if family not in with_head:
-            raise UsageError(f"--output mol is for the families with a mixture head ({', '.join(with_head)}); "
-                             f"{family} has a softmax head")
-        base["model"]["mixtures"] = flags.pop("mixtures")
+    mixtures = flags.pop("mixtures", None)  # --output softmax: 0; --output mol --mixtures K: K
+    if mixtures is not None and "mixtures" in {f.name for f in fields(family_cls.Config)}:
+        base["model"]["mixtures"] = mixtures
+    elif mixtures:
+        raise UsageError(f"--output mol is for a family with a mixture head (a `mixtures` config field, as wavenet, "
+                         f"pixelcnn and pixelrnn have); {family_cls.family} has a softmax head")
     base.update(flags)
     check_values(base, "the fit options")
     opts = FitOptions(family=family, data=data, **base)

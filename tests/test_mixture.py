@@ -188,6 +188,14 @@ def test_fit_refuses_heads_and_bits_that_do_not_fit(tmp_path, args, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_output_softmax_is_every_family_s_default_head():
+    """`--output softmax` (mixtures 0) names the head a family without a mixture field already has."""
+    from artrain.options import resolve_options
+
+    assert "mixtures" not in resolve_options("transformer", "text", None, {"mixtures": 0}).model
+    assert resolve_options("wavenet", "speech", None, {"mixtures": 0}).model["mixtures"] == 0
+
+
 def test_format_4_files_read_as_a_softmax_head(tmp_path):
     """A version 4 file (every graph before the output head was declared) has no 'ar.output': a softmax."""
     import onnx
