@@ -3,6 +3,7 @@ entry-point group ``artrain.families``, stored in a checkpoint so it loads again
 refused in one line when the name, the module or the class is wrong."""
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from importlib.metadata import EntryPoint
 
@@ -94,3 +95,14 @@ def test_a_bad_entry_point_is_refused(monkeypatch, value, says):
     with pytest.raises(ValueError) as e:
         family_class("wrong")
     assert says in str(e.value)
+
+
+def test_a_spec_never_imports_a_file_from_the_working_directory(tmp_path, monkeypatch):
+    """`python -m` puts the working directory first on sys.path; a spec (or a checkpoint's family_import) naming
+    a module that lies there is not imported from it."""
+    (tmp_path / "planted_family.py").write_text("raise SystemExit('planted code ran')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "path", ["", *sys.path])  # as `python -m` and `python -c` have it
+    with pytest.raises(ValueError, match="cannot import planted_family"):
+        family_class("planted_family:Model")

@@ -7,8 +7,10 @@ is the protocol it implements."""
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import re
+import sys
 from dataclasses import fields
 
 from .base import FAMILIES, ARModel
@@ -30,7 +32,7 @@ def family_class(family: str) -> type[ARModel]:
                          f"install the package and name its class, or choose one of {', '.join(FAMILIES)}")
     module_name, class_name = family.split(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_installed(module_name)
     except Exception as e:  # the plug-in's own import failed: one line, not its traceback
         raise ValueError(f"cannot import {module_name} for the model {family} ({type(e).__name__}: {e}); "
                          "install the package that provides it") from None
@@ -43,6 +45,18 @@ def family_class(family: str) -> type[ARModel]:
         raise ValueError(f"{family} has the family name {cls.family!r} of {known.__module__}:{known.__qualname__}; "
                          "give the class a family name of its own")
     return FAMILIES.register(cls.family, cls)
+
+
+def _import_installed(module_name: str):
+    """Import ``module_name`` from the installed packages: not from the working directory, which `python -m`
+    and `python -c` put first on sys.path, so a checkpoint naming a module cannot run a file lying there."""
+    here = {"", os.getcwd()}
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if p not in here and os.path.abspath(p) != os.getcwd()]
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        sys.path[:] = saved
 
 
 def family_fields(cls: type[ARModel]) -> dict[str, str]:
