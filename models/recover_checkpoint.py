@@ -31,10 +31,11 @@ import torch
 from onnx import numpy_helper
 
 from arexport.export import model_info, to_onnx
-from artrain.checkpoint import save_checkpoint
+from artrain.checkpoint import data_info, save_checkpoint
 from artrain.data import load_dataset
 from artrain.evaluate import evaluate
-from artrain.train import Trainer, resolve_options
+from artrain.options import resolve_options
+from artrain.train import Trainer
 
 GRAPHS = ("step", "full", "chunk")
 
@@ -79,7 +80,7 @@ def recover(name: str, models: Path, out: Path) -> None:
     # marker value -> (graph, initializer, flat index); float32 markers are distinct by construction
     where: dict[float, tuple[str, str, int]] = {}
     for graph in shipped:
-        for init, values in floats(to_onnx(model, model_info(model, config, graph, 18))).items():
+        for init, values in floats(to_onnx(model, model_info(model, data_info(config), graph, 18))).items():
             for i, v in enumerate(values.tolist()):
                 where.setdefault(v, (graph, init, i))
     shipped_values = {g: floats(p) for g, p in shipped.items()}
@@ -92,7 +93,7 @@ def recover(name: str, models: Path, out: Path) -> None:
             recovered = [shipped_values[g][init][i] for g, init, i in (where[v] for v in flat.tolist())]
             p.copy_(torch.tensor(np.array(recovered, dtype=np.float32)).view_as(p))
     for graph, proto in shipped.items():
-        again = floats(to_onnx(model, model_info(model, config, graph, 18)))
+        again = floats(to_onnx(model, model_info(model, data_info(config), graph, 18)))
         theirs = shipped_values[graph]
         if again.keys() != theirs.keys() or any(not np.array_equal(again[k], theirs[k]) for k in theirs):
             raise SystemExit(f"{name}: the recovered model's {graph} graph differs from the shipped one")
