@@ -78,3 +78,21 @@ def test_every_graph_kind_of_the_contract_has_one_builder():
     from arexport.graphs import GRAPHS
     from arrun.contract.schema import GRAPH_IO
     assert list(GRAPHS) == list(GRAPH_IO) == ["step", "full", "chunk"]
+
+
+class DecayInChunks(Decay):
+    """The same family, declaring the chunk graph too: a step that ignores the position still rolls from one."""
+    family = "decay_in_chunks"
+    graph_kinds = ("step", "full", "chunk")
+
+
+def test_a_chunk_graph_of_a_step_without_position_samples_as_the_step_graph(tmp_path, decay):
+    model = DecayInChunks(decay.config)
+    model.load_state_dict(decay.state_dict())
+    texts = []
+    for graph in ("step", "chunk"):
+        path = export_model(model.eval(), TEXT, tmp_path / f"{graph}.onnx", graph=graph).path
+        stream = io.StringIO()
+        sample(path, options=SampleOptions(length=60, seed=3), stream=stream)
+        texts.append(stream.getvalue())
+    assert texts[0] == texts[1] and len(texts[0]) >= 60
