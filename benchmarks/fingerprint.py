@@ -3,7 +3,7 @@ benchmarks/quality.py computes it) and the sha256 of `arrun sample` outputs for 
 chunk and precision-variant graph. Two runs print the same lines exactly when nothing a user sees changed;
 a change that must not alter behaviour is checked by diffing this output before and after it.
 
-    python benchmarks/fingerprint.py [--models models] [--skip-bits] > before.txt
+    python benchmarks/fingerprint.py [--models models] [--skip-bits] [--only NAME ...] > before.txt
 """
 from __future__ import annotations
 
@@ -25,12 +25,14 @@ KIND_OF_DATA = {"digits": "image", "text": "text", "speech": "audio"}
 
 
 def sample_sha(graph: Path, kind: str, seed: int) -> str:
-    """sha256 of what `arrun sample GRAPH ... --seed SEED --out FILE` writes."""
+    """sha256 of what `arrun sample GRAPH ... --seed SEED --out FILE` writes (`arrun vocode GRAPH CLIP` for a
+    vocoder, CLIP the first held-out clip its folder ships)."""
     suffix = {"image": ".png", "text": ".txt", "audio": ".wav"}[kind]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"out{suffix}"
-        args = list(SAMPLE_ARGS[kind])
-        cmd = [sys.executable, "-m", "arrun", "sample", str(graph), *args, "--seed", str(seed), "--out", str(out)]
+        clips = sorted(graph.parent.glob("clip-*-original.wav"))
+        command = ["vocode", str(graph), str(clips[0])] if clips else ["sample", str(graph), *SAMPLE_ARGS[kind]]
+        cmd = [sys.executable, "-m", "arrun", *command, "--seed", str(seed), "--out", str(out)]
         subprocess.run(cmd, check=True, capture_output=True)
         if kind == "image":  # the PNG grid's .npy twin holds the levels
             out = out.with_suffix(".npy")
@@ -41,14 +43,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--skip-bits", action="store_true", help="only the sample hashes")
+    parser.add_argument("--only", nargs="*", help="these shipped models (default: all)")
     args = parser.parse_args()
+    args.only = args.only or list(shipped(args.models))
     for name, (data_name, bits) in shipped(args.models).items():
         folder = args.models / name
-        if not args.skip_bits:
+        if not args.skip_bits and name in args.only:
             test = load_dataset(data_name, bits=bits).test
             print(f"{name} full.onnx test bits/dim {model_bits(folder / 'full.onnx', test):.9f}", flush=True)
         for graph in sorted(folder.glob("*.onnx")):
-            if graph.name == "full.onnx" or "vocoder" in name:  # a vocoder is scored, not sampled: it needs frames
+            if graph.name == "full.onnx" or name not in args.only:
                 continue
             for seed in (0, 1):
                 print(f"{name} {graph.name} seed {seed} sample sha256 {sample_sha(graph, KIND_OF_DATA[data_name], seed)}",
