@@ -67,3 +67,11 @@ def test_arexport_onnx_works_on_a_shipped_folder(tmp_path):
     feeds["input_ids"] = np.array([16, 3])
     for a, b in zip(shipped.run(None, feeds), again.run(None, feeds)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_arexport_verify_takes_a_shipped_graph_of_format_4_and_its_checkpoint():
+    """The shipped graphs predate the output head's key ('ar.output', format 5): their metadata still round-trips."""
+    result = subprocess.run([sys.executable, "-m", "arexport", "verify", str(MODELS / "digits-pixelrnn" / "step.onnx"),
+                             str(MODELS / "digits-pixelrnn"), "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["passed"] is True

@@ -265,7 +265,7 @@ class ModelInfo:
             Key.PRECISION: self.precision,
             Key.SOURCE_SHA256: self.source_sha256,
             Key.GATE: json.dumps(self.gate, sort_keys=True),
-            Key.OUTPUT: json.dumps(self.head.spec),
+            **({Key.OUTPUT: json.dumps(self.head.spec)} if self.format_version >= 5 else {}),  # v4: softmax, unsaid
         }
 
     @classmethod
