@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from arexport.verify import verify_onnx
 from arrun.cli import app
-from arrun.contract.codecs import mulaw_encode, resample_poly
+from arrun.contract.codecs import audio_encode, mulaw_encode, resample_poly
 from arrun.contract.features import mulaw_features
 from arrun.runtime import ChunkSampler, Stepper
 from arrun.sampling import sample_categorical, softmax
@@ -134,6 +134,27 @@ def test_vocode_resynthesises_any_wav_and_streams(tmp_path):
     codes = mulaw_encode(resample_poly(x, 22050, RATE))
     np.save(tmp_path / "f.npy", mulaw_features(codes, tiny_vocoder(0)[0].feature_spec, 256))
     sample_cli(exported_vocoder("step"), "--features", tmp_path / "f.npy", "--length", len(codes),
+               "--out", tmp_path / "step.wav")
+    assert (tmp_path / "step.wav").read_bytes() == (tmp_path / "out.wav").read_bytes()
+
+
+def test_vocode_codes_a_16_bit_vocoder_s_input_as_16_bit_samples(tmp_path):
+    """A 16-bit vocoder (65,536 levels, mixture head) is conditioned on the features of the WAV's 16-bit samples,
+    as at training, not of a mu-law coding with 65,535 as mu."""
+    from arexport.export import export_onnx
+    from conftest import VOCODER_DATA, make_checkpoint
+
+    model, ckpt = make_checkpoint(tmp_path / "ckpt", "wavenet", data=dict(VOCODER_DATA, levels=65536),
+                                  vocab_size=65536, mixtures=2, **VOCODER)
+    export_onnx(ckpt, tmp_path / "step.onnx", graph="step", verify=False)
+    x = 0.5 * np.sin(2 * np.pi * 220 * np.arange(1200) / RATE)
+    write_wav(tmp_path / "in.wav", x, RATE)
+    result = CliRunner().invoke(app, ["vocode", str(tmp_path / "step.onnx"), str(tmp_path / "in.wav"), "--out",
+                                      str(tmp_path / "out.wav")])
+    assert result.exit_code == 0, result.stderr
+    samples = np.frombuffer((tmp_path / "in.wav").read_bytes()[44:], "<i2") / 32768
+    np.save(tmp_path / "f.npy", mulaw_features(audio_encode(samples, 65536), model.feature_spec, 65536))
+    sample_cli(tmp_path / "step.onnx", "--features", tmp_path / "f.npy", "--length", len(samples),
                "--out", tmp_path / "step.wav")
     assert (tmp_path / "step.wav").read_bytes() == (tmp_path / "out.wav").read_bytes()
 
