@@ -81,6 +81,9 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
     check_memory(kind, info, n, batch_size, len(prompt) + length)
     if o.features is not None and not info.features:
         raise UsageError("this model is not a vocoder and takes no features; drop --features")
+    if info.graph == "chunk" and len(prompt):
+        raise UsageError("a chunk graph samples from the start of a sequence and takes no prompt; drop --prompt, "
+                         "or sample with the step graph (step.onnx)")
     if info.graph == "chunk" and o.sampling != SamplingOptions():
         raise UsageError("a chunk graph samples at temperature 1 from the full distribution; drop --temperature, "
                          "--top-k and --top-p, or sample with the step graph (step.onnx)")
@@ -177,7 +180,7 @@ def generate(model: Model, plan: Plan, sampling: SamplingOptions, seed: int, sin
         tokens = np.zeros((B, T), np.int64)  # (B, P + L): prompt, then samples
         tokens[:, :P] = plan.prompt
         sink.begin(indices)
-        if chunked:  # no prompt: chunk graphs are made for audio
+        if chunked:  # no prompt (make_plan refuses one)
             previous = np.full(B, model.info.start_token, np.int64)
             for t in range(0, T, CHUNK):
                 n = min(CHUNK, T - t)

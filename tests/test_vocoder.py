@@ -159,6 +159,19 @@ def test_vocode_codes_a_16_bit_vocoder_s_input_as_16_bit_samples(tmp_path):
     assert (tmp_path / "step.wav").read_bytes() == (tmp_path / "out.wav").read_bytes()
 
 
+def test_a_chunk_graph_refuses_a_prompt_it_would_drop(tmp_path):
+    """A WaveNet on text exports a chunk graph, which samples from the start: a prompt is refused, not ignored."""
+    from arexport.export import export_onnx
+    from conftest import TINY, make_checkpoint
+
+    text = TINY["transformer"][1]
+    _, ckpt = make_checkpoint(tmp_path / "ckpt", "wavenet", data=text, vocab_size=text["levels"])
+    export_onnx(ckpt, tmp_path / "chunk.onnx", graph="chunk", verify=False)
+    (tmp_path / "out").mkdir()
+    assert_error(["sample", tmp_path / "chunk.onnx", "--prompt", "abc", "--out", tmp_path / "out" / "t.txt"], 2,
+                 "takes no prompt", out_dir=tmp_path / "out")
+
+
 def test_score_of_a_wav_uses_its_own_features(tmp_path):
     model, _ = tiny_vocoder(0)
     x = np.random.default_rng(1).standard_normal(700) * 0.2
