@@ -356,3 +356,18 @@ def test_debug_shows_the_exception(tmp_path):
 def test_worker_raises_domain_errors(tmp_path):
     with pytest.raises(UsageError, match="graph kind"):
         export_onnx(tmp_path, graph="both")
+
+
+@pytest.mark.parametrize("key,value,says", [
+    ("ar.vocab_size", " 11", "not a base-10 integer"), ("ar.vocab_size", "+11", "not a base-10 integer"),
+    ("ar.vocab_size", "1_1", "not a base-10 integer"), ("ar.format_version", "5 ", "not a base-10 integer"),
+    ("ar.opset", "\uff11\uff18", "not a base-10 integer"), ("ar.data.alphabet", '"abcdefgh .."', "repeats a character")])
+def test_metadata_is_read_strictly(key, value, says):
+    """An int is ASCII digits and nothing else (what a reader in another language parses alike); a text model's
+    alphabet has V distinct characters (a repeated one would make its text ambiguous)."""
+    from arrun.contract.schema import SchemaError
+    from arrun.kinds import kind_of
+
+    meta = {p.key: p.value for p in onnx.load(exported("transformer", "step")).metadata_props}
+    with pytest.raises(SchemaError, match=says):
+        kind_of(ModelInfo.from_metadata({**meta, key: value}))

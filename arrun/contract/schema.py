@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -284,7 +285,7 @@ class ModelInfo:
                 raise SchemaError(f"metadata '{key}' of {source} is malformed ({reason}); "
                                   "re-export it with `arexport onnx`") from None
 
-        version = parse(Key.FORMAT_VERSION, int)
+        version = parse(Key.FORMAT_VERSION, _int)
         if version not in READS_VERSIONS:
             raise SchemaError(f"{source} has format version {version}, this arrun reads versions "
                               f"{', '.join(map(str, READS_VERSIONS))}; re-export it with the matching arexport or upgrade arrun")
@@ -294,7 +295,7 @@ class ModelInfo:
             graph=parse(Key.GRAPH, _choice(GRAPH_KINDS)),
             data_kind=parse(Key.DATA_KIND, _name),
             vocab_size=vocab_size,
-            start_token=parse(Key.START_TOKEN, int),
+            start_token=parse(Key.START_TOKEN, _int),
             max_length=parse(Key.MAX_LENGTH, _ranged(0, MAX_LENGTH)),
             state=parse(Key.STATE, _state_specs),
             window=parse(Key.WINDOW, _ranged(0, MAX_LENGTH)),
@@ -304,14 +305,14 @@ class ModelInfo:
             features=parse(Key.FEATURES, lambda s: FeatureSpec.from_json(s) if s else None),
             image_shape=parse(Key.IMAGE_SHAPE, lambda s: tuple(_json_int(v) for v in _json_list(s))),
             alphabet=parse(Key.ALPHABET, _json_str),
-            sample_rate=parse(Key.SAMPLE_RATE, int),
+            sample_rate=parse(Key.SAMPLE_RATE, _int),
             kind_fields=_kind_fields(meta),
             num_classes=parse(Key.NUM_CLASSES, _ranged(0, MAX_CLASSES)),
             class_names=parse(Key.CLASS_NAMES, lambda s: tuple(_json_text(v) for v in _json_list(s))),
             uses_position=parse(Key.USES_POSITION, lambda s: {"0": False, "1": True}[s]),
             bits_per_dim=parse(Key.BITS_PER_DIM, float),
             bits_split=get(Key.BITS_SPLIT),
-            opset=parse(Key.OPSET, int),
+            opset=parse(Key.OPSET, _int),
             min_onnxruntime=get(Key.MIN_ONNXRUNTIME),
             producer=parse(Key.PRODUCER, _json_dict),
             precision=parse(Key.PRECISION, _choice(PRECISIONS)),
@@ -383,9 +384,17 @@ def _kind_fields(meta: dict[str, str]) -> dict[str, str]:
             and key not in BUILT_IN_DATA_KEYS and key.removeprefix(prefix).isidentifier()}
 
 
+def _int(value: str) -> int:
+    """A metadata integer: base-10 ASCII digits, a leading '-' if negative, nothing else (Python's int() would
+    also take spaces, '+' and '_', which a reader in another language need not)."""
+    if not re.fullmatch(r"-?[0-9]+", value):
+        raise ValueError(f"{value!r} is not a base-10 integer")
+    return int(value)
+
+
 def _ranged(low: int, high: int):
     def convert(value: str) -> int:
-        n = int(value)
+        n = _int(value)
         if not low <= n <= high:
             raise ValueError(f"{n} is not in {low}..{high}")
         return n

@@ -23,6 +23,8 @@ class TextKind(DataKind):
     def problems(self, info):
         if len(info.alphabet) != info.vocab_size:
             return [f"the alphabet has {len(info.alphabet)} characters for {info.vocab_size} tokens"]
+        if len(set(info.alphabet)) != len(info.alphabet):  # a character two tokens decode to: text is ambiguous
+            return ["the alphabet repeats a character"]
         return []
 
     def describe(self, info):
