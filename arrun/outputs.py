@@ -2,6 +2,8 @@
 (each kind's own sink lives in its module under ``arrun.kinds``). Nothing appears at an output path until it
 is complete: every file is a ``contract.files.PendingFile`` (a unique temporary name in the same folder,
 renamed at the end; devices and FIFOs written straight through); on any error they are removed (``discard``).
+A run's files are committed together (``contract.files.commit_together``): all of them, or none and the files
+that were at those paths as they were.
 With more than one sample, files are numbered: out-000.wav, out-001.wav, ... ``--out -`` writes to stdout
 instead; a device or FIFO (/dev/null, a named pipe) is written straight through.
 """
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .contract.errors import ARError, UsageError
-from .contract.files import PendingFile, is_special
+from .contract.files import PendingFile, commit_together, is_special
 
 STDOUT = Path("-")
 MAX_FILES = 10_000  # output files one run writes
@@ -78,12 +80,16 @@ def output_paths(out: Path, n: int, suffixes: tuple[str, ...] = (), labels: list
 class StdoutFile:
     """stdout as an output file: written straight through, so nothing to commit or discard."""
     path = STDOUT
+    through = True
 
     def __init__(self):
         self.file = sys.stdout.buffer
 
-    def commit(self) -> Path:
+    def finish(self) -> None:
         self.file.flush()
+
+    def commit(self) -> Path:
+        self.finish()
         return STDOUT
 
     def discard(self) -> None:
@@ -95,15 +101,15 @@ def open_output(path: Path) -> PendingFile | StdoutFile:
 
 
 def write_files(contents: dict[Path, bytes]) -> None:
-    """Write every file to its pending file (stdout for ``-``), then commit them all: no file ever appears
-    half-written, and a failed write leaves no temporary file behind."""
+    """Write every file to its pending file (stdout for ``-``), then commit them together: no file ever
+    appears half-written, and a failed write leaves none of them, no temporary file, and the files that
+    were at those paths as they were."""
     pending: list[PendingFile | StdoutFile] = []
     try:
         for path, data in contents.items():
             pending.append(open_output(path))
             pending[-1].file.write(data)
-        for file in pending:
-            file.commit()
+        commit_together(pending)
     except OSError as e:
         raise ARError(f"cannot write {e.filename or 'the output'} ({e.strerror}); check the disk space and --out") from None
     finally:

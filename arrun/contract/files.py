@@ -2,19 +2,23 @@
 
 ``PendingFile(path)`` creates a uniquely named temporary file beside ``path`` (exclusively, so a planted
 name or symlink is never followed); ``commit()`` flushes, fsyncs and renames it onto ``path``,
-``discard()`` removes it. A ``path`` that exists and is not a regular file (a character device such as
-/dev/null, a FIFO) is written straight through instead: renaming over it would replace the device.
+``discard()`` removes it. ``commit_together`` commits one run's several files as a unit: all of them,
+or none and the previous files as they were. A ``path`` that exists and is not a regular file (a
+character device such as /dev/null, a FIFO) is written straight through instead: renaming over it would
+replace the device.
 The file gets the permissions of an ordinary new file (0o666 less the umask).
 ``check_model_file`` checks that the .onnx a command reads is a readable regular file.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import secrets
 import stat
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Sequence
 
 from .errors import UsageError
 
@@ -36,22 +40,30 @@ class PendingFile:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
             os.chmod(tmp, ORDINARY_MODE & ~_umask())
             self.tmp, self.file = Path(tmp), os.fdopen(fd, "wb")
-        self._done = False
+        self._done = self._finished = False
+
+    def finish(self) -> None:
+        """Flush and fsync the complete file under its pending name and close it; no rename yet."""
+        if self._finished:
+            return
+        if not self.file.closed:
+            self.file.flush()
+            if not self.through:
+                os.fsync(self.file.fileno())
+            self.file.close()
+        elif not self.through:
+            with open(self.tmp, "rb+") as f:  # written by path: fsync what the writer left
+                os.fsync(f.fileno())
+            os.chmod(self.tmp, ORDINARY_MODE & ~_umask())  # a writer may have made the file anew
+        self._finished = True
 
     def commit(self) -> Path:
+        """``finish``, then rename onto ``path``; a failure leaves the pending file for ``discard``."""
         if not self._done:
-            self._done = True
-            if not self.file.closed:
-                self.file.flush()
-                if not self.through:
-                    os.fsync(self.file.fileno())
-                self.file.close()
-            elif not self.through:
-                with open(self.tmp, "rb+") as f:  # written by path: fsync what the writer left
-                    os.fsync(f.fileno())
-                os.chmod(self.tmp, ORDINARY_MODE & ~_umask())  # a writer may have made the file anew
+            self.finish()
             if not self.through:
                 os.replace(self.tmp, self.path)
+            self._done = True
         return self.path
 
     def discard(self) -> None:
@@ -89,6 +101,71 @@ def write_atomic(path: Path | str, content: bytes | Callable[[Path], None]) -> P
         else:
             pending.file.write(content)
     return Path(path)
+
+
+def commit_together(files: Sequence[PendingFile]) -> list[Path]:
+    """Commit every one of ``files`` or none (one run's outputs): each is finished under its pending name,
+    then each renamed into place, the file that was at its path kept aside meanwhile. On any failure or
+    interrupt every file renamed so far is taken back, every file kept aside returns to its path and every
+    pending file is removed, then the exception goes on; on success the kept files are removed. Files written
+    straight through (devices, FIFOs, stdout: anything with ``through`` true) are only flushed."""
+    kept: list[tuple[PendingFile, Path | None]] = []
+    placed = 0  # files renamed into place
+    try:
+        for file in files:
+            file.finish()
+        for file in files:
+            kept.append((file, None if file.through else _set_aside(file.path)))
+            file.commit()
+            placed += 1
+    except BaseException:
+        for i, (file, aside) in reversed(list(enumerate(kept))):
+            _take_back(file, aside, placed=i < placed)
+        for file in files:
+            file.discard()
+        raise
+    for _, aside in kept:
+        if aside is not None:
+            aside.unlink(missing_ok=True)
+    return [file.path for file in files]
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Keep the entry now at ``path`` (None when there is none) under a hidden name beside it: a hard link,
+    so ``path`` itself stays in place until its new file replaces it, or a rename where the filesystem has
+    no hard links."""
+    if not os.path.lexists(path):
+        return None
+    for _ in range(100):
+        aside = path.with_name(f".{path.name}.{secrets.token_hex(6)}.old")
+        try:
+            os.link(path, aside, follow_symlinks=False)
+            return aside
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here (FAT, some network filesystems)
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old")
+            os.close(fd)
+            try:
+                os.replace(path, name)
+            except BaseException:
+                os.unlink(name)
+                raise
+            return Path(name)
+    raise FileExistsError(errno.EEXIST, "no free name to keep the previous file", str(path))
+
+
+def _take_back(file: PendingFile, aside: Path | None, placed: bool) -> None:
+    """Undo one file of a failed ``commit_together``: its previous entry back at its path, or, when there
+    was none, the new file removed. Best effort: the first failure must be the one reported."""
+    try:
+        if aside is not None:
+            os.replace(aside, file.path)
+            aside.unlink(missing_ok=True)  # a link to the file still at its path: rename() leaves both
+        elif placed and not file.through:
+            file.path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def check_model_file(path: Path) -> None:

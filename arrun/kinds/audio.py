@@ -10,7 +10,7 @@ import numpy as np
 
 from ..contract.codecs import audio_bits, audio_encode, audio_pcm16, read_wav, resample_poly
 from ..contract.errors import UsageError
-from ..contract.files import PendingFile
+from ..contract.files import PendingFile, commit_together
 from ..contract.schema import ModelInfo
 from ..outputs import Sink, StdoutFile, open_output, output_paths
 from .base import DataKind, Framed
@@ -149,9 +149,9 @@ class AudioSink(Sink):
         self._open = []
 
     def commit(self) -> list[Path]:
-        for pending in self._pending:
-            pending.commit()
-        self._pending = []
+        """Every WAV of the run into place together, or none (``commit_together``)."""
+        pending, self._pending = self._pending, []
+        commit_together(pending)
         return list(self.paths)
 
     def discard(self) -> None:
