@@ -10,7 +10,8 @@ One module per part:
 - ``digits``: an element as base-256 digits coded against the head's CDF (needs outputs and a head, no model);
 - ``loop``: the step loop both sides run, chunks side by side in a batch;
 - ``container``: the .arz container and its header;
-- ``workers``: ``compress`` and ``decompress``, which the CLI calls.
+- ``workers``: ``compress`` and ``decompress``, which the CLI calls (``decompress`` is ``unpack``,
+  ``check_archive`` and ``decode``, then the one write).
 How a file becomes elements and the bytes around them is its data kind's (``arrun.kinds``: ``frame`` and
 ``unframe``): text is its characters, a WAV its samples, a .npy its levels, every other byte kept verbatim.
 
@@ -20,7 +21,7 @@ versions that compressed, on a CPU of the same kind. A mismatch is caught by the
 from .container import CONTAINER_VERSION, MAGIC, pack, unpack
 from .digits import decode_elements, digits_of, encode_elements
 from .loop import run_chunks
-from .workers import EXTRA, compress, decompress
+from .workers import EXTRA, check_archive, compress, decode, decompress
 
-__all__ = ["CONTAINER_VERSION", "EXTRA", "MAGIC", "compress", "decode_elements", "decompress", "digits_of",
-           "encode_elements", "pack", "run_chunks", "unpack"]
+__all__ = ["CONTAINER_VERSION", "EXTRA", "MAGIC", "check_archive", "compress", "decode", "decode_elements",
+           "decompress", "digits_of", "encode_elements", "pack", "run_chunks", "unpack"]

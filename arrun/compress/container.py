@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract.codecs import MAX_INPUT_BYTES
 from ..contract.errors import ARError, UsageError
 
 MAGIC = b"ARZ\x00"
@@ -26,6 +27,9 @@ CONTAINER_VERSION = 1
 HEADER_TYPES = {"model_sha256": str, "onnxruntime": str, "numpy": str, "data_kind": str, "layout": dict,
                 "vocab_size": int, "digits": int, "elements": int, "condition": (int, type(None)), "chunk": int,
                 "batch": int, "before": str, "after": str, "bytes": int, "sha256": str}
+# The largest JSON header a file arrun compress accepts can have: every byte of it in before/after (base64,
+# 4 characters per 3 bytes) and room for the rest. A header that inflates past it is refused while inflating.
+MAX_HEADER_BYTES = 4 * (MAX_INPUT_BYTES // 3 + 1) + (1 << 16)
 
 
 def _wav_header(width: int, rate: int = 16000) -> bytes:
@@ -52,7 +56,9 @@ def pack(header: dict, words: np.ndarray) -> bytes:
 
 def unpack(raw: bytes, path: Path) -> tuple[dict, np.ndarray]:
     """.arz bytes -> (header, payload words (N,) uint32); UsageError for another kind of file or version,
-    ARError for a truncated or corrupted one."""
+    ARError for a truncated or corrupted one. The header length and payload words are checked against the file's
+    own size before anything is inflated, the header inflates to at most MAX_HEADER_BYTES, and every key of
+    HEADER_TYPES is present with its type (``workers.check_archive`` checks the numbers against the model)."""
     if not raw.startswith(MAGIC):
         raise UsageError(f"{path} is not a file written by `arrun compress` (no ARZ magic); give an .arz file")
     corrupted = ARError(f"{path} is corrupted (truncated or damaged container); nothing was written")
@@ -62,13 +68,26 @@ def unpack(raw: bytes, path: Path) -> tuple[dict, np.ndarray]:
     if version != CONTAINER_VERSION:
         raise UsageError(f"{path} is container version {version} and this arrun reads version {CONTAINER_VERSION}; "
                          "decompress it with the arrun that wrote it")
+    if len(raw) < 20 + size:
+        raise corrupted
+    (n,) = struct.unpack_from("<Q", raw, 12 + size)
+    if len(raw) != 20 + size + 4 * n:  # the lengths against the file's own size, before anything is inflated
+        raise corrupted
     try:
-        unpacker = zlib.decompressobj(zdict=HEADER_DICTIONARY)
-        header = json.loads(unpacker.decompress(raw[12:12 + size]) + unpacker.flush())
-        (n,) = struct.unpack_from("<Q", raw, 12 + size)
-    except (ValueError, RecursionError, struct.error, zlib.error):
+        header = json.loads(_inflate(raw[12:12 + size]))
+    except (ValueError, RecursionError, zlib.error):
         raise corrupted from None
-    if len(raw) != 20 + size + 4 * n or not isinstance(header, dict) or \
-            any(not isinstance(header.get(k), t) or isinstance(header.get(k), bool) for k, t in HEADER_TYPES.items()):
+    if not isinstance(header, dict) or any(k not in header or not isinstance(header[k], t) or isinstance(header[k], bool)
+                                           for k, t in HEADER_TYPES.items()):
         raise corrupted
     return header, np.frombuffer(raw, "<u4", n, 20 + size).astype(np.uint32)
+
+
+def _inflate(head: bytes) -> bytes:
+    """The JSON header from its zlib stream, at most MAX_HEADER_BYTES; ValueError unless the stream is complete
+    and fills ``head`` exactly (pack writes nothing else there)."""
+    unpacker = zlib.decompressobj(zdict=HEADER_DICTIONARY)
+    text = unpacker.decompress(head, MAX_HEADER_BYTES)
+    if unpacker.unconsumed_tail or not unpacker.eof or unpacker.unused_data:
+        raise ValueError("the header's zlib stream is damaged, incomplete or too large")
+    return text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .container import pack, unpack
 from .digits import decode_elements, digits_of, encode_elements
 from .loop import run_chunks
 
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")  # what b64encode writes
 DEFAULT_BATCH = 64  # chunks coded side by side
 MAX_BATCH = 4096
 EXTRA = "arrun compress needs the 'compress' extra: pip install 'autoregressive-on-device[compress]'"
@@ -70,21 +72,41 @@ def compress(model_path: Path, data: Path, *, out: Path | None = None, condition
 def decompress(model_path: Path, archive: Path, *, out: Path | None = None, progress: bool = False) -> dict:
     """Rebuild the file ``archive`` was made from into ``out`` (default: its name less .arz, never replaced;
     - for stdout) -> the summary record. Nothing is written unless the result's sha256 is the original's."""
-    queue, family = _constriction()
+    _constriction()  # the extra, before anything is read
     archive = Path(archive)
     raw = _read(archive, ".arz file written by `arrun compress`")
     header, words = unpack(raw, archive)
     model = _open(model_path, "arrun decompress")
-    info = model.info
+    check_archive(model, header, archive, model_path)
+    default = archive.with_suffix("") if archive.suffix == ".arz" else None
+    out = _output(out, default, ())
+    start = time.perf_counter()
+    rebuilt = decode(model, header, words, archive, progress=progress)
+    seconds = time.perf_counter() - start
+    write_files({out: rebuilt})
+    n = header["elements"]
+    return {"model": str(model_path), "input": str(archive), "output": str(out), "data_kind": model.info.data_kind,
+            "elements": n, "input_bytes": len(raw), "output_bytes": len(rebuilt), "seconds": seconds,
+            "elements_per_s": n / seconds if n and seconds else None}
+
+
+def check_archive(model: Model, header: dict, archive: Path, model_path: Path | None = None) -> None:
+    """The header (from ``container.unpack``) was written with ``model`` and its numbers fit it; UsageError for
+    another model, ARError for a damaged header."""
     digest = sha256_file(model.path)
     if digest != header["model_sha256"]:
         raise UsageError(f"{archive} was compressed with the model of sha256 {header['model_sha256'][:12]}, and "
-                         f"{model_path} has sha256 {digest[:12]}; give the model file it was compressed with")
-    _check_header(header, model.kind, info, archive)
-    default = archive.with_suffix("") if archive.suffix == ".arz" else None
-    out = _output(out, default, ())
-    decoder, head = queue.RangeDecoder(words), info.head
-    elements = np.zeros(header["elements"], np.int64)  # (n,)
+                         f"{model_path or model.path} has sha256 {digest[:12]}; give the model file it was "
+                         "compressed with")
+    _check_header(header, model.kind, model.info, archive)
+
+
+def decode(model: Model, header: dict, words: np.ndarray, archive: Path, *, progress: bool = False) -> bytes:
+    """The original file's bytes from a checked header (``check_archive``) and its payload words (N,) uint32;
+    ARError when the payload does not decode or the result is not the original (its sha256)."""
+    queue, family = _constriction()
+    decoder, head = queue.RangeDecoder(words), model.info.head
+    elements = np.zeros(header["elements"], np.int64)  # (n,) bounded by _check_header
 
     def code(outputs: np.ndarray, index: np.ndarray) -> np.ndarray:
         try:
@@ -94,16 +116,9 @@ def decompress(model_path: Path, archive: Path, *, out: Path | None = None, prog
                           "nothing was written") from None
         return elements[index]
 
-    start = time.perf_counter()
     _coding(lambda: run_chunks(model, len(elements), header["chunk"], header["batch"], header["condition"], code,
                                progress))
-    seconds = time.perf_counter() - start
-    rebuilt = _rebuilt(header, elements, model.kind, info, archive)
-    write_files({out: rebuilt})
-    n = len(elements)
-    return {"model": str(model_path), "input": str(archive), "output": str(out), "data_kind": info.data_kind,
-            "elements": n, "input_bytes": len(raw), "output_bytes": len(rebuilt), "seconds": seconds,
-            "elements_per_s": n / seconds if n and seconds else None}
+    return _rebuilt(header, elements, model.kind, model.info, archive)
 
 
 def _constriction():
@@ -163,7 +178,11 @@ def _check_header(header: dict, kind: DataKind, info, archive: Path) -> None:
           and header["bytes"] <= MAX_INPUT_BYTES and 1 <= header["batch"] <= MAX_BATCH
           and 1 <= header["chunk"] <= (info.max_length or MAX_INPUT_BYTES)
           and (header["condition"] is None) == (info.num_classes == 0)
-          and (header["condition"] is None or 0 <= header["condition"] < info.num_classes))
+          and (header["condition"] is None or 0 <= header["condition"] < info.num_classes)
+          # every element is at least one byte of the file, and before/after (base64) are bytes of it too
+          and all(_BASE64.fullmatch(header[k]) for k in ("before", "after"))
+          and header["elements"] + sum(3 * len(header[k]) // 4 - header[k][-2:].count("=") for k in ("before", "after"))
+          <= header["bytes"])
     if not ok:
         raise ARError(f"{archive} is corrupted (its header disagrees with the model); nothing was written")
 
@@ -174,9 +193,9 @@ def _rebuilt(header: dict, elements: np.ndarray, kind: DataKind, info, archive: 
     try:
         rebuilt = base64.b64decode(header["before"]) + kind.unframe(elements, header["layout"], info) \
             + base64.b64decode(header["after"])
-    except (ValueError, TypeError, KeyError, IndexError):
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError):
         rebuilt = b""  # a damaged layout: the checksum below says so
-    if hashlib.sha256(rebuilt).hexdigest() != header["sha256"]:
+    if len(rebuilt) != header["bytes"] or hashlib.sha256(rebuilt).hexdigest() != header["sha256"]:
         versions = (header["onnxruntime"], header["numpy"]), (ort.__version__, np.__version__)
         where = "" if versions[0] == versions[1] else (
             f"; it was compressed with onnxruntime {versions[0][0]} and numpy {versions[0][1]}, and this is "

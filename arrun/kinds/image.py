@@ -103,7 +103,10 @@ class ImageKind(DataKind):
         return Framed(np.ascontiguousarray(array, np.int64).reshape(-1), raw[:start], raw[end:], layout, h * w)
 
     def unframe(self, elements, layout, info):
-        array = elements.reshape(layout["shape"]).astype(np.dtype(layout["dtype"]))
+        dtype, shape = np.dtype(layout["dtype"]), layout["shape"]
+        if dtype.kind not in "iu" or not isinstance(shape, list) or len(shape) not in (2, 3):
+            raise ValueError("not a layout frame writes")  # checked before astype allocates a dtype's itemsize
+        array = elements.reshape(shape).astype(dtype)
         return array.tobytes(order="F" if layout["fortran_order"] else "C")
 
 
