@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from arrun.cli import app
 from arrun.compress import EXTRA, MAGIC, decode_elements, encode_elements
-from arrun.heads import LogisticMixture
+from arrun.contract.heads import LogisticMixture
 from arrun.sampling import SamplingOptions, sample_rngs
 from arrun.score import score
 from arrun.session import open_model

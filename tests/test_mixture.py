@@ -14,11 +14,11 @@ from arexport.export import export_onnx
 from artrain.cli import app as artrain_app
 from artrain.data import Split
 from artrain.evaluate import evaluate
-from artrain.models.base import mixture_nll
+from artrain.models.base import TORCH_OPS
 from arrun.cli import app
 from arrun.contract.codecs import mulaw_decode, to_pcm16
 from arrun.generate import SampleOptions, generate, make_plan
-from arrun.heads import LogisticMixture
+from arrun.contract.heads import LogisticMixture
 from arrun.runtime import Stepper
 from arrun.sampling import SamplingOptions, sample_rngs
 from arrun.session import open_model
@@ -50,7 +50,8 @@ def test_torch_likelihood_is_arruns(levels):
     outputs = rng.normal(size=(64, 3 * K)).astype(np.float32)
     outputs[:, 2 * K:] -= 2  # log-scales around e^-2
     targets = np.concatenate([[0, levels - 1, 1, levels - 2], rng.integers(0, levels, 60)])  # edges included
-    ours = mixture_nll(torch.from_numpy(outputs), torch.from_numpy(targets), levels).double().numpy()
+    head = LogisticMixture(levels, K)  # the torch side: the training loss, the same formula in TORCH_OPS
+    ours = -head.level_log_probs(torch.from_numpy(outputs), torch.from_numpy(targets), TORCH_OPS).double().numpy()
     theirs = -LogisticMixture(levels, K).level_log_probs(outputs, targets)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 

@@ -222,11 +222,6 @@ TORCH_OPS = ArrayOps(
     take=lambda x, index: x.gather(-1, index.unsqueeze(-1)).squeeze(-1))
 
 
-def mixture_nll(outputs: torch.Tensor, targets: torch.Tensor, levels: int) -> torch.Tensor:
-    """outputs (..., 3K), targets (...) -> (...) -ln p(target) under the mixture of K logistics over ``levels``."""
-    return -LogisticMixture(levels, outputs.shape[-1] // 3).level_log_probs(outputs, targets, TORCH_OPS)
-
-
 def gate(a: torch.Tensor, dim: int) -> torch.Tensor:
     """Gated activation unit tanh(a1) * sigmoid(a2), halves taken along ``dim``."""
     filt, gate_ = a.chunk(2, dim=dim)
