@@ -7,11 +7,12 @@ plus one ``GRAPHS.register`` line here; ``arrun.contract.schema.GRAPH_IO`` descr
 knows, and arrun's runtime must know how to drive it (docs/families.md lists the files).
 
 Graphs (B = batch, dynamic in every graph; V = vocabulary size):
-- step: ``input_ids`` (B,) int64 [+ ``position`` () int64] [+ ``condition`` (B,) int64] [+ ``features``
+- step: ``input_ids`` (B,) int64 [+ ``position`` (B,) int64] [+ ``condition`` (B,) int64] [+ ``features``
   (B, M)] + one input per state tensor -> ``logits`` (B, V) float32 + one output per state tensor with its
   input's shape and dtype, fed straight back; a model whose step takes chunks (``ARModel.step_tokens`` S > 1:
   the windowed Transformer) has ``input_ids`` (B, s) and ``logits`` (B, s, V), 1 <= s <= S. ``position`` is
-  there when the model's step reads it (``ARModel.uses_position``).
+  there when the model's step reads it (``ARModel.uses_position``): row b's (first) element is at position[b],
+  the rows independent of each other (format 6).
 - full: ``input_ids`` (B, T) int64 [+ ``condition`` (B,)] [+ ``features`` (B, F, M)] -> ``logits`` (B, T, V),
   logits[:, t] predicting x_t from x_<t; T is dynamic up to the model's maximum length (or unbounded), or
   fixed where the model fixes it (``ARModel.fixed_length``: an image's H*W).
@@ -98,14 +99,14 @@ def step_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     B, batch = EXAMPLE_BATCH, _batch()
     cond, cond_shapes = _conditions(info, frames=False)
     state = model.init_state(B)
-    pos = [torch.tensor(0)] if info.uses_position else []
+    pos = [torch.arange(B, dtype=torch.long)] if info.uses_position else []  # (B,) rows at different positions
     if info.step_tokens > 1:  # prefill: (B, s) elements per call, 1 <= s <= step_tokens
         tokens = torch.full((B, 2), info.start_token)
         token_shape = {0: batch, 1: torch.export.Dim("step_tokens", min=1, max=info.step_tokens)}
     else:
         tokens, token_shape = torch.full((B,), info.start_token), {0: batch}
     args = (tokens, *pos, *cond, *(state[s.name] for s in info.state))
-    shapes = (token_shape, *[None] * len(pos), *cond_shapes, *[{0: batch}] * len(info.state))
+    shapes = (token_shape, *[{0: batch}] * len(pos), *cond_shapes, *[{0: batch}] * len(info.state))
     return trace(StepGraph(model, info), args, (shapes,), info.input_names(), info.output_names(), info.opset,
                  f"the {info.family} step graph")
 

@@ -306,9 +306,13 @@ class TorchStepper(ChunkRunner):
         self._vectors = None if features is None else self.model.frame_vectors(torch.from_numpy(features))  # (B, F, D)
 
     @torch.no_grad()
-    def chunk(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        local = {} if self._vectors is None else {"features": self._vectors[:, position // self.model.feature_spec.hop]}
-        logits, self._state = self.model.step(torch.from_numpy(tokens), torch.tensor(position), self._state, self._cond,
+    def chunk(self, tokens: np.ndarray, position) -> np.ndarray:
+        """tokens (B,) or (B, s); position an int (every row) or (B,) int64: row b's first element's position."""
+        pos = np.broadcast_to(np.asarray(position, np.int64), (self.batch_size,)).copy()  # (B,)
+        local = {}
+        if self._vectors is not None:  # each row's own frame
+            local["features"] = self._vectors[np.arange(self.batch_size), pos // self.model.feature_spec.hop]  # (B, D)
+        logits, self._state = self.model.step(torch.from_numpy(tokens), torch.from_numpy(pos), self._state, self._cond,
                                               **local)
         return logits.numpy()
 

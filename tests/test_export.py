@@ -97,7 +97,7 @@ def test_initial_state_from_metadata(family):
     tokens = np.full((batch, 1) if info.step_tokens > 1 else batch, info.start_token)  # (B, 1): a chunk of one
     feed = {"input_ids": tokens, **state}
     if info.uses_position:
-        feed["position"] = np.array(0)
+        feed["position"] = np.zeros(batch, np.int64)  # (B,): a position per row
     outs = dict(zip(info.output_names(), session(path).run(info.output_names(), feed)))
     outs["logits"] = outs["logits"].reshape(batch, info.vocab_size)
     for spec in info.state:

@@ -46,5 +46,6 @@ class Decay(ARModel):
         return self.head(weights @ e)  # (B, T, V)
 
     def step(self, token, pos, state, cond=None):
+        """token (B,), pos (B,) int64 (unread: each row's h carries its history) -> logits (B, V), {h (B, D)}."""
         h = DECAY * state["h"] + self.embed(token)  # (B, D)
         return self.head(h), {"h": h}

@@ -44,9 +44,10 @@ import numpy as np
 from .features import FeatureSpec
 from .heads import Head, make_head
 
-FORMAT_VERSION = 5  # 2: windowed models (window, receptive field, step tokens), data name; 3: features, chunk graph;
-                    # 4: precision variants (precision, source hash, quality gate); 5: output head (mixture of logistics)
-READS_VERSIONS = (4, 5)  # a version 4 file has a softmax head
+FORMAT_VERSION = 6  # 2: windowed models (window, receptive field, step tokens), data name; 3: features, chunk graph;
+                    # 4: precision variants (precision, source hash, quality gate); 5: output head (mixture of logistics);
+                    # 6: a position per row ((B,) int64), in_place per state tensor (one-slot writes proved safe to alias)
+READS_VERSIONS = (6,)  # a version 5 file's position is one scalar for the whole batch: re-export it
 
 TOKEN_INPUT = "input_ids"
 POSITION_INPUT = "position"
@@ -108,7 +109,7 @@ class Key:
     FEATURES = "ar.features"              # JSON FeatureSpec of the local conditioning (a vocoder) else ""
     NUM_CLASSES = "ar.condition.num_classes"  # 0: unconditional (no condition input)
     CLASS_NAMES = "ar.condition.class_names"  # JSON list of str
-    STATE = "ar.state"                    # JSON list of {name, input, output, shape, dtype, init}
+    STATE = "ar.state"                    # JSON list of {name, input, output, shape, dtype, init, in_place}
     USES_POSITION = "ar.uses_position"    # '1': the step graph has the `position` input
     BITS_PER_DIM = "ar.bits_per_dim"      # held-out bits/dim recorded at training, 'nan' if unknown
     BITS_SPLIT = "ar.bits_split"          # the split that figure is on
@@ -133,11 +134,14 @@ class SchemaError(ValueError):
 @dataclass(frozen=True)
 class StateSpec:
     """One state tensor, declared by the model and serialised as it is: shape without the batch
-    dimension, numpy dtype name, the value every element starts from."""
+    dimension, numpy dtype name, the value every element starts from, and whether a runtime may bind one buffer
+    as both its input and its output (``in_place``: set by arexport once it proved the aliased rollout equal to
+    the separate-buffer one; a family never declares it)."""
     name: str
     shape: tuple[int, ...]   # (d1, d2, ...): the graph's tensor is (B, d1, d2, ...)
     dtype: str = "float32"
     init: float = 0.0
+    in_place: bool = False
 
     @property
     def input(self) -> str:
@@ -236,7 +240,7 @@ class ModelInfo:
 
     def to_metadata(self) -> dict[str, str]:
         state = [dict(name=s.name, input=s.input, output=s.output, shape=[BATCH_DIM, *s.shape], dtype=s.dtype,
-                      init=s.init) for s in self.state]
+                      init=s.init, in_place=s.in_place) for s in self.state]
         return {
             Key.FORMAT_VERSION: str(self.format_version),
             Key.FAMILY: self.family,
@@ -266,7 +270,7 @@ class ModelInfo:
             Key.PRECISION: self.precision,
             Key.SOURCE_SHA256: self.source_sha256,
             Key.GATE: json.dumps(self.gate, sort_keys=True),
-            **({Key.OUTPUT: json.dumps(self.head.spec)} if self.format_version >= 5 else {}),  # v4: softmax, unsaid
+            Key.OUTPUT: json.dumps(self.head.spec),
         }
 
     @classmethod
@@ -318,8 +322,7 @@ class ModelInfo:
             precision=parse(Key.PRECISION, _choice(PRECISIONS)),
             source_sha256=get(Key.SOURCE_SHA256),
             gate=parse(Key.GATE, _json_dict),
-            output=parse(Key.OUTPUT, lambda s: make_head(_json_dict(s), vocab_size).spec) if version >= 5
-            else {"kind": "softmax"},
+            output=parse(Key.OUTPUT, lambda s: make_head(_json_dict(s), vocab_size).spec),
             format_version=version,
         )
         info.validate(source)
@@ -436,7 +439,9 @@ def _state_specs(value: str) -> tuple[StateSpec, ...]:
             raise ValueError(f"state {item['name']!r} has shape {item['shape']}, expected ['{BATCH_DIM}', positive ints...]")
         if item["dtype"] not in STATE_DTYPES:
             raise ValueError(f"state {item['name']!r} has dtype {item['dtype']!r}, expected one of {', '.join(STATE_DTYPES)}")
-        spec = StateSpec(_json_text(item["name"]), shape[1:], item["dtype"], float(item["init"]))
+        if not isinstance(item["in_place"], bool):
+            raise ValueError(f"state {item['name']!r} has in_place {item['in_place']!r}, expected true or false")
+        spec = StateSpec(_json_text(item["name"]), shape[1:], item["dtype"], float(item["init"]), item["in_place"])
         if (item["input"], item["output"]) != (spec.input, spec.output):
             raise ValueError(f"state {spec.name!r} is bound to {item['input']!r} -> {item['output']!r}, "
                              f"expected {spec.input!r} -> {spec.output!r}")

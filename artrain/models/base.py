@@ -6,13 +6,18 @@ Contract (every family):
   model (``feature_spec`` not None: a vocoder) also takes ``features=`` (B, F, M) frames, frame f
   conditioning elements f*hop .. f*hop + hop - 1; ``frame_vectors(frames (B, ..., M))`` -> (B, ..., D) is its
   conditioning network, applied once per frame, and its ``step`` takes ``features=`` (B, D), the vector of
-  the frame of the element at ``pos``. The other families never receive the argument.
+  each row's own frame: that of the element at ``pos[b]``. The other families never receive the argument.
 - ``state_spec()`` -> every state tensor, declared in full (``StateSpec``: name, shape without the batch,
   dtype, initial value); the exporter only serialises it and ``init_state`` builds from it.
-- ``step(token, pos, state, cond=None)`` -> (logits (B, V), new_state). ``token`` (B,) int64 is the
-  element at position pos - 1, or the start symbol ``vocab_size`` at pos == 0; ``pos`` is a 0-dim int64
-  tensor, the index of the element whose distribution is returned. The input state is never
-  modified; the new state has the same names, shapes and dtypes.
+- ``step(token, pos, state, cond=None)`` -> (logits (B, V), new_state). ``pos`` is a (B,) int64 tensor:
+  row b returns the distribution of its element at position pos[b], and ``token[b]`` (B,) int64 is row b's
+  element at pos[b] - 1, or the start symbol ``vocab_size`` where pos[b] == 0 (a prefill step takes token
+  (B, S), row b's elements at pos[b] .. pos[b] + S - 1). Rows are independent: row b's outputs and new state
+  depend only on row b's token, position, state (and condition, features), so rows at different positions
+  share a batch and a row may restart from its initial state at any step. The input state is never
+  modified; the new state has the same names, shapes and dtypes. A ring buffer is written one slot per step
+  (a scatter into the state as given, whose result is the new state), read only where the products need it;
+  arexport proves such a state safe to update in place (docs/contract.md).
 Rolling ``step`` for pos = 0..T-1 from ``init_state`` reproduces ``forward`` (float32, max abs diff 1e-5).
 A model's output head (``output_head``, an ``arrun.contract.heads.Head``: a softmax over the V levels, or a
 discretized mixture of K logistics where the config has ``mixtures`` K > 0) sets ``output_width``, the W outputs
