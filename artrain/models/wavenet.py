@@ -144,29 +144,36 @@ class WaveNet(ARModel):
         return self.head(self.skip(torch.cat(gated, dim=-1)))  # (B, T, W)
 
     def step(self, token, pos, state, cond=None, features=None):
-        """token (B,) x_{pos-1} or the start symbol; pos () int64; features (B, L*2C): ``frame_vectors`` of the
-        frame of sample pos."""
+        """token (B,) x_{pos-1} or the start symbol, per row; pos (B,) int64, row b at position pos[b]; features
+        (B, L*2C): ``frame_vectors`` of the frame of each row's sample. Rows are independent."""
         c, queue = self.config, state["queue"]  # (B, R, C)
-        C, L, k = c.residual_channels, len(self.convs), c.kernel_size
-        lag, size, first = (torch.tensor(v, device=queue.device) for v in zip(*self._taps))  # (L*(k-1),) each
-        read = (pos - lag) % size + first  # (L*(k-1),) rows of x_{pos-jd}
-        taps = queue.index_select(1, read).view(-1, L, 1, (k - 1) * C)  # (B, L, 1, (k-1)C)
-        past_weights = torch.stack([conv.weight[:, :-C].T for conv in self.convs])  # (L, (k-1)C, 2C)
-        past = torch.matmul(taps, past_weights).view(-1, L * 2 * C)  # (B, L*2C)
-        biases = (past + self._biases(cond, features)).split(2 * C, dim=-1)  # L x (B, 2C)
+        C, L, k, R = c.residual_channels, len(self.convs), c.kernel_size, queue.shape[1]
+        lag, size, first = (torch.tensor(v, device=queue.device).view(L, 1, k - 1) for v in zip(*self._taps))
+        base = torch.arange(pos.shape[0], device=queue.device).view(1, -1, 1) * R  # (1, B, 1) row b's ring in the flat queue
+        read = (pos.view(1, -1, 1) - lag) % size + first + base  # (L, B, k-1) flat rows of x_{pos-jd}, layer-major
+        taps = F.embedding(read, queue.reshape(-1, C)).flatten(2)  # (L, B, (k-1)C): one Gather of the taps
+        past = torch.bmm(taps, self._past_weights())  # (L, B, 2C): L products of batch B, not B*L of one row
+        bias = self._biases(cond, features)  # (B, L*2C) or (L*2C,)
+        biases = past + (bias.view(-1, L, 2 * C).transpose(0, 1) if bias.dim() == 2 else bias.view(L, 1, 2 * C))
         h = self.embed(token)  # (B, C)
         inputs, gated = [], []
-        for i, conv in enumerate(self.convs):
+        for i, (conv, b) in enumerate(zip(self.convs, biases.unbind(0))):
             inputs.append(h)
-            z = gate(torch.addmm(biases[i], h, conv.weight[:, -C:].T), dim=-1)  # (B, C)
+            z = gate(torch.addmm(b, h, conv.weight[:, -C:].T), dim=-1)  # (B, C)
             gated.append(z)
             if i < len(self.residuals):
                 h = h + self.residuals[i](z)
         size, first = (torch.tensor(v, device=queue.device) for v in zip(*self._rings))  # (L,) each
-        inputs = torch.cat(inputs, dim=-1).view(-1, L, C)  # (B, L, C) every layer's x_pos
-        write = (pos % size + first).view(1, L, 1).expand_as(inputs)  # (B, L, C) their rows
+        inputs = torch.stack(inputs, dim=1)  # (B, L, C) every layer's x_pos
+        write = (pos[:, None] % size + first)[..., None].expand_as(inputs)  # (B, L, C) their rows, per row
+        # the one write: it depends (through the gates) on the taps read above, so it cannot overtake them
         new_queue = queue.scatter(1, write, inputs)  # (B, R, C)
         return self.head(self.skip(torch.cat(gated, dim=-1))), {"queue": new_queue}
+
+    def _past_weights(self) -> torch.Tensor:
+        """(L, (k-1)C, 2C): every layer's weights of its past taps, oldest first."""
+        C = self.config.residual_channels
+        return torch.stack([conv.weight[:, :-C].T for conv in self.convs])
 
 
 class _ValueInput(nn.Module):
