@@ -17,7 +17,8 @@ allocates once; a step does O(layers) work; the graph is a pure function, so eac
 tensors). Each family's module in ``artrain/models`` documents its layout.
 
 Metadata (``arrun.contract.schema.Key``): state spec entries {name, input, output, shape ['batch', ...],
-dtype, init} as the model declares them; ``ar.max_length`` the model's ``max_length`` (0 = unbounded);
+dtype, init} as the model declares them, and ``in_place`` true for each state verification proved safe to
+update in one buffer (``inplace.py``; false everywhere with verify=False); ``ar.max_length`` the model's ``max_length`` (0 = unbounded);
 ``ar.start_token`` = V; ``ar.bits_per_dim`` and ``ar.bits_split`` from the model's evaluation ('nan' and ''
 when it has none); producer versions of torch, onnx, onnxscript, onnxruntime and arexport.
 
@@ -27,6 +28,7 @@ one file. ``ar.min_onnxruntime`` records the oldest onnxruntime verified for the
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -204,12 +206,26 @@ def _export(model: ARModel, data: DataInfo, out: Path, graph: str, opset: int, v
         proto = to_onnx(model, info)
         seconds = time.perf_counter() - start
         pending.file.close()
-        try:
-            onnx.save_model(proto, pending.tmp, save_as_external_data=False)
-        except (OSError, ValueError) as e:
-            raise ExportError(f"could not write {out} ({first_line(e)}); check the disk space and the path") from e
+        _save(proto, pending.tmp, out)
         report = verify_onnx(pending.tmp, model, name=str(out)) if verify else None
+        if report and any(v.in_place for v in report.in_place):  # proved: say so in the metadata
+            info = declare_in_place(info, report.in_place)
+            set_metadata(proto, info)
+            _save(proto, pending.tmp, out)
     return ExportResult(out, info, out.stat().st_size, proto.ir_version, seconds, report)
+
+
+def declare_in_place(info: ModelInfo, verdicts) -> ModelInfo:
+    """``info`` with each state's ``in_place`` as the proof found it (``verify.prove_in_place``)."""
+    proved = {v.name: v.in_place for v in verdicts}
+    return dataclasses.replace(info, state=tuple(dataclasses.replace(s, in_place=proved[s.name]) for s in info.state))
+
+
+def _save(proto: onnx.ModelProto, path: Path, out: Path) -> None:
+    try:
+        onnx.save_model(proto, path, save_as_external_data=False)
+    except (OSError, ValueError) as e:
+        raise ExportError(f"could not write {out} ({first_line(e)}); check the disk space and the path") from e
 
 
 def _check_opset(opset: int) -> None:

@@ -12,12 +12,17 @@ Checks, in order (the first failure raises):
      ``step`` rollout and vs torch ``forward`` (sequence_logits);
    - step graph, greedy: the tokens chosen by argmax are identical to torch's greedy ``step`` rollout;
    - step graph taking chunks (prefill): the sequence fed in chunks of ``step_tokens`` vs torch ``forward``;
+   - step graph, rows at their own positions: row b restarts from its initial state at call
+     ``inplace.OFFSETS[b]`` (after a stream of its own), the others running on; each row equals forward;
    a model with ring buffers (a windowed Transformer's KV cache, WaveNet's queues) is checked on at least
    2 * ``state_period`` + 1 positions, so every ring wraps twice;
    - full graph: logits vs torch ``forward``;
    - chunk graph: the elements it samples from given uniforms (in two chunks) are those the torch ``step``
      rollout samples with ``arrun.sampling.sample_categorical`` from the same uniforms;
    a vocoder gets random feature frames, the same for the graph and the model.
+3. in place (``inplace.py``): which state tensors one buffer may hold, proved on the graph's structure and by
+   onnxruntime (aliased rollout equal to separate buffers bit for bit); a failed proof of a structural
+   candidate, or a file declaring a state in place that is not, raises ExportError.
    each within ``tolerance`` (max abs difference, float32) and with identical argmax tokens.
    A mixture head's outputs (mixture parameters) are compared the same way; its greedy decision is the most
    likely component, and its greedy levels (that component's mean, rounded) may differ by one level, where a
@@ -27,7 +32,7 @@ Checks, in order (the first failure raises):
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +48,9 @@ from arrun.kinds import kind_of
 from arrun.runtime import ChunkRunner, ChunkSampler, StepRunner, Stepper, full_logits, prefill
 from arrun.sampling import sample_categorical
 from arrun.session import Model, open_model
+
+from . import inplace
+from .inplace import Schedule, StateVerdict, roll
 
 TOLERANCE = 1e-4
 
@@ -76,6 +84,7 @@ class VerifyReport:
     graph: str
     tolerance: float
     comparisons: tuple[Comparison, ...]
+    in_place: tuple[StateVerdict, ...] = ()  # per state tensor: proved safe to alias, or why not
 
     @property
     def passed(self) -> bool:
@@ -87,7 +96,8 @@ class VerifyReport:
 
     def lines(self) -> list[str]:
         verdict = "passed" if self.passed else "FAILED"
-        return [f"verification {verdict} (tolerance {self.tolerance:.0e}):"] + ["  " + c.line() for c in self.comparisons]
+        return ([f"verification {verdict} (tolerance {self.tolerance:.0e}):"] + ["  " + c.line() for c in self.comparisons]
+                + ["  " + v.line() for v in self.in_place])
 
     def to_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed, "max_abs_diff": self.max_abs_diff}
@@ -130,7 +140,26 @@ def verify_onnx(onnx_path: Path | str, checkpoint: Path | str | ARModel, *, step
         raise ParityError(f"{name} fails verification: {worst.line()} (tolerance {tolerance:.0e}); the graph does "
                           "not reproduce the model (is this the checkpoint it was exported from?): do not ship it, "
                           "report the figures", report)
-    return report
+    verdicts = prove_in_place(onnx_path, runtime, model.state_period, rng, batches, name)
+    return VerifyReport(name, info.family, info.graph, tolerance, tuple(comparisons), tuple(verdicts))
+
+
+def prove_in_place(onnx_path: Path | str, runtime: Model, state_period: int, rng: np.random.Generator,
+                   batches: tuple[int, ...] = (1, 3), name: str | None = None) -> list[StateVerdict]:
+    """Which states one buffer may hold (``inplace.prove``); ExportError when a structural candidate's aliased
+    rollout differs, or the file declares a state in place that is not proved."""
+    name, info = name or str(onnx_path), runtime.info
+    try:
+        verdicts = inplace.prove(runtime.session, onnx.load(onnx_path), info, state_period, rng, batches)
+    except inplace.AliasingError as e:
+        raise ExportError(f"{name} fails the in-place proof: {e}; the graph's structure allows one buffer but "
+                          "onnxruntime disagrees: do not ship it, report the figures") from None
+    proved = {v.name: v for v in verdicts}
+    for spec in info.state:
+        if spec.in_place and not proved[spec.name].in_place:
+            raise ExportError(f"{name} declares state {spec.name!r} in place but it is not ({proved[spec.name].reason}); "
+                              "a runtime would corrupt it: export it again")
+    return verdicts
 
 
 def check_structure(onnx_path: Path | str, name: str | None = None) -> ModelInfo:
@@ -183,7 +212,7 @@ def _check_pairing(model: ARModel, info: ModelInfo, name: str) -> None:
     c = model.config
     ours = (model.family, c.vocab_size, c.num_classes)
     if ours != (info.family, info.vocab_size, info.num_classes) or \
-            (info.graph_io.stateful and info.state != model.state_spec()):
+            (info.graph_io.stateful and tuple(replace(s, in_place=False) for s in info.state) != model.state_spec()):
         raise UsageError(f"{name} was not exported from this checkpoint (the file: {info.family}, {info.vocab_size} tokens, "
                          f"{info.num_classes} classes; the checkpoint: {ours[0]}, {ours[1]} tokens, {ours[2]} classes"
                          "); give the checkpoint it came from")
@@ -260,11 +289,38 @@ def _compare_step(case: _Case) -> list[Comparison]:
     comparisons = [comparison("onnx step vs torch step", onnx_logits, torch_logits, pick),
                    comparison("onnx step vs torch forward", onnx_logits, case.forward[:, :T], pick),
                    Comparison(greedy.what, B, T, greedy.max_abs_diff, int((np.abs(onnx_tokens - torch_tokens) > slack).sum()))]
+    comparisons.append(_compare_rows(case))
     if info.step_tokens > 1:
         onnx_step.reset(cond)
         inputs = np.concatenate([np.full((B, 1), start, np.int64), x[:, :T - 1]], axis=1)  # (B, T) fed
-        comparisons.append(comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs), case.forward[:, :T], pick))
+        comparisons.append(comparison("onnx prefill vs torch forward", prefill(onnx_step, inputs, np.zeros(B, np.int64)), case.forward[:, :T], pick))
     return comparisons
+
+
+def _compare_rows(case: _Case) -> Comparison:
+    """Rows at different positions: row b runs a stream of its own, then restarts from its initial state at
+    call ``inplace.OFFSETS[b]`` and is fed its sequence teacher-forced (chunks of 1, S, 2 elements where the graph
+    takes chunks); the outputs of that stream's T positions equal forward for each row."""
+    info, B, T = case.runtime.info, case.batch, case.T
+    sizes = (1, info.step_tokens, 2) if info.step_tokens > 1 else (1,)
+    calls = T + max(inplace.OFFSETS)
+    schedule = Schedule(B, calls, info.max_length, sizes)
+    fed = np.full((B, calls * max(sizes) + 1), info.start_token, np.int64)  # fed[b, p]: row b's element p - 1
+    fed[:, 1:T + 1] = case.x[:, :T]
+    frames = case.frames
+    if frames is not None and frames.shape[1] < info.features.frames(fed.shape[1]):  # past T: the last frame
+        pad = info.features.frames(fed.shape[1]) - frames.shape[1]
+        frames = np.concatenate([frames, np.repeat(frames[:, -1:], pad, axis=1)], axis=1)  # (B, F', M)
+    got = np.full((B, T, info.output_width), np.nan, np.float32)  # a position never reached fails the check
+    joined = np.zeros(B, bool)  # running the stream compared (from its restart at its offset to its next restart)
+    outputs = roll(case.runtime.session, info, schedule, fed, case.cond, frames)
+    for call, ((size, pos, restart), out) in enumerate(zip(schedule, outputs)):
+        joined = np.where(restart, np.array(schedule.offsets) == call, joined)
+        out = out[0].reshape(B, size, info.output_width)  # (B, s, W)
+        for b in np.flatnonzero(joined):
+            keep = min(size, T - pos[b])
+            got[b, pos[b]:pos[b] + max(keep, 0)] = out[b, :max(keep, 0)]
+    return comparison("onnx rows joining vs forward", got, case.forward[:, :T], info.head.decision)
 
 
 def _compare_chunk(case: _Case) -> list[Comparison]:
@@ -274,13 +330,13 @@ def _compare_chunk(case: _Case) -> list[Comparison]:
     sampler = ChunkSampler(case.runtime, B)
     sampler.reset(cond, frames)
     cut = T // 3
-    first = sampler.sample(np.full(B, start, np.int64), 0, uniforms[:, :cut])  # (B, cut)
-    got = np.concatenate([first, sampler.sample(first[:, -1], cut, uniforms[:, cut:])], axis=1)  # (B, T)
+    first = sampler.sample(np.full(B, start, np.int64), np.zeros(B, np.int64), uniforms[:, :cut])  # (B, cut)
+    got = np.concatenate([first, sampler.sample(first[:, -1], np.full(B, cut, np.int64), uniforms[:, cut:])], axis=1)
     torch_step = TorchStepper(case.model, B)
     torch_step.reset(cond, frames)
     want, token = np.zeros((B, T), np.int64), np.full(B, start, np.int64)
     for t in range(T):
-        token = want[:, t] = sample_categorical(torch_step.step(token, t), uniforms[:, t])
+        token = want[:, t] = sample_categorical(torch_step.step(token, np.full(B, t, np.int64)), uniforms[:, t])
     return [Comparison("onnx chunk vs torch sampling", B, T, 0.0, int((got != want).sum()))]
 
 
@@ -328,7 +384,7 @@ def rollout(stepper: StepRunner, start_token: int, condition: np.ndarray | None,
     token = np.full(B, start_token, np.int64)
     logits, fed = [], []
     for t in range(T):
-        out = stepper.step(token, t).copy()  # (B, V); the runtime's buffer is overwritten by the next step
+        out = stepper.step(token, np.full(B, t, np.int64)).copy()  # (B, V); the runtime's buffer is overwritten by the next step
         token = tokens[:, t] if tokens is not None else pick(out)
         logits.append(out)
         fed.append(token)
