@@ -19,8 +19,10 @@ For each graph:
   data movement (Reshape, Transpose, Concat, ...): a Gather/Slice/Split of it reads what it selects (if the
   selection reaches a computation), a computation on it whole reads it all, a ScatterElements/ScatterND writes
   only its updates and a Concat only its new parts; a state used inside an If branch counts whole. The machine:
-  onnxruntime's rate on the graph's largest product (that one node alone, same shapes, weights as
-  initializers) and numpy's copy of 256 MB (bandwidth = bytes read + written per second).
+  onnxruntime's rate on the graph's largest product: that node alone at its own shapes (weights as
+  initializers), or the same multiply-adds as one weight product over every row (G x (M, K) @ (K, N), M
+  counting the rows; a Conv as its im2col product), whichever is faster; and numpy's copy of 256 MB
+  (bandwidth = bytes read + written per second).
   floor = max(FLOPs / rate, bytes / bandwidth); goal: the measured batch-64 step <= 2x the floor.
 - onnxruntime's profile of 30 steps at batch 64: each op type's share of the step (the model_run time), and
   the share moving state: Concat, Gather, Slice, Split, Transpose, Reshape, Expand, Identity, Cast or Where
@@ -49,7 +51,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: an older arrun put first there is the one measured
 
 BATCHES = (1, 64)
 BIG = 64  # the batch of the floor and the profile
@@ -558,9 +560,45 @@ def product_rate(node, shapes, model: onnx.ModelProto) -> float:
             inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape))
             feeds[name] = value
     out = helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, shapes[node.output[0]][0])
-    one = helper.make_model(helper.make_graph([node], "product", inputs, [out], initializers),
-                            opset_imports=model.opset_import)
-    session = new_session(one.SerializeToString())
+    return _rate(helper.make_graph([node], "product", inputs, [out], initializers), model, feeds,
+                 product_flops(node, shapes))
+
+
+def canonical_product(node, shapes, model: onnx.ModelProto) -> tuple[int, int, int, int] | None:
+    """The same multiply-adds as one weight product over the batch's rows: (G, M, K, N) for G products of
+    (M, K) activations by (K, N) weights, M counting every row. A MatMul by weights (..., K, N) keeps G = the
+    weights' leading size; a Conv is its im2col product; None for a product of two activations."""
+    inits = {i.name for i in _initializers(model.graph)}
+    if node.input[1] not in inits:
+        return None
+    out, a, b = (shapes[n][0] for n in (node.output[0], node.input[0], node.input[1]))
+    if node.op_type == "Conv":
+        G, K, N = 1, int(np.prod(b[1:])), b[0]
+    elif node.op_type == "Gemm":
+        G, K, N = 1, int(np.prod(a)) // out[0], out[1]
+    else:
+        G, K, N = int(np.prod(b[:-2])), a[-1], out[-1]
+    return G, int(np.prod(out)) // (G * N), K, N
+
+
+def canonical_rate(node, shapes, model: onnx.ModelProto) -> float:
+    """FLOP/s of onnxruntime on ``canonical_product`` (one MatMul node, the weights an initializer); 0 if none."""
+    shape = canonical_product(node, shapes, model)
+    if shape is None:
+        return 0.0
+    G, M, K, N = shape
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((G, M, K)).astype(np.float32)
+    w = numpy_helper.from_array(rng.standard_normal((G, K, N)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "w"], ["y"])], "canonical",
+                              [helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, a.shape)],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, (G, M, N))], [w])
+    return _rate(graph, model, {"a": a}, 2 * G * M * K * N)
+
+
+def _rate(graph, model: onnx.ModelProto, feeds: dict, flops: int) -> float:
+    """FLOP/s of a one-node graph, timed for at least 0.2 s after one warm-up run."""
+    session = new_session(helper.make_model(graph, opset_imports=model.opset_import).SerializeToString())
     session.run(None, feeds)
     n, seconds = 1, 0.0
     while seconds < 0.2:
@@ -569,7 +607,7 @@ def product_rate(node, shapes, model: onnx.ModelProto) -> float:
         for _ in range(n):
             session.run(None, feeds)
         seconds = time.perf_counter() - start
-    return product_flops(node, shapes) * n / seconds
+    return flops * n / seconds
 
 
 def copy_bandwidth() -> float:
@@ -653,7 +691,8 @@ def measure(graphs: list[Graph], reps: int, seconds: float) -> list[dict]:
                 shapes = tensor_shapes(g, model)
                 work = count_work(g, model, shapes)
                 flops, node = work.pop("largest_product")
-                rate = product_rate(node, shapes, model)
+                as_is, canonical = product_rate(node, shapes, model), canonical_rate(node, shapes, model)
+                rate = max(as_is, canonical)
                 movers, scatters = work.pop("state_movers"), work.pop("state_scatters")
                 floor = max(work["flops"] / rate, work["bytes"] / bandwidth)
                 prof = profile_shares(g, movers, scatters, Path(tmp))
@@ -663,7 +702,8 @@ def measure(graphs: list[Graph], reps: int, seconds: float) -> list[dict]:
                     "in_place": [s.input for s in g.state if s.in_place], **speed, **work,
                     "largest_product": {"op": node.op_type, "name": node.name, "flops": flops,
                                         "shapes": [shapes[i][0] for i in node.input if i]},
-                    "product_flop_per_s": rate, "copy_bytes_per_s": bandwidth,
+                    "product_flop_per_s": rate, "product_as_is_flop_per_s": as_is,
+                    "product_canonical_flop_per_s": canonical, "copy_bytes_per_s": bandwidth,
                     "floor_ms": 1e3 * floor, "bound": "compute" if work["flops"] / rate >= work["bytes"] / bandwidth
                     else "memory", "step_vs_floor": speed["step_ms"] / (1e3 * floor), "profile": prof,
                     "prefill": pre})
@@ -675,17 +715,19 @@ def measure(graphs: list[Graph], reps: int, seconds: float) -> list[dict]:
 def markdown(records: list[dict], environment: str) -> str:
     lines = [environment, "",
              "| graph | loop | elements/s b1 | elements/s b64 | b64 ÷ b1 | b64 step ms | floor ms (bound) "
-             "| step ÷ floor | GFLOP/step | MB/step (weights + state r/w) | product GFLOP/s | prefill/elem b64 ÷ b1 |",
+             "| step ÷ floor | GFLOP/step | MB/step (weights + state r/w) "
+             "| largest product GFLOP/s (as is / as one product) | prefill elements/s b64 ÷ b1 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         e, pre = r["elements_per_s"], r["prefill"]
         prefill_ratio = "—" if pre is None else f"{pre['ratio']:.2f}×"
+        as_is, canonical = r["product_as_is_flop_per_s"], r["product_canonical_flop_per_s"]
         unsized = f" (+{r['unknown_products']} unsized)" if r["unknown_products"] else ""
         mb = (f"{r['bytes'] / 1e6:.1f} ({r['weight_bytes'] / 1e6:.1f} + {r['state_read_bytes'] / 1e6:.1f} r "
               f"+ {r['state_write_bytes'] / 1e6:.2f} w)")
         lines.append(f"| {r['graph']} | {r['loop']} | {e[1]:,.0f} | {e[BIG]:,.0f} | {r['ratio']:.1f}× "
                      f"| {r['step_ms']:.2f} | {r['floor_ms']:.2f} ({r['bound']}) | {r['step_vs_floor']:.1f}× "
-                     f"| {r['flops'] / 1e9:.3f}{unsized} | {mb} | {r['product_flop_per_s'] / 1e9:.1f} "
+                     f"| {r['flops'] / 1e9:.3f}{unsized} | {mb} | {as_is / 1e9:.1f} / {canonical / 1e9:.1f} "
                      f"| {prefill_ratio} |")
     lines += ["", f"Profile at batch {BIG} ({PROFILE_STEPS} steps): share of the step's run time", "",
               "| graph | moving state | scatter into state | top op types | nodes / run |", "|---|---|---|---|---|"]
