@@ -11,11 +11,18 @@ column j (horizontal). Pixels are in raster order: position p = i * W + j.
 
 Step state (L layers, C channels):
 - ``rows``  (B, L, C, r, W): each layer's vertical-stack inputs for the r most recent complete rows;
-- ``row``   (B, C, W): embeddings of the pixels of the row being generated (left of the current one);
+- ``row``   (B, C, W): embeddings of the pixels of the row being generated left of the current one, and of
+  the row above from the current column on (each column is overwritten before the row is read whole);
 - ``vtoh``  (B, W, L, 2C): the vertical stack's contribution to the horizontal gates for the current row;
 - ``left``  (B, L, r, C): each layer's horizontal-stack inputs at the r columns left of the current one.
-At the first pixel of each row the step computes the vertical stack for that whole row, once (an ONNX
-``If``); every other pixel costs one horizontal stack evaluation: O(layers) work.
+Each row of a batch is at its own position. At a step where some row is at column 0, the step computes
+the vertical stack of a whole image row for every row of the batch and keeps it where the row is at column
+0 (an ONNX ``If`` around the evaluation, a ``Where`` per row inside it); at every other step the ``If``
+passes the state through, so a batch whose rows are aligned pays the vertical stack once per image row, as
+one image does. Every pixel costs one horizontal stack evaluation: O(layers) work. ``row`` is written one
+column per step by a ScatterElements on the state input (a runtime may bind it in place); ``rows`` and
+``vtoh`` are replaced whole at column 0 and passed through the ``If`` otherwise, ``left`` is replaced whole
+(with r = 1 the new value is the whole buffer).
 """
 from __future__ import annotations
 
@@ -127,27 +134,33 @@ class PixelCNN(ImageModel):
         return torch.stack(new_rows, dim=1), torch.stack(vtoh, dim=2)
 
     def step(self, token, pos, state, cond=None):
-        """token (B,) pixel pos - 1 (ignored at pos 0); pos in [0, H*W) -> (logits (B, V), new state)."""
+        """token (B,) pixel pos - 1 (ignored at pos 0); pos (B,) int64 in [0, H*W), one position per row (a
+        0-dim pos serves every row) -> (logits (B, V), new state). Rows are independent: row b's outputs and new
+        state depend only on its own token, position, state and condition."""
         c = self.config
-        col = pos % c.width
-        columns = torch.arange(c.width, device=token.device)  # (W,)
-        emb = self.embed(token.clamp(max=c.vocab_size - 1)) * (pos > 0)  # (B, C); nothing before pixel 0
-        row = torch.where(columns == (pos - 1) % c.width, emb[:, :, None], state["row"])  # (B, C, W)
-        operands = (state["rows"], row, state["vtoh"]) + (() if cond is None else (cond,))
-        rows, vtoh = torch.cond(
-            col == 0,
-            lambda rows, row, vtoh, *cond: self._vertical_row(rows, row, *cond),
-            lambda rows, row, vtoh, *cond: (rows.clone(), vtoh.clone()),
+        B = token.shape[0]
+        pos = pos.expand(B) if pos.dim() == 0 else pos  # (B,)
+        col = pos % c.width  # (B,)
+        inside = (col != 0)[:, None]  # (B, 1): 0 at column 0, where what lies left is zero padding
+        emb = self.embed(token.clamp(max=c.vocab_size - 1)) * (pos > 0)[:, None]  # (B, C); nothing before pixel 0
+        # one column written per row: the pixel pos - 1 (a ScatterElements on the state, the only read of in.row)
+        written = ((pos - 1) % c.width).view(B, 1, 1).expand(B, c.channels, 1)  # (B, C, 1)
+        row = state["row"].scatter(2, written, emb[:, :, None])  # (B, C, W)
+        operands = (col, state["rows"], row, state["vtoh"]) + (() if cond is None else (cond,))
+        rows, vtoh = torch.cond(  # the vertical stack, only at steps where some row starts an image row
+            (col == 0).any(),
+            lambda col, rows, row, vtoh, *cond: self._vertical_rows(col, rows, row, vtoh, *cond),
+            lambda col, rows, row, vtoh, *cond: (rows.clone(), vtoh.clone()),
             operands,
         )
-        row = row * (col != 0)  # a new row starts empty
-        left = state["left"] * (col != 0)  # (B, L, r, C); zero padding left of column 0
+        left = state["left"] * inside[:, :, None, None]  # (B, L, r, C); zero padding left of column 0
+        at_col = col.view(B, 1, 1, 1).expand(B, 1, c.layers, 2 * c.channels)  # (B, 1, L, 2C)
+        vtoh_col = vtoh.gather(1, at_col)[:, 0]  # (B, L, 2C): each row's own column
         h = None
         new_left = []
-        vtoh_col = vtoh[:, col]  # (B, L, 2C)
         for i, layer in enumerate(self.layers):
             if layer.first:  # inputs: the embeddings of the r pixels to the left
-                taps = torch.cat([left[:, i, 1:], (emb * (col != 0))[:, None]], dim=1)  # (B, r, C)
+                taps = torch.cat([left[:, i, 1:], (emb * inside)[:, None]], dim=1)  # (B, r, C)
                 new_left.append(taps)
             else:  # inputs: the previous layer's outputs at the r pixels to the left and at this pixel
                 taps = torch.cat([left[:, i], h[:, None]], dim=1)  # (B, r + 1, C)
@@ -155,3 +168,11 @@ class PixelCNN(ImageModel):
             h = layer.horizontal_step(taps, vtoh_col[:, i], layer.cond_bias(cond)[1], h)  # (B, C)
         state = {"rows": rows, "row": row, "vtoh": vtoh, "left": torch.stack(new_left, dim=1)}
         return self.head(h), state
+
+    def _vertical_rows(self, col, rows, row, vtoh, cond=None):
+        """The rows at column 0 take their new vertical stack, the others keep theirs: the stack is evaluated
+        for the whole batch (one product per layer) and selected per row. -> (rows, vtoh)."""
+        new_rows, new_vtoh = self._vertical_row(rows, row, cond)
+        starts = col == 0  # (B,)
+        return (torch.where(starts[:, None, None, None, None], new_rows, rows),
+                torch.where(starts[:, None, None, None], new_vtoh, vtoh))

@@ -14,15 +14,19 @@ Linear(dropout(h)), plus its input after layer 0 (residual); the head and the cl
 per-layer bias on the gates) are PixelCNN's. Pixels are in raster order: position p = i * W + j.
 
 Step state (L layers, C channels); before the step for pixel (i, j):
-- ``h`` (B, L, W, C): each layer's hidden states, row i at columns < j and row i - 1 at columns >= j;
-- ``c`` (B, L, W, C): the cell states, laid out the same way;
+- ``h`` (B, L + 1, W, C): plane 0 the pixel embeddings (layer 0's input), row i at columns < j - 1 and
+  row i - 1 from column j - 1 on; plane l + 1 layer l's hidden states, row i at columns < j and row i - 1 at
+  columns >= j;
+- ``c`` (B, L, W, C): the cell states, laid out as the hidden states;
 - ``h_diag`` (B, L, C): each layer's hidden state at (i - 1, j - 1), which ``h`` no longer holds;
-- ``left`` (B, L, r, C): each layer's input-to-state inputs left of the pixel, as PixelCNN's ``left``;
-- ``pixels`` (B, W, C): the pixel embeddings, row i at columns < j - 1 and row i - 1 from column j - 1 on.
-The step reads column j of ``h`` and ``c`` (the row above) and writes the new row's values there, so a
-finished row becomes the row above without any copy; ``pixels`` likewise (it reads row i - 1 at columns
-j-1..j+1, then writes pixel (i, j - 1) over column j - 1); at column 0 ``h_diag`` and ``left`` read as
-zero padding. Every pixel costs one cell update per layer: O(layers) work, the same at every column.
+- ``left`` (B, L, r, C): each layer's input-to-state inputs left of the pixel, as PixelCNN's ``left``.
+Each row of a batch is at its own position (column j is the row's own). The step reads columns j-1, j, j+1
+of ``h`` (one GatherElements: the row above) and column j of ``c``, and writes pixel (i, j - 1) and the new
+hidden states into ``h`` and the new cell states into ``c`` with one ScatterElements each, on the state
+input, after (by data) every read of it: a finished row becomes the row above without any copy, and a
+runtime may bind ``h`` and ``c`` in place. ``h_diag`` and ``left`` are small and replaced whole (the new
+value is the whole buffer). At column 0 ``h_diag`` and ``left`` read as zero padding. Every pixel costs one
+cell update per layer: O(layers) work, the same at every column.
 """
 from __future__ import annotations
 
@@ -119,8 +123,8 @@ class PixelRNN(ImageModel):
     def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
         L, C, W, r = c.layers, c.channels, c.width, c.kernel_size // 2
-        return (StateSpec("h", (L, W, C)), StateSpec("c", (L, W, C)), StateSpec("h_diag", (L, C)),
-                StateSpec("left", (L, r, C)), StateSpec("pixels", (W, C)))
+        return (StateSpec("h", (L + 1, W, C)), StateSpec("c", (L, W, C)), StateSpec("h_diag", (L, C)),
+                StateSpec("left", (L, r, C)))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, H, W) int64 levels -> logits (B, H, W, V); logits[:, i, j] predicts x[:, i, j]."""
@@ -130,19 +134,26 @@ class PixelRNN(ImageModel):
         return self.head(h.permute(0, 2, 3, 1))  # (B, H, W, V)
 
     def step(self, token, pos, state, cond=None):
-        """token (B,) pixel pos - 1 (ignored at pos 0); pos in [0, H*W) -> (logits (B, V), new state)."""
+        """token (B,) pixel pos - 1 (ignored at pos 0); pos (B,) int64 in [0, H*W), one position per row (a
+        0-dim pos serves every row) -> (logits (B, V), new state). Rows are independent: row b's outputs and new
+        state depend only on its own token, position, state and condition."""
         c = self.config
-        col = pos % c.width
-        inside = (col != 0).to(state["h"].dtype)  # 0 at column 0: what lies left of it is zero padding
-        previous = self.embed(token.clamp(max=c.vocab_size - 1)) * (pos > 0)  # (B, C): pixel pos - 1
+        B, L, C, W = token.shape[0], c.layers, c.channels, c.width
+        pos = pos.expand(B) if pos.dim() == 0 else pos  # (B,)
+        col = pos % W  # (B,)
+        inside = (col != 0).to(state["h"].dtype)[:, None]  # (B, 1): 0 at column 0, left of it is zero padding
+        before_edge = (col != W - 1).to(state["h"].dtype)[:, None]  # (B, 1): 0 at the last column
+        previous = self.embed(token.clamp(max=c.vocab_size - 1)) * (pos > 0)[:, None]  # (B, C): pixel pos - 1
         emb = previous * inside  # (B, C): pixel (i, j - 1), zero at column 0
-        pixels_pad = F.pad(state["pixels"], (0, 0, 1, 1))  # (B, W + 2, C): zero columns either side
-        pixels_above = pixels_pad.index_select(1, torch.stack([col, col + 1, col + 2]))  # (B, 3, C): j-1, j, j+1
-        h_pad = F.pad(state["h"], (0, 0, 0, 1))  # (B, L, W + 1, C): a zero column right of the image
-        up = h_pad.index_select(2, torch.stack([col, col + 1]))  # (B, L, 2, C): row above, columns j, j+1
-        above = torch.cat([(state["h_diag"] * inside)[:, :, None], up], dim=2)  # (B, L, 3, C): j-1, j, j+1
-        c_above = state["c"].index_select(2, col[None])[:, :, 0]  # (B, L, C)
-        left = state["left"] * inside  # (B, L, r, C)
+        # read: columns j-1, j, j+1 of every plane (the row above), each row at its own column
+        columns = (col[:, None] + torch.arange(-1, 2, device=col.device)).clamp(0, W - 1)  # (B, 3)
+        taken = state["h"].gather(2, columns.view(B, 1, 3, 1).expand(B, L + 1, 3, C))  # (B, L + 1, 3, C)
+        pixels_above = taken[:, 0] * torch.stack([inside, torch.ones_like(inside), before_edge], dim=1)  # (B, 3, C)
+        up = taken[:, 1:, 1:] * torch.stack([torch.ones_like(inside), before_edge], dim=1)[:, None]  # (B, L, 2, C)
+        above = torch.cat([(state["h_diag"] * inside[:, :, None])[:, :, None], up], dim=2)  # (B, L, 3, C)
+        at_col = col.view(B, 1, 1, 1).expand(B, L, 1, C)  # (B, L, 1, C)
+        c_above = state["c"].gather(2, at_col)[:, :, 0]  # (B, L, C)
+        left = state["left"] * inside[:, :, None, None]  # (B, L, r, C)
         x, new_h, new_c, new_left = None, [], [], []
         per_layer = zip(self.layers, left.unbind(1), above.unbind(1), c_above.unbind(1))
         for layer, left_i, above_i, c_above_i in per_layer:  # (B, r, C), (B, 3, C), (B, C)
@@ -156,12 +167,11 @@ class PixelRNN(ImageModel):
             x, h, cell = layer.step(taps, above_i, c_above_i, cond, x)  # (B, C) each
             new_h.append(h)
             new_c.append(cell)
-        columns = torch.arange(c.width, device=token.device)  # (W,)
-        here = (columns == col)[:, None]  # (W, 1): column j
-        written = (columns == (pos - 1) % c.width)[:, None]  # (W, 1): the column of pixel pos - 1
-        state = {"h": torch.where(here, torch.stack(new_h, dim=1)[:, :, None], state["h"]),  # (B, L, W, C)
-                 "c": torch.where(here, torch.stack(new_c, dim=1)[:, :, None], state["c"]),
+        # write: one column per plane and row (ScatterElements on the state inputs, after every read of them)
+        written = torch.cat([((pos - 1) % W).view(B, 1, 1, 1).expand(B, 1, 1, C), at_col], dim=1)  # (B, L + 1, 1, C)
+        h_col = torch.stack([previous, *new_h], dim=1)[:, :, None]  # (B, L + 1, 1, C)
+        state = {"h": state["h"].scatter(2, written, h_col),  # (B, L + 1, W, C)
+                 "c": state["c"].scatter(2, at_col, torch.stack(new_c, dim=1)[:, :, None]),  # (B, L, W, C)
                  "h_diag": up[:, :, 0],  # (B, L, C): (i - 1, j), the diagonal of the next pixel
-                 "left": torch.stack(new_left, dim=1),  # (B, L, r, C)
-                 "pixels": torch.where(written, previous[:, None], state["pixels"])}  # (B, W, C)
+                 "left": torch.stack(new_left, dim=1)}  # (B, L, r, C)
         return self.head(x), state
