@@ -217,7 +217,7 @@ def prove(session: ort.InferenceSession, proto: onnx.ModelProto, info: ModelInfo
         span = calls * max(sizes) + 1 if not info.max_length else info.max_length
         tokens, condition, frames = random_inputs(info, rng, batch, span)
         separate = roll(session, info, schedule, tokens, condition, frames)
-        aliased = roll(session, info, schedule, tokens, condition, frames, candidates)
+        aliased = roll(session, info, schedule, tokens, condition, frames, alias=candidates)
         for call, (want, got) in enumerate(zip(separate, aliased)):
             for name, a, b in zip(info.output_names(), want, got):
                 if a.shape != b.shape or a.tobytes() != b.tobytes():

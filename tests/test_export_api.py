@@ -96,3 +96,73 @@ def test_a_chunk_graph_of_a_step_without_position_samples_as_the_step_graph(tmp_
         sample(path, options=SampleOptions(length=60, seed=3), stream=stream)
         texts.append(stream.getvalue())
     assert texts[0] == texts[1] and len(texts[0]) >= 60
+
+
+def _ring(cls):
+    from tiny_family import RingConfig
+    torch.manual_seed(0)
+    model = cls(RingConfig(vocab_size=len(ALPHABET), dim=8, span=5))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    return model.eval()
+
+
+def test_a_ring_written_by_one_scatter_is_declared_in_place_after_the_proof(tmp_path):
+    """The scatter reads nothing but the ring it writes: the structure allows one buffer, onnxruntime's aliased
+    rollout equals the separate one, so the metadata says in_place and the report says so per state."""
+    from tiny_family import Ring
+    result = export_model(_ring(Ring), TEXT, tmp_path / "ring.onnx")
+    assert [(v.name, v.in_place, v.reason) for v in result.report.in_place] == [("ring", True, "")]
+    assert open_model(result.path).info.state[0].in_place is True
+    assert list(result.to_dict()["verification"]["in_place"]) == [{"name": "ring", "in_place": True, "reason": ""}]
+    assert any(c.what == "onnx rows joining vs forward" and c.batch == 3 for c in result.report.comparisons)
+
+
+@pytest.mark.parametrize("cls, reason", [
+    ("RingReadLate", "reads in.ring without the scatter depending on it"),
+    ("Decay", "out.h is a Add node, not a ScatterElements/ScatterND"),
+])
+def test_a_state_the_structure_does_not_allow_keeps_two_buffers_and_says_why(tmp_path, cls, reason):
+    import tiny_family
+    model = _ring(getattr(tiny_family, cls)) if cls.startswith("Ring") else Decay(DecayConfig(vocab_size=len(ALPHABET)))
+    result = export_model(model.eval(), TEXT, tmp_path / "x.onnx")
+    (verdict,) = result.report.in_place
+    assert not verdict.in_place and reason in verdict.reason
+    assert open_model(result.path).info.state[0].in_place is False
+
+
+def test_an_aliased_rollout_that_differs_fails_loudly_and_writes_nothing(tmp_path, monkeypatch):
+    """A structural candidate whose aliased rollout differs from the separate one is an error, not a quiet
+    two-buffer state: the graph is not what its structure says."""
+    from arexport import inplace
+    from arexport.verify import ExportError
+    from tiny_family import Ring
+    real = inplace.roll
+
+    def corrupted(*args, alias=frozenset(), **kwargs):
+        out = real(*args, alias=alias, **kwargs)
+        if alias:
+            out[-1][0] = out[-1][0] + 1e-6
+        return out
+    monkeypatch.setattr(inplace, "roll", corrupted)
+    with pytest.raises(ExportError) as e:
+        export_model(_ring(Ring), TEXT, tmp_path / "ring.onnx")
+    assert "fails the in-place proof" in str(e.value) and "logits at call" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_declaring_a_state_in_place_that_is_not_is_refused(tmp_path):
+    import onnx
+
+    from arexport.verify import ExportError, verify_onnx
+    from tiny_family import RingReadLate
+    model = _ring(RingReadLate)
+    path = export_model(model, TEXT, tmp_path / "late.onnx").path
+    proto = onnx.load(path)
+    for prop in proto.metadata_props:
+        if prop.key == "ar.state":
+            prop.value = prop.value.replace('"in_place": false', '"in_place": true')
+    onnx.save(proto, tmp_path / "lying.onnx")
+    with pytest.raises(ExportError) as e:
+        verify_onnx(tmp_path / "lying.onnx", model)
+    assert "declares state 'ring' in place but it is not" in str(e.value)
