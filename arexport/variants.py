@@ -25,7 +25,8 @@ tokens: a µ-law vocoder's neighbouring levels tie that closely, 2e-4 nats apart
 4e-2. Otherwise
 ``GateError`` (exit 1) and no file. The variant keeps the source's metadata and adds ``ar.precision``,
 ``ar.source_sha256`` (of the source file) and ``ar.precision.gate`` (the figures it passed); opset and IR
-version are the source's.
+version are the source's. A state is ``in_place`` in the variant only where the in-place proof
+(``inplace.py``) holds on the variant graph itself, re-run after the gate.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ import numpy as np
 import onnx
 import onnxruntime
 
-from artrain.checkpoint import data_info, read_config
+from artrain.checkpoint import data_info, load_checkpoint, read_config
 from artrain.data import Split, reload_dataset
 from arrun.contract.errors import UsageError, first_line
 from arrun.contract.features import mulaw_features
@@ -52,9 +53,10 @@ from arrun.session import Model, open_model
 
 from . import __version__
 from .constants import VARIANTS
-from .export import check_output, set_metadata
+from .export import check_output, declare_in_place, set_metadata
+from .inplace import StateVerdict
 from .tracing import quiet
-from .verify import ExportError
+from .verify import ExportError, prove_in_place
 
 TOLERANCE = {"int8": 0.01, "fp16": 0.001}  # relative increase of validation bits/dim a variant may have
 GREEDY_STEPS, GREEDY_BATCH = 64, 4
@@ -82,12 +84,14 @@ class VariantResult:
     source_bytes: int
     gate: dict
     seconds: float
+    in_place: tuple[StateVerdict, ...] = ()  # the variant graph's own in-place proof, per state
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "precision": self.info.precision, "graph": self.info.graph,
                 "family": self.info.family, "size_bytes": self.size_bytes, "source_bytes": self.source_bytes,
                 "size_ratio": round(self.size_bytes / self.source_bytes, 4), "gate": self.gate,
-                "min_onnxruntime": self.info.min_onnxruntime, "seconds": round(self.seconds, 1)}
+                "min_onnxruntime": self.info.min_onnxruntime, "seconds": round(self.seconds, 1),
+                "in_place": [dataclasses.asdict(v) for v in self.in_place]}
 
 
 def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str, out: Path | str | None = None,
@@ -125,13 +129,25 @@ def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str,
         variant_info = dataclasses.replace(
             info, precision=precision, source_sha256=sha256_file(source), min_onnxruntime=MIN_ONNXRUNTIME[precision],
             producer={**info.producer, "arexport": __version__, "onnxruntime.quantization": onnxruntime.__version__},
-            state=tuple(dataclasses.replace(s, dtype="float16") for s in info.state) if precision == "fp16" else info.state)
+            state=tuple(dataclasses.replace(s, dtype="float16" if precision == "fp16" else s.dtype, in_place=False)
+                        for s in info.state))  # in place only once proved on this graph
         _write(proto, variant_info, pending.tmp)
         variant = open_model(pending.tmp, threads=0, command="arexport quantize")
         gate = _gate(reference, variant, precision, sequences, labels, str(out))
-        _write(proto, dataclasses.replace(variant_info, gate=gate), pending.tmp)
-    return VariantResult(out, dataclasses.replace(variant_info, gate=gate), out.stat().st_size,
-                         source.stat().st_size, gate, time.perf_counter() - start)
+        verdicts = _prove_in_place(pending.tmp, variant, checkpoint_dir, str(out))
+        variant_info = declare_in_place(dataclasses.replace(variant_info, gate=gate), verdicts)
+        _write(proto, variant_info, pending.tmp)
+    return VariantResult(out, variant_info, out.stat().st_size, source.stat().st_size, gate,
+                         time.perf_counter() - start, tuple(verdicts))
+
+
+def _prove_in_place(path: Path, variant: Model, checkpoint_dir: Path, name: str) -> list[StateVerdict]:
+    """The in-place proof (``inplace.py``) re-run on the variant's own graph: a converter may have put a Cast
+    or a quantized read between a state and its scatter."""
+    if not variant.info.graph_io.stateful:
+        return []
+    state_period = load_checkpoint(checkpoint_dir)[0].state_period
+    return prove_in_place(path, variant, state_period, np.random.default_rng(0), name=name)
 
 
 def calibration_feeds(info: ModelInfo, split: Split) -> list[dict[str, np.ndarray]]:
@@ -296,12 +312,12 @@ def greedy_mismatches(reference: Model, variant: Model, sequences: list[np.ndarr
         runner.reset(cond, frames)
         token = np.full(B, info.start_token, np.int64)
         for t in range(steps):
-            expected[:, t] = runner.step(token, t)
+            expected[:, t] = runner.step(token, np.full(B, t, np.int64))
             token = path[:, t] = head.greedy(expected[:, t])
         other = Stepper(variant, B)
         other.reset(cond, frames)
         inputs = np.concatenate([np.full((B, 1), info.start_token, np.int64), path[:, :steps - 1]], axis=1)  # (B, steps)
-        chosen = head.greedy(prefill(other, inputs))  # (B, steps)
+        chosen = head.greedy(prefill(other, inputs, np.zeros(B, np.int64)))  # (B, steps)
     differs = chosen != path[:, :steps]
     tied = head.level_log_probs(expected, chosen) >= head.level_log_probs(expected, path[:, :steps]) - NEAR_TIE
     return int((differs & ~tied).sum()), int((differs & tied).sum()), steps

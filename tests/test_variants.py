@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +100,11 @@ def test_variant_passes_its_gate_and_runs_unchanged(source, precision):
     info, fp32 = read_info(out), read_info(step)
     assert info.precision == precision and fp32.precision == "fp32" and fp32.source_sha256 == ""
     assert info.source_sha256 == hashlib.sha256(step.read_bytes()).hexdigest()
-    assert info.state == tuple(s if precision == "int8" else type(s)(s.name, s.shape, "float16", s.init)
-                               for s in fp32.state)
+    assert [replace(s, in_place=False) for s in info.state] == [
+        replace(s, dtype="float16" if precision == "fp16" else s.dtype) for s in fp32.state]
+    # the in-place proof re-run on the variant's own graph: what it found is what the metadata declares
+    assert [(v["name"], v["in_place"]) for v in record["in_place"]] == [(s.name, s.in_place) for s in info.state]
+    assert all(v["in_place"] or v["reason"] for v in record["in_place"])
     gate = info.gate
     assert gate["split"] == "val" and gate["relative_change"] <= gate["tolerance"]
     assert ("greedy_steps" in gate) == (precision == "fp16")
