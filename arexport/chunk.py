@@ -1,14 +1,18 @@
 """The chunk graph: a model's step rolled N times inside one ONNX ``Loop``, sampling as it goes.
 
-    chunk(input_ids (B,), position (), [condition (B,)], [features (B, F, M)], uniforms (B, N) float64, *state)
-        -> tokens (B, N) int64, *state
+    chunk(input_ids (B,), position (B,) int64, [condition (B,)], [features (B, F, M)], uniforms (B, N) float64,
+          *state) -> tokens (B, N) int64, *state
 
-One call makes N elements with no Python, numpy or onnxruntime call overhead between them. The loop body is
-the traced ``SamplingStep``: the model's ``step`` at position + i, then the inverse-CDF draw of
+One call makes N elements per row with no Python, numpy or onnxruntime call overhead between them. Row b's
+elements are at positions position[b] .. position[b] + N - 1 (rows are independent, each at its own position).
+The loop body is the traced ``SamplingStep``: the model's ``step`` at position + i, then the inverse-CDF draw of
 ``arrun.sampling.sample_categorical`` at uniforms[:, i], in float64, so a seed gives the samples of the step
-loop. A locally conditioned model turns its frames into conditioning vectors once per chunk, before the loop
-(frame f of the input is the frame of positions (position // hop + f) * hop ...); the body gathers one row per
-element.
+loop. A locally conditioned model turns its frames into conditioning vectors once per chunk, before the loop,
+and each element takes its own frame's vector. The features are per row, each row's starting at its own
+position: features[b, f] is frame position[b] // hop + f of row b's stream (the frame of that row's samples
+(position[b] // hop + f) * hop ...), so row b's element i takes features[b, (position[b] % hop + i) // hop]; F
+must cover every row, F >= (max_b position[b] % hop + N - 1) // hop + 1 (a row needing fewer frames is padded
+with any finite values).
 
 Graph surgery: the traced body's inputs that stay the same for the whole chunk (position, condition, the
 frame vectors, uniforms) become references to the outer graph, its weights move to the outer graph, and
@@ -47,7 +51,7 @@ def sample_inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 class SamplingStep(nn.Module):
-    """forward(i, token, *state, position, [condition], [vector (B, D)], uniform (B,)) -> (next token, *state):
+    """forward(i, token, *state, position (B,), [condition], [vector (B, D)], uniform (B,)) -> (next token, *state):
     one loop iteration, given its element's conditioning vector and uniform (gathered by the loop body)."""
 
     def __init__(self, model: ARModel, info: ModelInfo):
@@ -81,8 +85,8 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     state = model.init_state(B)
     outer_names = [POSITION_INPUT] + [CONDITION_INPUT] * (info.num_classes > 0)
     outer_names += [_ROWS[_SAMPLE_VECTORS]] * bool(info.features) + [_ROWS[UNIFORMS_INPUT]]
-    outer = [torch.tensor(0)] + [torch.zeros(B, dtype=torch.long)] * (info.num_classes > 0)
-    outer_shapes = [None] + [{0: batch}] * (info.num_classes > 0)
+    outer = [torch.arange(B)] + [torch.zeros(B, dtype=torch.long)] * (info.num_classes > 0)  # rows apart
+    outer_shapes = [{0: batch}] + [{0: batch}] * (info.num_classes > 0)
     if info.features:
         D = model.frame_vectors(torch.zeros(1, info.features.n_mels)).shape[-1]
         outer.append(torch.zeros(B, D))
@@ -106,12 +110,15 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
         initializers += vectors.graph.initializer
         hop = info.features.hop
         initializers += [onnx.numpy_helper.from_array(np.array(v, np.int64), f"chunk/{v}") for v in sorted({0, 1, hop})]
-        nodes += [  # rows = (arange(N) + position % hop) // hop: the frame of each element, in the chunk's frames
-            helper.make_node("Mod", [POSITION_INPUT, f"chunk/{hop}"], ["chunk/offset"]),
-            helper.make_node("Range", ["chunk/0", "chunk/n", "chunk/1"], ["chunk/i"]),
-            helper.make_node("Add", ["chunk/i", "chunk/offset"], ["chunk/shifted"]),
+        initializers += [onnx.numpy_helper.from_array(np.array(v, np.int64), f"chunk/axes{v}") for v in ([1], [2])]
+        nodes += [  # rows (B, N) = (arange(N) + position % hop) // hop: each element's frame in its row's frames
+            helper.make_node("Mod", [POSITION_INPUT, f"chunk/{hop}"], ["chunk/offset"]),  # (B,)
+            helper.make_node("Unsqueeze", ["chunk/offset", "chunk/axes[1]"], ["chunk/offsets"]),  # (B, 1)
+            helper.make_node("Range", ["chunk/0", "chunk/n", "chunk/1"], ["chunk/i"]),  # (N,)
+            helper.make_node("Add", ["chunk/offsets", "chunk/i"], ["chunk/shifted"]),  # (B, N)
             helper.make_node("Div", ["chunk/shifted", f"chunk/{hop}"], ["chunk/rows"]),
-            helper.make_node("Gather", [_VECTORS, "chunk/rows"], [_SAMPLE_VECTORS], axis=1),
+            helper.make_node("Unsqueeze", ["chunk/rows", "chunk/axes[2]"], ["chunk/indices"]),  # (B, N, 1)
+            helper.make_node("GatherND", [_VECTORS, "chunk/indices"], [_SAMPLE_VECTORS], batch_dims=1),  # (B, N, D)
         ]
     body = _loop_body(step.graph, set(outer_names) | {t.name for t in initializers},
                       {row: whole for whole, row in _ROWS.items() if row in outer_names})
@@ -122,7 +129,7 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     ]
     values = {v.name: v for v in step.graph.input}
     inputs = [helper.make_tensor_value_info(TOKEN_INPUT, TensorProto.INT64, [BATCH_DIM]),
-              helper.make_tensor_value_info(POSITION_INPUT, TensorProto.INT64, [])]
+              helper.make_tensor_value_info(POSITION_INPUT, TensorProto.INT64, [BATCH_DIM])]
     if info.num_classes:
         inputs.append(helper.make_tensor_value_info(CONDITION_INPUT, TensorProto.INT64, [BATCH_DIM]))
     if info.features:

@@ -42,7 +42,8 @@ def test_step_rollout_equals_forward_with_features(num_classes, batch):
         parallel = model(x, cond, features=frames)
         vectors, state, token, stepped = model.frame_vectors(frames), model.init_state(batch), torch.full((batch,), 256), []
         for t in range(T):
-            logits, state = model.step(token, torch.tensor(t), state, cond, features=vectors[:, t // VOCODER["mel_hop"]])
+            logits, state = model.step(token, torch.full((batch,), t), state, cond,
+                                       features=vectors[:, t // VOCODER["mel_hop"]])
             stepped.append(logits)
             token = x[:, t]
     assert (parallel - torch.stack(stepped, 1)).abs().max().item() <= 1e-5
@@ -89,11 +90,11 @@ def test_in_graph_sampler_has_the_softmax_distribution():
     rows = 40_000
     stepper = Stepper(runtime, 1)
     stepper.reset()
-    p = softmax(stepper.step(np.array([256]), 0).copy())[0]  # (V,)
+    p = softmax(stepper.step(np.array([256]), np.zeros(1, np.int64)).copy())[0]  # (V,)
     u = np.random.default_rng(0).random((rows, 1))
     sampler = ChunkSampler(chunk, rows)
     sampler.reset()
-    in_graph = sampler.sample(np.full(rows, 256), 0, u)[:, 0]
+    in_graph = sampler.sample(np.full(rows, 256), np.zeros(rows, np.int64), u)[:, 0]
     in_numpy = sample_categorical(np.log(np.tile(p, (rows, 1))), u[:, 0])
     bins = np.where(p * rows >= 5, np.arange(len(p)), len(p))  # chi-square wants >= 5 expected: pool the rest
     expected = np.bincount(bins, p * rows, minlength=len(p) + 1)
@@ -226,3 +227,31 @@ def test_bad_vocoder_input(tmp_path):
                  "a chunk graph samples at temperature 1", out)
     assert_error(["sample", step, "--features", tmp_path / "ok.npy", "--length", 21], 2,
                  "5 frames describe 20 samples", out)
+
+
+def test_chunk_graph_rows_at_their_own_positions():
+    """Rows of one chunk call at different positions, each given its own frames from its position // hop on, draw
+    what the model's step draws for that row alone at those positions (features[b, f] is frame position[b] // hop
+    + f of row b)."""
+    import onnxruntime as ort
+    from arexport.chunk import sample_inverse_cdf
+
+    model, hop = tiny_vocoder(0)[0], VOCODER["mel_hop"]
+    session = ort.InferenceSession(str(exported_vocoder("chunk")), providers=["CPUExecutionProvider"])
+    position, N = np.array([0, 6, 13]), 9
+    B, rng = len(position), np.random.default_rng(3)
+    F = (position % hop + N - 1) // hop + 1  # frames each row needs
+    frames = frames_for(model, B, int(F.max()) * hop, seed=4)  # (B, F, M) row b's frames from position[b] // hop
+    u = rng.random((B, N))
+    R, C = model.state_spec()[0].shape
+    tokens = session.run(None, {"input_ids": np.full(B, 256), "position": position, "features": frames,
+                                "uniforms": u, "in.queue": np.zeros((B, R, C), np.float32)})[0]
+    for b in range(B):
+        with torch.no_grad():
+            vectors, state, token = model.frame_vectors(torch.from_numpy(frames[b:b + 1])), model.init_state(1), 256
+            for i in range(N):
+                p = int(position[b]) + i
+                logits, state = model.step(torch.tensor([token]), torch.tensor([p]), state,
+                                           features=vectors[:, (position[b] % hop + i) // hop])
+                token = int(sample_inverse_cdf(logits, torch.from_numpy(u[b:b + 1, i]))[0])
+                assert tokens[b, i] == token, (b, i)
