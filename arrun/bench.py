@@ -62,7 +62,7 @@ def _prefill_rate(model: Model, batch_size: int) -> float:
     for _ in range(ROUNDS + 1):  # the first round warms up
         stepper.reset(condition)
         start = time.perf_counter()
-        prefill(stepper, prompt)
+        prefill(stepper, prompt, np.zeros(batch_size, np.int64))
         best = min(best, time.perf_counter() - start)
     return prompt.size / best
 
@@ -106,12 +106,14 @@ def _bare_loop(model: Model, batch_size: int, steps: int) -> float:
     features = None if features is None else np.broadcast_to(features, (batch_size, *features.shape))
     token = np.full(batch_size, info.start_token, np.int64)
     stepper = PlainStepper(model, batch_size)
+    position = np.zeros(batch_size, np.int64)  # (B,) every row at the same position
     for t in range(steps):
         if t == 1:
             start = time.perf_counter()
         if t % L == 0:
             stepper.reset(condition, features)
-        stepper.step(token, t % L)
+        position[:] = t % L
+        stepper.step(token, position)
     return time.perf_counter() - start
 
 
@@ -119,7 +121,7 @@ def _bare_chunks(model: Model, batch_size: int, steps: int, condition: np.ndarra
     """``_bare_loop`` of a chunk graph: ``session.run`` on chunks of CHUNK elements, state fed back by name."""
     info = model.info
     feeds = {s.input: s.initial(batch_size) for s in info.state}
-    feeds |= {TOKEN_INPUT: np.full(batch_size, info.start_token, np.int64), POSITION_INPUT: np.array(0, np.int64),
+    feeds |= {TOKEN_INPUT: np.full(batch_size, info.start_token, np.int64), POSITION_INPUT: np.zeros(batch_size, np.int64),
               UNIFORMS_INPUT: np.random.default_rng(0).random((batch_size, CHUNK))}
     if condition is not None:
         feeds[CONDITION_INPUT] = condition

@@ -44,9 +44,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 def sample(
     model: ModelArg,
     provider: ProviderOpt = Provider.cpu,
-    num_samples: Annotated[int, typer.Option(
+    num_samples: Annotated[Optional[int], typer.Option(
         "-n", "--num-samples",
-        help="Samples to generate (per class when the model is conditional and --condition is not given).")] = 1,
+        help="Samples to generate (per class when the model is conditional and --condition is not given; "
+             "default: one per prompt, or 1).", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         help="Samples run together (default: all of them, up to 64).")] = None,
     temperature: Annotated[float, typer.Option(
@@ -57,7 +58,11 @@ def sample(
     seed: Annotated[int, typer.Option(help="Seed; sample i draws from its own generator seeded by (seed, i).")] = 0,
     condition: Annotated[Optional[str], typer.Option(
         help="Class (or word) of a conditional model, by id or name (`arrun info` lists them).")] = None,
-    prompt: Annotated[str, typer.Option(help="Text the sample starts with (text models).")] = "",
+    prompt: Annotated[Optional[list[str]], typer.Option(
+        help="Text the sample starts with (text models); repeat it for prompts of different lengths in one batch, "
+             "sample i starting with prompt i mod their number.", show_default=False)] = None,
+    prompts: Annotated[Optional[Path], typer.Option(
+        help="A UTF-8 text file of prompts, one per line (as --prompt repeated).", show_default=False)] = None,
     unknown: UnknownOpt = Unknown.error,
     length: Annotated[Optional[int], typer.Option(
         help="Elements to generate (text and audio; default: the rest of the context, or 1 s of audio).")] = None,
@@ -76,11 +81,12 @@ def sample(
     from .generate import SampleOptions
     from .sampling import SamplingOptions
 
+    text = "" if not prompt else prompt[0] if len(prompt) == 1 else tuple(prompt)  # one prompt, or several
     options = SampleOptions(num_samples, batch_size, SamplingOptions(temperature, top_k, top_p), seed, condition,
-                            prompt, length, unknown.value)
+                            text, length, unknown.value)
     stream = None if json_out else sys.stdout
     record = edge.run(lambda: work(model, options=options, provider=provider.value, threads=threads, out=out,
-                                   stream=stream, progress=sys.stderr.isatty(), features=features))
+                                   stream=stream, progress=sys.stderr.isatty(), features=features, prompts=prompts))
     _report(record, json_out)
 
 

@@ -28,15 +28,43 @@ MAX_BENCH_STEPS = 10_000_000
 
 def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", threads: int = 1,
            out: Path | None = None, stream: TextIO | None = None, progress: bool = False,
-           features: Path | None = None) -> dict:
+           features: Path | None = None, prompts: Path | None = None) -> dict:
     """Generate samples into files (and text into ``stream`` as it comes) -> the summary record. A vocoder
-    turns the frames of ``features`` (a .npy) into audio."""
+    turns the frames of ``features`` (a .npy) into audio; ``prompts`` is a UTF-8 file of prompts, one per line,
+    in place of ``options.prompt``."""
     model = open_model(model_path, provider=provider, threads=threads, graph=("step", "chunk"), command="arrun sample")
+    if prompts is not None:
+        if options.prompt:
+            raise UsageError("--prompt and --prompts both give prompts; use one of them")
+        options = replace(options, prompt=read_prompts(prompts))
     if features is not None:
         if not model.info.features:
             raise UsageError(f"{model_path} is not a vocoder and takes no features; drop --features")
         options = replace(options, features=read_features(features, model.info.features))
     return _generate(model, options, out, stream, progress)
+
+
+MAX_PROMPTS_BYTES = 64 << 20
+
+
+def read_prompts(path: Path) -> tuple[str, ...]:
+    """A UTF-8 text file -> its lines, one prompt each (an empty line is an empty prompt; the newline ending
+    the last line ends it). UsageError for a file that cannot be read or is not UTF-8."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise UsageError(f"--prompts {path} is a folder; give a UTF-8 text file with one prompt per line")
+        if path.stat().st_size > MAX_PROMPTS_BYTES:
+            raise UsageError(f"--prompts {path} is larger than {MAX_PROMPTS_BYTES >> 20} MiB; give fewer prompts")
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read --prompts {path} ({e.strerror}); check the path") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--prompts {path} is not UTF-8 text (byte {e.start}); give a UTF-8 text file") from None
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline ending the last line
+        lines.pop()
+    return tuple(line.removesuffix("\r") for line in lines)
 
 
 def vocode(model_path: Path, wav: Path, *, seed: int = 0, provider: str = "cpu", threads: int = 1,
@@ -86,7 +114,8 @@ def _generate(model: Model, options: SampleOptions, out: Path | None, stream: Te
             bar.close()
     record = {"model": str(model.path), "family": info.family, "graph": info.graph, "data_kind": info.data_kind,
               "provider": model.provider, "files": [str(p) for p in files], "num_samples": plan.n,
-              "batch_size": plan.batch_size, "length": plan.length, "prompt_length": len(plan.prompt),
+              "batch_size": plan.batch_size, "length": plan.length, "prompt_length": plan.prompt_length,
+              "prompt_lengths": [len(p) for p in plan.prompts],
               "seed": options.seed, "temperature": options.sampling.temperature, "top_k": options.sampling.top_k,
               "top_p": options.sampling.top_p,
               "conditions": None if plan.conditions is None else plan.conditions.tolist(),

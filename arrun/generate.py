@@ -2,8 +2,11 @@
 ``sampling``'s numpy samplers, tokens fed back and handed to a sink; or, on a chunk graph
 (``runtime.ChunkSampler``), CHUNK elements per call sampled inside the graph from the same uniforms.
 
-Shapes (B = batch): input_ids (B,) int64, condition (B,) int64, logits (B, V) float32, features (F, M) float32
-frames shared by every sample (a vocoder); tokens (B, P + L) int64 hold the prompt, then the samples.
+Shapes (B = batch): input_ids (B,) int64, position (B,) int64, condition (B,) int64, logits (B, V) float32,
+features (F, M) float32 frames shared by every sample (a vocoder); tokens (B, P + L) int64 hold the prompt, then
+the samples. With prompts of different lengths (sample i starts with prompt i mod their number) every row is
+prefilled from its own start (``runtime.prefill_rows``) and samples at its own position: row b's prompt is
+right-aligned in tokens[b, P - P_b:P] (P the longest), its samples in tokens[b, P:].
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from .contract.errors import UsageError
 from .contract.schema import ModelInfo
 from .kinds import DATA_KINDS
 from .outputs import Sink
-from .runtime import ChunkSampler, Stepper, prefill
+from .runtime import ChunkSampler, Stepper, prefill_rows
 from .sampling import SamplingOptions, sample_rngs
 from .session import Model
 
@@ -29,12 +32,12 @@ MEMORY_LIMIT = 4 << 30   # bytes a run may hold (tokens, state, logits, what the
 
 @dataclass(frozen=True)
 class SampleOptions:
-    num_samples: int = 1
+    num_samples: int | None = None   # None: one per prompt (1 without prompts)
     batch_size: int | None = None    # None: all samples at once, up to MAX_BATCH
     sampling: SamplingOptions = SamplingOptions()
     seed: int = 0
     condition: int | str | None = None  # class id or name; None on a conditional model: num_samples of every class
-    prompt: str = ""
+    prompt: str | tuple[str, ...] = ""  # text the samples start with: one, or several (sample i takes prompt i mod k)
     length: int | None = None        # new elements per sample; None: the data kind's default
     unknown: str = "error"           # prompt characters outside the alphabet: error | skip | replace
     features: np.ndarray | None = None  # (F, M) float32 frames a vocoder is conditioned on (``read_features``)
@@ -44,16 +47,28 @@ class SampleOptions:
 class Plan:
     """What to generate, resolved against the model once: every later step trusts it."""
     conditions: np.ndarray | None  # (N,) int64 class of every sample, None when unconditional
-    prompt: np.ndarray             # (P,) int64 tokens fed before sampling starts
+    prompts: tuple[np.ndarray, ...]  # k prompts (P_i,) int64 fed before sampling starts; sample i takes i mod k
     length: int                    # sampled elements per sample
     batch_size: int
     n: int                         # samples in all
     per_class: bool                # one group of num_samples per class (image grids: one row each)
     features: np.ndarray | None = None  # (F, M) frames of a vocoder, None otherwise
 
+    def __post_init__(self):
+        if isinstance(self.prompts, np.ndarray):  # one prompt (P,)
+            object.__setattr__(self, "prompts", (self.prompts,))
+
+    @property
+    def prompt_length(self) -> int:
+        """The longest prompt's length P: samples start at tokens column P."""
+        return max(len(p) for p in self.prompts)
+
     @property
     def total_length(self) -> int:
-        return len(self.prompt) + self.length
+        return self.prompt_length + self.length
+
+    def prompts_of(self, indices: range) -> list[np.ndarray]:
+        return [self.prompts[i % len(self.prompts)] for i in indices]
 
     def batches(self) -> list[range]:
         return [range(i, min(i + self.batch_size, self.n)) for i in range(0, self.n, self.batch_size)]
@@ -64,6 +79,13 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
     o = options
     o.sampling.validate()
     info.head.check(o.sampling)
+    texts = (o.prompt,) if isinstance(o.prompt, str) else tuple(o.prompt)
+    if not texts:
+        raise UsageError("the prompts file has no prompt; give one prompt per line")
+    if o.num_samples is not None and o.num_samples < len(texts):
+        raise UsageError(f"-n {o.num_samples} is smaller than the {len(texts)} prompts; give -n {len(texts)} or "
+                         "more (sample i starts with prompt i mod the number of prompts), or fewer prompts")
+    o = replace(o, num_samples=len(texts) if o.num_samples is None else o.num_samples)
     if o.num_samples <= 0 or (o.batch_size is not None and o.batch_size <= 0):
         raise UsageError(f"-n and --batch-size must be >= 1, got {o.num_samples} and {o.batch_size}")
     if o.seed < 0:
@@ -75,20 +97,31 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
         raise UsageError(f"{n:,} samples are more than the {MAX_SAMPLES:,} one run makes; give a smaller -n "
                          "and run several times with other --seed values")
     kind = DATA_KINDS[info.data_kind]
-    prompt = kind.prompt_tokens(o.prompt, info, o.unknown)
-    length = _local_length(o, info) if info.features else kind.length(o.length, len(prompt), info)
+    prompts = tuple(_prompt_tokens(kind, text, i, len(texts), info, o.unknown) for i, text in enumerate(texts))
+    longest = max(len(p) for p in prompts)
+    length = _local_length(o, info) if info.features else kind.length(o.length, longest, info)
     batch_size = min(o.batch_size or MAX_BATCH, n)
-    check_memory(kind, info, n, batch_size, len(prompt) + length)
+    check_memory(kind, info, n, batch_size, longest + length)
     if o.features is not None and not info.features:
         raise UsageError("this model is not a vocoder and takes no features; drop --features")
-    if info.graph == "chunk" and len(prompt):
+    if info.graph == "chunk" and longest:
         raise UsageError("a chunk graph samples from the start of a sequence and takes no prompt; drop --prompt, "
                          "or sample with the step graph (step.onnx)")
     if info.graph == "chunk" and o.sampling != SamplingOptions():
         raise UsageError("a chunk graph samples at temperature 1 from the full distribution; drop --temperature, "
                          "--top-k and --top-p, or sample with the step graph (step.onnx)")
     conditions, per_class = _conditions(o, info)
-    return Plan(conditions, prompt, length, batch_size, n, per_class, o.features)
+    return Plan(conditions, prompts, length, batch_size, n, per_class, o.features)
+
+
+def _prompt_tokens(kind, text: str, i: int, k: int, info: ModelInfo, unknown: str) -> np.ndarray:
+    """Prompt i of k -> (P_i,) int64 tokens; its problem named by its number when there are several."""
+    try:
+        return kind.prompt_tokens(text, info, unknown)
+    except UsageError as e:
+        if k == 1:
+            raise
+        raise UsageError(f"prompt {i + 1} of {k}: {e}") from None
 
 
 def _local_length(o: SampleOptions, info: ModelInfo) -> int:
@@ -163,11 +196,12 @@ CHUNK = 1024  # elements per call of a chunk graph
 
 def generate(model: Model, plan: Plan, sampling: SamplingOptions, seed: int, sink: Sink,
              progress: Callable[[int], None] | None = None) -> GenerateStats:
-    """Run every batch of the plan through the step graph; tokens (B, P + L) go to ``sink``. The prompt is
-    fed in one prefill (chunks of the graph's ``step_tokens``), then one step per sampled element; a chunk
-    graph samples CHUNK elements per call instead."""
+    """Run every batch of the plan through the step graph; tokens (B, P + L) go to ``sink`` (rows of prompts
+    of different lengths: a list of B arrays (P_b + L,) at ``end``). The prompts are fed in one prefill, each row
+    from its own start (``prefill_rows``: chunks of the graph's ``step_tokens``), then one step per sampled
+    element, every row at its own position; a chunk graph samples CHUNK elements per call instead."""
     runners: dict[int, Stepper | ChunkSampler] = {}
-    start, steps, P, T = time.perf_counter(), 0, len(plan.prompt), plan.total_length
+    start, steps, P, T = time.perf_counter(), 0, plan.prompt_length, plan.total_length
     chunked, head = model.info.graph == "chunk", model.info.head
     for indices in plan.batches():
         B = len(indices)
@@ -177,30 +211,34 @@ def generate(model: Model, plan: Plan, sampling: SamplingOptions, seed: int, sin
         features = None if plan.features is None else np.broadcast_to(plan.features, (B, *plan.features.shape))
         runner.reset(None if plan.conditions is None else plan.conditions[indices.start:indices.stop], features)
         rngs = sample_rngs(seed, indices)
-        tokens = np.zeros((B, T), np.int64)  # (B, P + L): prompt, then samples
-        tokens[:, :P] = plan.prompt
+        tokens = np.zeros((B, T), np.int64)  # (B, P + L): prompts (right-aligned), then samples
+        prompts = plan.prompts_of(indices)
+        for b, prompt in enumerate(prompts):
+            tokens[b, P - len(prompt):P] = prompt
         sink.begin(indices)
         if chunked:  # no prompt (make_plan refuses one)
             previous = np.full(B, model.info.start_token, np.int64)
             for t in range(0, T, CHUNK):
                 n = min(CHUNK, T - t)
                 uniforms = np.stack([rng.random(n) for rng in rngs])  # (B, n): what n steps of `sample` draw
-                tokens[:, t:t + n] = runner.sample(previous, t, uniforms)
+                tokens[:, t:t + n] = runner.sample(previous, np.full(B, t, np.int64), uniforms)
                 previous = tokens[:, t + n - 1]
                 sink.update(tokens, t + n)
                 if progress is not None:
                     progress(steps + t + n)
         else:
-            start_and_prompt = np.concatenate([np.full((B, 1), model.info.start_token, np.int64), tokens[:, :P]], 1)
-            logits = prefill(runner, start_and_prompt)[:, -1]  # (B, V) the distribution at position P
+            logits = prefill_rows(runner, [np.concatenate([[model.info.start_token], p]) for p in prompts])  # (B, V)
+            position = np.array([len(p) for p in prompts], np.int64)  # (B,) each row's first sampled position P_b
             sink.update(tokens, P)
             for t in range(P, T):
                 if t > P:
-                    logits = runner.step(tokens[:, t - 1], t)  # (B, V)
+                    position += 1
+                    logits = runner.step(tokens[:, t - 1], position)  # (B, V)
                 tokens[:, t] = head.sample(logits, sampling, rngs)
                 sink.update(tokens, t + 1)
                 if progress is not None:
                     progress(steps + t + 1)
         steps += T
-        sink.end(tokens)
+        ragged = len({len(p) for p in prompts}) > 1
+        sink.end([tokens[b, P - len(p):] for b, p in enumerate(prompts)] if ragged else tokens)
     return GenerateStats(steps, plan.n * plan.length, time.perf_counter() - start)

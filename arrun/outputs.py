@@ -120,7 +120,8 @@ def write_files(contents: dict[Path, bytes]) -> None:
 class Sink:
     """Where one run's samples go. ``generate`` calls ``begin(indices)`` when a batch of the samples at
     ``indices`` starts, ``update(tokens (B, L) int64, done)`` after each step (columns < ``done`` are final;
-    it runs every step and must stay cheap), and ``end(tokens (B, L))`` when the batch is complete; then the
+    it runs every step and must stay cheap), and ``end(tokens (B, L))`` when the batch is complete (a list of
+    B rows (L_b,) when the rows' prompts differ in length: each its own prompt, then its samples); then the
     command calls ``commit()`` -> the paths written, or ``discard()`` on any failure (no partial file stays),
     and adds ``record()`` to its --json record. The defaults do nothing; a kind's sink overrides what it needs."""
 

@@ -68,6 +68,6 @@ def _nll_step(model: Model, x: np.ndarray, cond: np.ndarray | None, frames: np.n
     inputs = np.concatenate([np.full((len(x), 1), model.info.start_token, np.int64), x[:, :-1]], axis=1)  # (B, T)
     total, head = 0.0, model.info.head
     for i in range(0, x.shape[1], STEP_BLOCK):
-        outputs = prefill(stepper, inputs[:, i:i + STEP_BLOCK], i)  # (B, block, W)
+        outputs = prefill(stepper, inputs[:, i:i + STEP_BLOCK], np.full(len(x), i, np.int64))  # (B, block, W)
         total += head.nll(outputs, x[:, i:i + STEP_BLOCK])
     return total

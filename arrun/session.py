@@ -128,7 +128,7 @@ def _expected_args(info: ModelInfo) -> dict[str, tuple[str, list]]:
     rank = 2 if info.graph_io.sequence or info.step_tokens > 1 else 1  # (B, T) / (B, s) or (B,)
     mels = info.features.n_mels if info.features else 0
     want = {TOKEN_INPUT: ("tensor(int64)", [None] * rank), CONDITION_INPUT: ("tensor(int64)", [None]),
-            POSITION_INPUT: ("tensor(int64)", []), info.output_name: ("tensor(float)", [None] * rank + [info.output_width]),
+            POSITION_INPUT: ("tensor(int64)", [None]), info.output_name: ("tensor(float)", [None] * rank + [info.output_width]),
             FEATURES_INPUT: ("tensor(float)", [None, None, mels] if info.graph_io.frames else [None, mels]),
             UNIFORMS_INPUT: ("tensor(double)", [None, None]), TOKENS_OUTPUT: ("tensor(int64)", [None, None])}
     for s in info.state:

@@ -43,7 +43,7 @@ def test_step_loop_equals_eager_forward(kind, classes):
     runner.reset(cond)
     feed, logits = np.full(3, runner.info.start_token), []
     for t in range(T):
-        logits.append(runner.step(feed, t).copy())
+        logits.append(runner.step(feed, np.full(3, t)).copy())
         feed = x[:, t].copy()
     with torch.no_grad():
         ref = model.sequence_logits(torch.from_numpy(x), None if cond is None else torch.from_numpy(cond))
@@ -185,7 +185,7 @@ def test_first_samples_of_every_family_follow_its_step_graph(family):
     expected = torch.softmax(torch.from_numpy(logits[0]).double(), 0).numpy()
     stepper = Stepper(open_model(exported(family, "step", 3)), 2000)
     stepper.reset(np.ones(2000, np.int64))
-    first = stepper.step(np.full(2000, stepper.info.start_token, np.int64), 0)
+    first = stepper.step(np.full(2000, stepper.info.start_token, np.int64), np.zeros(2000, np.int64))
     tokens = sample(first, SamplingOptions(), sample_rngs(7, range(2000)))
     counts = np.bincount(tokens, minlength=len(expected))
     kept = expected * 2000 >= 5  # chi-square needs expected counts >= 5; pool the rest

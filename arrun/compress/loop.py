@@ -37,8 +37,10 @@ def run_chunks(model: Model, total: int, chunk: int, batch: int, condition: int 
             stepper = steppers[B]
             stepper.reset(None if condition is None else np.full(B, condition, np.int64))
             feed = np.full(B, info.start_token, np.int64)  # (B,)
+            position = np.zeros(B, np.int64)  # (B,) every row at the same position
             for t in range(int(lengths.max())):
-                outputs = stepper.step(feed, t)  # (B, W)
+                position[:] = t
+                outputs = stepper.step(feed, position)  # (B, W)
                 active = lengths > t  # (B,)
                 feed = np.zeros(B, np.int64)
                 feed[active] = code(outputs[active], rows[active] + t)

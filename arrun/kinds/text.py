@@ -111,7 +111,7 @@ class TextSink(Sink):
             self.stream.write("\n" if self._live else "\n\n".join(texts) + "\n")
             self.stream.flush()
         self.texts.extend(texts)
-        self.tokens.extend(tokens.tolist())
+        self.tokens.extend(row.tolist() for row in tokens)  # rows of different lengths: a list
 
     def record(self) -> dict:
         return {"text": self.texts, "tokens": self.tokens}
