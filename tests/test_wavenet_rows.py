@@ -96,7 +96,7 @@ def test_the_checker_refuses_a_write_that_may_overtake_a_read():
 
 @pytest.mark.parametrize("vocoder", [False, True])
 def test_step_graph_writes_its_ring_in_place(vocoder):
-    """One ScatterElements writes the ring; the ring is read by one Gather of the taps (through a Reshape, which
+    """One ScatterND writes the ring; the ring is read by one Gather of the taps (through a Reshape, which
     copies nothing), never copied, concatenated or transposed whole; and the onnxruntime step with ONE buffer bound
     as in.queue and out.queue rolls the same logits, bit for bit, as with separate buffers, rows at different
     positions, through two wraps of every ring."""
@@ -109,7 +109,7 @@ def test_step_graph_writes_its_ring_in_place(vocoder):
     graph = onnx.load(path).graph
     assert writes_in_place(graph, "queue")
     readers = sorted(node.op_type for node in graph.node if "in.queue" in node.input)
-    assert readers == ["Reshape", "ScatterElements"]
+    assert readers == ["Reshape", "ScatterND"]
     flat = next(node.output[0] for node in graph.node if node.op_type == "Reshape" and "in.queue" in node.input)
     assert [node.op_type for node in graph.node if flat in node.input] == ["Gather"]
     position = next(i for i in graph.input if i.name == "position")

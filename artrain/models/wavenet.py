@@ -13,12 +13,14 @@ Activations are channel-last, (B, T, C), so a dilated convolution is one matrix 
 
 Step state: one tensor ``queue`` (B, R, C) holding a ring buffer per layer, layer i's in rows
 off_i .. off_i + n_i - 1 with n_i = (k-1) d_i: slot p mod n_i holds the layer's input at p - n_i (zeros before
-the sequence starts). Step p reads every layer's past taps with one gather, writes every layer's input x_p
-with one scatter and nothing is shifted, so a sample costs O(layers) work whatever the receptive field.
-The step is laid out for onnxruntime, where a small node costs the same whatever it does: the past taps of
-all layers meet their weights in one batched product, the gate biases (condition, features, convolution
-bias) come from one product, each layer's current tap is one Gemm onto those, and the skip projections of
-all layers are one product over the gated outputs side by side. ``step`` reads ``pos``, an unbounded int64.
+the sequence starts). Every row is at its own position (``pos`` (B,), an unbounded int64): step p reads every
+layer's past taps of every row with one Gather, writes every layer's input x_p with one ScatterND of B*L rows
+of C and nothing is shifted or copied, so a sample costs O(layers) work whatever the receptive field. The write
+depends (through the gates) on the taps read, so onnxruntime may bind one buffer as in.queue and out.queue.
+The step is laid out for onnxruntime, where a small node costs the same whatever it does: the taps are gathered
+layer-major, (L, B, (k-1)C), so they meet their weights in L products of batch B (not B*L products of one row),
+the gate biases (condition, features, convolution bias) come from one product, each layer's current tap is one
+Gemm onto those, and the skip projections of all layers are one product over the gated outputs side by side.
 """
 from __future__ import annotations
 
@@ -153,21 +155,23 @@ class WaveNet(ARModel):
         read = (pos.view(1, -1, 1) - lag) % size + first + base  # (L, B, k-1) flat rows of x_{pos-jd}, layer-major
         taps = F.embedding(read, queue.reshape(-1, C)).flatten(2)  # (L, B, (k-1)C): one Gather of the taps
         past = torch.bmm(taps, self._past_weights())  # (L, B, 2C): L products of batch B, not B*L of one row
-        bias = self._biases(cond, features)  # (B, L*2C) or (L*2C,)
-        biases = past + (bias.view(-1, L, 2 * C).transpose(0, 1) if bias.dim() == 2 else bias.view(L, 1, 2 * C))
+        past = past.transpose(0, 1).reshape(-1, L * 2 * C)  # (B, L*2C)
+        biases = (past + self._biases(cond, features)).split(2 * C, dim=-1)  # L x (B, 2C)
         h = self.embed(token)  # (B, C)
         inputs, gated = [], []
-        for i, (conv, b) in enumerate(zip(self.convs, biases.unbind(0))):
+        for i, conv in enumerate(self.convs):
             inputs.append(h)
-            z = gate(torch.addmm(b, h, conv.weight[:, -C:].T), dim=-1)  # (B, C)
+            z = gate(torch.addmm(biases[i], h, conv.weight[:, -C:].T), dim=-1)  # (B, C)
             gated.append(z)
             if i < len(self.residuals):
                 h = h + self.residuals[i](z)
         size, first = (torch.tensor(v, device=queue.device) for v in zip(*self._rings))  # (L,) each
-        inputs = torch.stack(inputs, dim=1)  # (B, L, C) every layer's x_pos
-        write = (pos[:, None] % size + first)[..., None].expand_as(inputs)  # (B, L, C) their rows, per row
-        # the one write: it depends (through the gates) on the taps read above, so it cannot overtake them
-        new_queue = queue.scatter(1, write, inputs)  # (B, R, C)
+        inputs = torch.cat(inputs, dim=-1).view(-1, L, C)  # (B, L, C) every layer's x_pos
+        write = pos[:, None] % size + first  # (B, L) their rows, per row
+        batch = torch.arange(pos.shape[0], device=queue.device)[:, None].expand_as(write)  # (B, L)
+        # the one write (a ScatterND of B*L rows of C): it depends through the gates on the taps read above, so
+        # it cannot overtake them when in.queue and out.queue are one buffer
+        new_queue = queue.index_put((batch, write), inputs)  # (B, R, C)
         return self.head(self.skip(torch.cat(gated, dim=-1))), {"queue": new_queue}
 
     def _past_weights(self) -> torch.Tensor:
