@@ -11,7 +11,10 @@ Rows: the environment (python, torch, onnxruntime, nvidia-smi); for every ``DIR/
 ``DIR/*/step.fp16.onnx``: ``arrun sample --provider cuda``, 64 greedy steps at batch 2 on CUDA against the fp32
 graph on the CPU (teacher-forced, max |Δlogits| <= 1e-3 for fp32, 5e-2 for fp16), ``arrun bench`` steps/s at
 batch 1 and 256 on CUDA and the CPU, and the state kept on the device (the bound state OrtValues, and onnxruntime's
-profile of 50 steps: no Memcpy node of state size); then ``artrain fit --device cuda`` (bf16 autocast) and the same under a
+profile of 50 steps: no Memcpy node of state size), and the state bound in place (one buffer as both ``in.X``
+and ``out.X`` where the metadata declares ``in_place``) against separate buffers: outputs equal bit for bit over two
+wraps of the longest state axis at batch 3, rows at different positions, and the loop's steps/s both ways at batch 1
+and 256; then ``artrain fit --device cuda`` (bf16 autocast) and the same under a
 1-process torchrun (a process group of one, so DDP runs over nccl).
 
 This process never imports torch (torch runs in subprocesses), so the CUDA libraries onnxruntime finds are the
@@ -43,6 +46,7 @@ GREEDY_STEPS, GREEDY_BATCH = 64, 2
 TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}  # max |Δlogits| against the fp32 graph on the CPU
 BENCH_STEPS = {1: 300, 256: 30}  # batch size -> timed steps of `arrun bench` (a text model adds a fixed prefill)
 PROFILE_STEPS = 50
+IN_PLACE_ROWS = (0, 7, 13)  # the rollout's rows start at these positions: rows at different positions
 SAMPLE_LENGTH = 200  # elements `arrun sample` draws from a text or audio model
 TIMEOUT_S = 600  # any one subprocess
 FIT = ["fit", "--model", "pixelcnn", "--data", "digits", "--steps", "20", "--batch-size", "32", "--json"]
@@ -205,7 +209,8 @@ def check_model(path: Path, provider: str, work: Path) -> list[Row]:
     return [row(f"{label}: arrun sample", lambda: check_sample(path, model.info, provider, work)),
             row(f"{label}: greedy vs CPU", lambda: greedy_verdict(precision, *greedy_match(model, reference))),
             row(f"{label}: steps/s vs CPU", lambda: check_bench(path, reference.path, provider)),
-            row(f"{label}: state (profiled)", lambda: check_state(model, work))]
+            row(f"{label}: state (profiled)", lambda: check_state(model, work)),
+            row(f"{label}: in-place state", lambda: check_in_place(model))]
 
 
 def demo_features(info, length: int) -> np.ndarray:
@@ -256,7 +261,8 @@ def greedy_match(model, reference, steps: int = GREEDY_STEPS, batch: int = GREED
         runner.reset(condition, features)
     feed, deltas, agree = np.full(batch, info.start_token, np.int64), [], 0
     for t in range(steps):
-        want, got = (runner.step(feed, t) for runner in runners)  # (B, V) each
+        position = np.full(batch, t, np.int64)  # (B,) one position per row
+        want, got = (runner.step(feed, position) for runner in runners)  # (B, V) each
         deltas.append(np.abs(got - want).max())
         feed = want.argmax(-1)  # (B,) the reference's greedy path
         agree += int((got.argmax(-1) == feed).sum())
@@ -289,6 +295,77 @@ def steps_per_s(path: Path, provider: str, batch: int) -> float:
     """The sampling loop's steps/s as ``arrun bench --json`` reports it."""
     args = ("bench", path, "--provider", provider, "--batch-size", batch, "--steps", BENCH_STEPS[batch], "--json")
     return run_json(arrun(*args))["steps_per_s"]
+
+
+def separate_buffers(model):
+    """``model`` with every state tensor on two buffers (A -> B, B -> A), whatever its metadata declares."""
+    info = model.info
+    return replace(model, info=replace(info, state=tuple(replace(s, in_place=False) for s in info.state)))
+
+
+def in_place_rollout(model, steps: int | None = None) -> tuple[list[str], int, bool]:
+    """The state bound as the metadata says (in place where declared) against separate buffers, on the model's
+    provider, teacher-forced along the separate run's greedy tokens, rows at the positions IN_PLACE_ROWS onwards
+    (a position past ``max_length`` starts over at 0) -> (the state declared in place, steps, outputs equal bit for
+    bit at every step). ``steps`` defaults to two wraps of the longest state axis and a few more."""
+    from arrun.runtime import Stepper
+
+    info, batch = model.info, len(IN_PLACE_ROWS)
+    declared = [s.name for s in info.state if s.in_place]
+    steps = steps or 2 * max(max(s.shape) for s in info.state) + 8
+    condition, features = model_inputs(info, batch, info.max_length or steps + max(IN_PLACE_ROWS))
+    runners = [Stepper(separate_buffers(model), batch), Stepper(model, batch)]
+    for runner in runners:
+        runner.reset(condition, features)
+    feed, equal = np.full(batch, info.start_token, np.int64), True
+    for t in range(steps):
+        position = np.array(IN_PLACE_ROWS, np.int64) + t  # (B,)
+        if info.max_length:
+            position %= info.max_length
+        want, got = (runner.step(feed, position) for runner in runners)  # (B, W) each
+        equal &= bool(np.array_equal(want, got))
+        feed = want.argmax(-1)
+    return declared, steps, equal
+
+
+def loop_steps_per_s(model, batch: int, steps: int) -> float:
+    """Steps/s of a bare Stepper loop (the start token at every step), after 3 untimed steps."""
+    from arrun.runtime import Stepper
+
+    info = model.info
+    runner = Stepper(model, batch)
+    runner.reset(*model_inputs(info, batch, info.max_length or steps + 3))
+    feed = np.full(batch, info.start_token, np.int64)
+    for t in range(steps + 3):
+        if t == 3:
+            start = time.perf_counter()
+        runner.step(feed, np.full(batch, t % (info.max_length or steps + 3), np.int64))
+    return steps / (time.perf_counter() - start)
+
+
+def in_place_verdict(declared: list[str], steps: int, equal: bool, speeds: dict[int, tuple[float, float]]) -> str:
+    """The figure of the in-place check; CheckFailed unless the aliased rollout equals the separate one.
+    speeds: batch -> (steps/s in place, steps/s with separate buffers)."""
+    if not declared:
+        return "no state tensor declared in_place: separate buffers only, nothing to compare"
+    figure = (f"in place: {', '.join(declared)}; {steps} steps at batch {len(IN_PLACE_ROWS)} (rows at positions "
+              f"{', '.join(map(str, IN_PLACE_ROWS))}...) {'equal bit for bit' if equal else 'DIFFER'} with separate "
+              f"buffers; " + "; ".join(f"batch {b}: {fast:,.0f} vs {slow:,.0f} steps/s ({fast / slow:.2f}×)"
+                                       for b, (fast, slow) in speeds.items()))
+    if not equal:
+        raise CheckFailed(figure)
+    return figure
+
+
+def check_in_place(model) -> str:
+    """``in_place_rollout`` and, where some state is declared in place, the loop's steps/s in place and with
+    separate buffers at each batch size of BENCH_STEPS -> ``in_place_verdict``."""
+    declared, steps, equal = in_place_rollout(model)
+    speeds = {}
+    if declared and equal:
+        for batch, n in BENCH_STEPS.items():
+            speeds[batch] = (loop_steps_per_s(model, batch, n), loop_steps_per_s(separate_buffers(model), batch, n))
+    return in_place_verdict(declared, steps, equal, speeds)
 
 
 @dataclass(frozen=True)
@@ -343,7 +420,7 @@ def check_state(model, work: Path, steps: int = PROFILE_STEPS, batch: int = GREE
     stepper.reset(*model_inputs(info, batch, steps))
     feed = np.full(batch, info.start_token, np.int64)
     for t in range(min(steps, info.max_length or steps)):
-        feed = stepper.step(feed, t).argmax(-1)
+        feed = stepper.step(feed, np.full(batch, t, np.int64)).argmax(-1)
     shapes = {(batch, *s.shape) for s in info.state}
     # What the graph wrote last through each of the Stepper's two bindings.
     outputs = [v for io in stepper._bindings for v in io.get_outputs()]
