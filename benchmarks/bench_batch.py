@@ -42,7 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -466,16 +466,10 @@ def count_work(graph: Graph, model: onnx.ModelProto, shapes) -> dict:
             "state_movers": movers, "state_scatters": scatters}
 
 
-def state_traffic(graph: Graph, model: onnx.ModelProto, shapes) -> tuple[int, int, set, set]:
-    """-> (bytes of state a step reads, bytes it writes, names of nodes moving state, names of scatters into
-    state), by following each state input through the main graph (see the module docstring)."""
-    g = model.graph
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in set(n.input) | (_outer_names_of(n)):
-            consumers.setdefault(i, []).append(n)
-    derived = {s.input: "whole" for s in graph.state}  # tensor -> 'whole' | 'selected'
+def follow_state(graph: Graph, g: onnx.GraphProto) -> tuple[dict[str, str], set, set]:
+    """The tensors derived from the state inputs by data movement -> ({tensor: 'whole' | 'selected'}, names of
+    the nodes moving state, names of the scatters into state)."""
+    derived = {s.input: "whole" for s in graph.state}
     movers, scatters = set(), set()
     for n in g.node:  # topological order
         data = n.input[:DATA_INPUTS.get(n.op_type, len(n.input))]
@@ -492,7 +486,19 @@ def state_traffic(graph: Graph, model: onnx.ModelProto, shapes) -> tuple[int, in
             derived.update({o: "selected" for o in n.output if o})
         elif n.op_type == "Where" and hit:
             movers.add(n.name)
-    outputs = {o.name for o in g.output}
+    return derived, movers, scatters
+
+
+def state_traffic(graph: Graph, model: onnx.ModelProto, shapes) -> tuple[int, int, set, set]:
+    """-> (bytes of state a step reads, bytes it writes, names of nodes moving state, names of scatters into
+    state), by following each state input through the main graph (see the module docstring)."""
+    g = model.graph
+    derived, movers, scatters = follow_state(graph, g)
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in set(n.input) | _outer_names_of(n):
+            consumers.setdefault(i, []).append(n)
 
     def is_compute(n) -> bool:
         return n.op_type not in MOVE | SELECT | SCATTER | METADATA
@@ -536,6 +542,7 @@ def state_traffic(graph: Graph, model: onnx.ModelProto, shapes) -> tuple[int, in
         memo[t] = result
         return result
 
+    outputs = {o.name for o in g.output}
     write = sum(written(s.output) for s in graph.state if s.output in outputs)
     return read, write, movers, scatters
 
