@@ -190,7 +190,8 @@ class BoundLoop:
                 io.bind_ortvalue_output(s.output, x_out)
             self._bindings.append(io)
         self._parity = 0
-        self._width = session.get_outputs()[0].shape[-1]  # the head's output: logits (..., V) or mixture (..., W)
+        head, = (o for o in session.get_outputs() if o.name == graph.output)
+        self._width = head.shape[-1]  # logits (..., V) or mixture parameters (..., W)
         self._outputs: dict[tuple, np.ndarray] = {}  # host buffers by shape, as arrun binds its logits
 
     def reset(self, condition=None, features=None) -> None:
