@@ -11,7 +11,9 @@ For each graph:
 - elements/s at batch 1 and 64 and their ratio: ``arrun.runtime.Stepper`` (IO binding, state fed back) stepping
   the start token, batch 1 and 64 alternating in ``--reps`` rounds of about ``--seconds`` each, the median kept.
   A graph that arrun refuses (an older format version) runs in this file's copy of that loop (``BoundLoop``,
-  separate A/B state buffers, as arrun did at format 5); the ``loop`` column says which.
+  separate A/B state buffers, as arrun did at format 5); the ``loop`` column says which. To drive old graphs
+  through the arrun that shipped them instead, put it first on PYTHONPATH and run from outside the repository:
+  ``git archive 8f67b47 arrun | tar -x -C /tmp/old && cd /tmp && PYTHONPATH=/tmp/old python REPO/benchmarks/...``.
 - the floor of a batch-64 step, counted from the graph with every tensor's shape at batch 64 (one element per
   row: a graph that takes chunks gets S = 1): FLOPs of every MatMul/Gemm/Conv (2 per multiply-add; an If
   branch weighted by how often it runs over the first positions), and the bytes a step must move: every
