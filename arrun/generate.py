@@ -82,12 +82,12 @@ def make_plan(options: SampleOptions, info: ModelInfo) -> Plan:
     texts = (o.prompt,) if isinstance(o.prompt, str) else tuple(o.prompt)
     if not texts:
         raise UsageError("the prompts file has no prompt; give one prompt per line")
-    if o.num_samples is not None and o.num_samples < len(texts):
-        raise UsageError(f"-n {o.num_samples} is smaller than the {len(texts)} prompts; give -n {len(texts)} or "
-                         "more (sample i starts with prompt i mod the number of prompts), or fewer prompts")
     o = replace(o, num_samples=len(texts) if o.num_samples is None else o.num_samples)
     if o.num_samples <= 0 or (o.batch_size is not None and o.batch_size <= 0):
         raise UsageError(f"-n and --batch-size must be >= 1, got {o.num_samples} and {o.batch_size}")
+    if o.num_samples < len(texts):
+        raise UsageError(f"-n {o.num_samples} is smaller than the {len(texts)} prompts; give -n {len(texts)} or "
+                         "more (sample i starts with prompt i mod the number of prompts), or fewer prompts")
     if o.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {o.seed}")
     o = replace(o, condition=class_id(o.condition, info))
