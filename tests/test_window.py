@@ -34,12 +34,20 @@ def model(seed: int = 0, **changes):
     return m
 
 
-def feed_in_chunks(m, x: torch.Tensor, sizes) -> torch.Tensor:
-    """Teacher-force x (B, T) through ``step`` in chunks of the given sizes -> logits (B, T, V)."""
-    u = torch.cat([torch.full_like(x[:, :1], m.config.vocab_size), x[:, :-1]], dim=1)  # inputs at 0..T-1
-    state, out, done = m.init_state(len(x)), [], 0
+def inputs(m, x: torch.Tensor) -> torch.Tensor:
+    """x (B, T) -> the step inputs (B, T) for positions 0..T-1: the start symbol, then x shifted right."""
+    return torch.cat([torch.full_like(x[:, :1], m.config.vocab_size), x[:, :-1]], dim=1)
+
+
+def feed_in_chunks(m, x: torch.Tensor, sizes, start=None, state=None) -> torch.Tensor:
+    """Teacher-force x (B, T) through ``step`` in chunks of the given sizes -> logits (B, T, V). Row b's
+    elements are at positions start[b].. (start (B,) int64, zeros by default) and its state is ``state``
+    (the initial state by default): a row may be mid-sequence while another begins."""
+    start = torch.zeros(len(x), dtype=torch.long) if start is None else start
+    u = inputs(m, x) if state is None else x
+    state, out, done = m.init_state(len(x)) if state is None else state, [], 0
     for size in sizes:
-        logits, state = m.step(u[:, done:done + size], torch.tensor(done), state)
+        logits, state = m.step(u[:, done:done + size], start + done, state)
         out.append(logits)
         done += size
     assert done == x.shape[1]
@@ -53,6 +61,82 @@ def test_rollout_equals_forward_at_three_windows(sizes):
     x = torch.randint(0, m.config.vocab_size, (3, 3 * W), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (feed_in_chunks(m, x, sizes) - m(x)).abs().max() <= 1e-5
+
+
+def test_rows_at_different_positions_equal_forward():
+    """One batch whose rows join at different steps: row b runs another stream (random tokens, positions and
+    state) until step o_b, then restarts from the initial state at position 0. From there each row's logits
+    are those forward gives that row's sequence, through two wraps of the ring."""
+    m = model()
+    B, T, offsets = 3, 3 * W, [0, 2, W + 1]
+    g = torch.Generator().manual_seed(4)
+    x = torch.randint(0, m.config.vocab_size, (B, T), generator=g)
+    u = inputs(m, x)  # (B, T)
+    init = m.init_state(B)
+    state = {name: torch.randn(t.shape, generator=g) for name, t in init.items()}  # mid-stream rows
+    pos = torch.randint(0, 10 * W, (B,), generator=g)
+    got = torch.zeros(B, T, m.config.vocab_size)
+    with torch.no_grad():
+        for step in range(T + max(offsets)):
+            token = torch.randint(0, m.config.vocab_size, (B, 1), generator=g)  # the other streams' tokens
+            for b, o in enumerate(offsets):
+                if step == o:  # row b joins: its state reset, position 0
+                    pos[b] = 0
+                    for name in state:
+                        state[name][b] = init[name][b]
+                if o <= step < o + T:
+                    token[b] = u[b, step - o]
+            logits, state = m.step(token, pos, state)  # (B, 1, V)
+            for b, o in enumerate(offsets):
+                if o <= step < o + T:
+                    got[b, step - o] = logits[b, 0]
+            pos = pos + 1
+        assert (got - m(x)).abs().max() <= 1e-5
+
+
+def state_after(m, u: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The state after stepping the inputs u (1, T) one at a time from the initial state."""
+    state = m.init_state(1)
+    for t in range(u.shape[1]):
+        state = m.step(u[:, t:t + 1], torch.tensor([t]), state)[1]
+    return state
+
+
+@pytest.mark.parametrize("sizes", [[W] * 2, [5, W, 1, 3, 2, 1]], ids=["windows", "mixed"])
+def test_prefill_chunks_with_a_position_per_row(sizes):
+    """Rows whose prompts so far have different lengths o_b take the same chunks at positions o_b + done:
+    each row's logits are forward's for its own sequence."""
+    m = model()
+    offsets = torch.tensor([0, 3, W + 2])  # (B,)
+    T = sum(sizes)
+    x = torch.randint(0, m.config.vocab_size, (3, int(offsets.max()) + T), generator=torch.Generator().manual_seed(5))
+    u = inputs(m, x)
+    with torch.no_grad():
+        states = [state_after(m, u[b:b + 1, :o]) for b, o in enumerate(offsets.tolist())]  # each row alone
+        state = {name: torch.cat([s[name] for s in states]) for name in states[0]}
+        chunk = torch.stack([u[b, o:o + T] for b, o in enumerate(offsets.tolist())])  # (B, T)
+        got = feed_in_chunks(m, chunk, sizes, start=offsets, state=state)  # (B, T, V)
+        want = torch.stack([m(x)[b, o:o + T] for b, o in enumerate(offsets.tolist())])
+    assert (got - want).abs().max() <= 1e-5
+
+
+def test_step_writes_only_the_new_slots():
+    """A step of S elements changes row b's ring in slots (pos[b] + j) mod W alone, there to the new keys and
+    values; the input state is left as it was."""
+    m, S = model(), 3
+    pos = torch.tensor([0, W + 2, 5 * W - 1])  # (B,)
+    state = {name: torch.randn_like(t) for name, t in m.init_state(3).items()}
+    before = {name: t.clone() for name, t in state.items()}
+    with torch.no_grad():
+        _, new = m.step(torch.zeros(3, S, dtype=torch.long), pos, state)
+    for name, t in state.items():
+        assert torch.equal(t, before[name])
+        axis = 2 if name.endswith(".key") else 1  # a row's keys (nh, hd, W), values (nh, W, hd)
+        for b in range(3):
+            written = (pos[b] + torch.arange(S)) % W  # (S,)
+            kept = torch.ones(W, dtype=torch.bool).index_fill(0, written, False)  # (W,)
+            old, out = t[b].movedim(axis, 0), new[name][b].movedim(axis, 0)  # (W, ...)
+            assert torch.equal(out[kept], old[kept]) and (out[written] != old[written]).all()
 
 
 def test_window_bounds_attention():
@@ -113,11 +197,120 @@ def test_ring_buffer_graph_runs_far_past_the_window():
     stepper = Stepper(runtime, 2)
     tokens = np.random.default_rng(3).integers(0, runtime.info.vocab_size, (2, 5 * W + 3))
     stepper.reset()
-    chunked = prefill(stepper, tokens)
+    chunked = prefill(stepper, tokens, np.zeros(2, np.int64))
     stepper.reset()
-    stepped = np.stack([stepper.step(tokens[:, t], t).copy() for t in range(tokens.shape[1])], axis=1)
+    stepped = np.stack([stepper.step(tokens[:, t], np.full(2, t)).copy() for t in range(tokens.shape[1])], axis=1)
     assert np.abs(chunked - stepped).max() <= 1e-5
-    assert np.isfinite(stepper.step(tokens[:, 0], 10**6)).all()
+    assert np.isfinite(stepper.step(tokens[:, 0], np.array([10**6, 10**6 + W]))).all()
+
+
+def in_place_violations(graph: onnx.GraphProto) -> list[str]:
+    """The in-place rule (docs/contract.md), checked on a step graph: each state output ``present.X`` is a
+    ScatterElements/ScatterND whose data is the input ``past_key_values.X`` itself, every other node reading that
+    input is an ancestor of the scatter (so every read runs before the write, in any order an executor picks),
+    and no subgraph reads it. -> what breaks it, one line each (empty: the graph obeys it)."""
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output}
+
+    def ancestors(i: int) -> set[int]:
+        seen, todo = set(), [i]
+        while todo:
+            for name in graph.node[todo.pop()].input:
+                if name in producer and producer[name] not in seen:
+                    seen.add(producer[name])
+                    todo.append(producer[name])
+        return seen
+
+    def reads_in_subgraph(node, name: str) -> bool:
+        subgraphs = [g for a in node.attribute for g in [a.g] * a.HasField("g") + list(a.graphs)]
+        return any(name in n.input or reads_in_subgraph(n, name) for g in subgraphs for n in g.node)
+
+    problems = []
+    for state_in in (i.name for i in graph.input if i.name.startswith("past_key_values.")):
+        state_out = state_in.replace("past_key_values.", "present.")
+        writer = producer.get(state_out)
+        if writer is None or graph.node[writer].op_type not in ("ScatterElements", "ScatterND") \
+                or graph.node[writer].input[0] != state_in:
+            problems.append(f"{state_out} is not a scatter into {state_in}")
+            continue
+        before = ancestors(writer)
+        for i, node in enumerate(graph.node):
+            if i != writer and state_in in node.input and i not in before:
+                problems.append(f"{node.op_type} {node.name} reads {state_in} but the write does not wait for it")
+            if reads_in_subgraph(node, state_in):
+                problems.append(f"a subgraph of {node.op_type} {node.name} reads {state_in}")
+    return problems
+
+
+def test_step_graph_moves_no_ring_and_writes_after_every_read(tmp_path):
+    """In the exported step graph each ring is read only by its attention product (MatMul, in the layout it is
+    stored in; Shape reads no data) and written by one scatter of the new slots that yields the matching output
+    and depends on both products that read the ring: no Concat, Gather or Transpose of a ring per step, and
+    the in-place rule holds, also after onnxruntime's own optimisations."""
+    import onnxruntime as ort
+
+    path = exported("transformer", "step")
+    graph = onnx.load(path).graph
+    rings = [i.name for i in graph.input if i.name.startswith("past_key_values.")]
+    assert len(rings) == 2 * TINY["transformer"][0]["layers"]
+    for name in rings:
+        readers = sorted(n.op_type for n in graph.node if name in n.input and n.op_type != "Shape")
+        assert readers == ["MatMul", "ScatterElements"], name
+    assert in_place_violations(graph) == []
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    assert in_place_violations(onnx.load(tmp_path / "optimized.onnx").graph) == []
+    for node in graph.node:  # the checker sees a write that does not wait for the reads (as in 4e2ef10)
+        if node.op_type == "ScatterElements":
+            node.input[2] = next(n for n in graph.node if n.output[0] == node.input[2]).input[1]
+    assert len(in_place_violations(graph)) == len(rings)
+
+
+def rollout_onnx(path, tokens: np.ndarray, start: np.ndarray, aliased: bool) -> tuple[np.ndarray, dict]:
+    """Roll the step graph over tokens (B, T), row b from position start[b], from the initial (zero) state ->
+    (logits (B, T, V), final state). ``aliased``: each state is one OrtValue bound as both its input and its
+    output (IO binding), as a runtime does for an in_place state; else every step's state outputs are new arrays."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    B = len(tokens)
+    state = {i.name: np.zeros((B, *i.shape[1:]), np.float32) for i in session.get_inputs()
+             if i.name.startswith("past_key_values.")}
+    out_names = {name: name.replace("past_key_values.", "present.") for name in state}
+    logits = []
+    if aliased:
+        io = session.io_binding()
+        io.bind_output("logits")  # the first output bound: copy_outputs_to_cpu()[0]
+        buffers = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in state.items()}
+        for name, buffer in buffers.items():
+            io.bind_ortvalue_input(name, buffer)
+            io.bind_ortvalue_output(out_names[name], buffer)
+    for t in range(tokens.shape[1]):
+        feeds = {"input_ids": tokens[:, t:t + 1], "position": start + t}
+        if aliased:
+            for name, array in feeds.items():
+                io.bind_cpu_input(name, np.ascontiguousarray(array))
+            session.run_with_iobinding(io)
+            logits.append(io.copy_outputs_to_cpu()[0])
+        else:
+            outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {**feeds, **state})))
+            logits.append(outputs["logits"])
+            state = {name: outputs[out] for name, out in out_names.items()}
+    if aliased:
+        state = {name: buffer.numpy().copy() for name, buffer in buffers.items()}  # before the buffers go
+    return np.concatenate(logits, axis=1), state
+
+
+def test_one_buffer_per_state_gives_the_separate_buffer_rollout_bit_for_bit():
+    """Binding one buffer as each ring's input and output (the scatter writes in place) changes nothing,
+    bit for bit, through two wraps of the ring, with rows at different positions."""
+    tokens = np.random.default_rng(6).integers(0, len(TINY["transformer"][1]["alphabet"]), (3, 2 * W + 3))
+    start = np.array([0, 4, 10**6], np.int64)
+    path = exported("transformer", "step")
+    separate, aliased = rollout_onnx(path, tokens, start, False), rollout_onnx(path, tokens, start, True)
+    assert np.array_equal(separate[0], aliased[0])
+    assert all(np.array_equal(separate[1][name], aliased[1][name]) for name in separate[1])
 
 
 # ---- a trained tiny model: scoring, sampling, streaming, onnxruntime-genai ----------------------------

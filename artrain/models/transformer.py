@@ -8,12 +8,18 @@ queries and keys, so a score depends on relative positions and the model runs fo
 asked. Stacked, L windowed layers make one prediction depend on ``receptive_field`` = L * (W - 1) + 1
 predecessors (the start symbol counted as one), which is what scoring feeds each element.
 
-Step state, per layer ``past_key_values.{i}.key`` and ``.value`` (B, heads, W, head_dim): a ring
-buffer of the last W keys (already rotated at their absolute positions) and values. A step takes
-``input_ids`` (B, S), 1 <= S <= W elements at absolute positions pos..pos+S-1 (prefill: a chunk of a
-prompt in one call), attends over the W buffered slots and the S new keys with a mask built from
-absolute positions (slots never written are masked), and writes the new keys to slots (pos + j) mod W.
-``pos`` has no upper bound: memory and time per step are constant.
+Step state, per layer ``past_key_values.{i}.key`` (B, heads, head_dim, W) and ``.value`` (B, heads, W,
+head_dim), the layouts the products read: a ring buffer of the last W keys (already rotated at their
+absolute positions) and values, per row. A step takes ``input_ids`` (B, S), 1 <= S <= W elements, row b's
+at absolute positions pos[b]..pos[b]+S-1 (``pos`` (B,): rows at different positions share a batch;
+prefill: a chunk of a prompt in one call). Its attention has two parts that share one softmax: scores
+against the ring as it was (B, nh, S, W), masked by the positions the slots hold (slots never written are
+masked) and the window, and scores against the S new keys (B, nh, S, S), causal. The new keys and values
+are then scattered into row b's slots (pos[b] + j) mod W: the ring is never concatenated, gathered or
+transposed. Each scatter takes the state input as its data and its output is the new state; its updates
+depend by data on both products that read that ring, so no executor order can overwrite a slot before it
+is read, and one buffer may serve as both (arexport proves it). ``pos`` has no upper bound: memory and time
+per step are constant.
 
 Rotation angles are computed in float64 (position * frequency) and reduced to [0, 2 pi) there, so the keys
 at position 10**6 rotate as exactly as those at position 10; cos and sin then run in float32 (onnxruntime
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +80,38 @@ def window_mask(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int) -> 
     return (key_pos[..., None, :] >= 0) & (gap >= 0) & (gap < window)
 
 
+def attend_dense(q, k, v, allowed, past=None):
+    """q, k, v (B, nh, S, hd) rotated; allowed (S, K) or (B, 1, S, K) over the keys [*past keys, *the S new
+    ones]; past: (keys, values) (B, nh, P, hd) or None -> y (B, nh, S, hd), (keys, values) (B, nh, P + S, hd)."""
+    if past is not None:
+        k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nh, P + S, hd)
+    # No dropout on the attention weights: with a mask it costs 3x the step on CPU; the residual
+    # branches carry the model's dropout.
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed), (k, v)  # (B, nh, S, hd)
+
+
+def attend_ring(q, k, v, allowed, slots, ring):
+    """Attention over a ring buffer without copying it for the products. q, k, v (B, nh, S, hd) rotated;
+    allowed (B', 1, S, W + S) over [*the ring's W slots as they were, *the S new keys] (B' = B, or 1 for every
+    row); slots (B', S) int64, distinct in a row: where row b's new keys go; ring: keys (B, nh, hd, W) (the
+    layout q @ keys reads), values (B, nh, W, hd).
+    -> y (B, nh, S, hd), the new ring: the old one with the S new keys and values written into ``slots``."""
+    keys, values = ring
+    B, nh, S, hd = q.shape
+    scores = torch.cat([q @ keys, q @ k.transpose(-1, -2)], dim=-1) * hd ** -0.5  # (B, nh, S, W + S)
+    p_ring, p_new = scores.masked_fill(~allowed, float("-inf")).softmax(-1).split([keys.shape[-1], S], dim=-1)
+    from_ring = p_ring @ values  # (B, nh, S, hd): (S, W) @ (W, hd), the last read of the ring
+    # The writes take their updates through where(c, x, x) == x, c computed from ``from_ring``: the updates
+    # equal the new keys and values bit for bit, but depend by data on both products that read the ring
+    # (q @ keys feeds p_ring), so even with one buffer bound as the state's input and output no executor
+    # order can write a slot before the products have read it.
+    read = from_ring.isnan()  # (B, nh, S, hd)
+    k_new, read_k = k.transpose(-1, -2), read.transpose(-1, -2)  # (B, nh, hd, S)
+    keys = keys.scatter(3, slots[:, None, None, :].expand(B, nh, hd, S), torch.where(read_k, k_new, k_new))
+    values = values.scatter(2, slots[:, None, :, None].expand(B, nh, S, hd), torch.where(read, v, v))
+    return from_ring + p_new @ v, (keys, values)  # y: + (S, S) @ (S, hd)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, c: TransformerConfig):
         super().__init__()
@@ -80,19 +119,13 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
         self.proj = nn.Linear(c.d_model, c.d_model)
 
-    def forward(self, x, rope, allowed, past=None):
-        """x (B, S, D); rope: cos, sin of the S positions; allowed (S, K) or (B, 1, S, K) over the keys
-        [*past keys, *the S new ones]; past: (key, value) (B, nh, P, hd) or None.
-        -> y (B, S, D), (keys, values) (B, nh, P + S, hd) with the new keys rotated."""
+    def forward(self, x, rope, attend):
+        """x (B, S, D); rope: cos, sin of the S positions; attend(q, k, v) -> (y (B, nh, S, hd), cache), given
+        the rotated queries, keys and values (B, nh, S, hd) -> y (B, S, D), cache."""
         B, S, D = x.shape
         q, k, v = (t.view(B, S, self.heads, D // self.heads).transpose(1, 2) for t in self.qkv(x).split(D, dim=-1))
-        q, k = rotate(q, *rope), rotate(k, *rope)  # (B, nh, S, hd)
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nh, P + S, hd)
-        # No dropout on the attention weights: with a mask it costs 3x the step on CPU; the residual
-        # branches carry the model's dropout.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, nh, S, hd)
-        return self.proj(y.transpose(1, 2).reshape(B, S, D)), (k, v)
+        y, cache = attend(rotate(q, *rope), rotate(k, *rope), v)  # (B, nh, S, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, S, D)), cache
 
 
 class Block(nn.Module):
@@ -104,8 +137,9 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c.d_model, 4 * c.d_model), nn.GELU(), nn.Linear(4 * c.d_model, c.d_model))
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x, rope, allowed, past=None):
-        y, kv = self.attn(self.ln1(x), rope, allowed, past)
+    def forward(self, x, rope, attend):
+        """x (B, S, D) -> (B, S, D), the cache ``attend`` returns (see SelfAttention)."""
+        y, kv = self.attn(self.ln1(x), rope, attend)
         x = x + self.drop(y)
         return x + self.drop(self.mlp(self.ln2(x))), kv
 
@@ -152,8 +186,9 @@ class Transformer(ARModel):
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
-        shape = (c.heads, c.window, c.d_model // c.heads)
-        return tuple(StateSpec(f"past_key_values.{i}.{kv}", shape) for i in range(c.layers) for kv in ("key", "value"))
+        hd = c.d_model // c.heads
+        shapes = {"key": (c.heads, hd, c.window), "value": (c.heads, c.window, hd)}  # the layouts step's products read
+        return tuple(StateSpec(f"past_key_values.{i}.{kv}", shapes[kv]) for i in range(c.layers) for kv in shapes)
 
     def _embed(self, u: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         x = self.token(u)  # (B, S, D)
@@ -172,28 +207,28 @@ class Transformer(ARModel):
         allowed = window_mask(positions, positions, self.config.window)  # (T, T) banded causal
         h = self._embed(shift_right(x, self.config.vocab_size), cond)
         for block in self.blocks:
-            h, _ = block(h, rope, allowed)  # (B, T, D)
+            h, _ = block(h, rope, partial(attend_dense, allowed=allowed))  # (B, T, D)
         return self._head(h)
 
     def step(self, token, pos, state, cond=None):
-        """token (B, S) int64, 1 <= S <= W: the elements at positions pos-1..pos+S-2 (the start symbol
-        for position -1); pos () int64 >= 0 -> (logits (B, S, V) for positions pos..pos+S-1, new state)."""
+        """token (B, S) int64, 1 <= S <= W: row b's elements at positions pos[b]-1..pos[b]+S-2 (the start
+        symbol for position -1); pos (B,) int64 >= 0 (a 0-dim pos: every row there)
+        -> (logits (B, S, V), row b's for positions pos[b]..pos[b]+S-1; new state)."""
         W, S = self.config.window, token.shape[1]
         if not torch.compiler.is_compiling() and not 1 <= S <= W:
             raise ValueError(f"a step takes 1..{W} elements (the window), got {S}")
-        new = pos + torch.arange(S, device=token.device)  # (S,) absolute positions of the new elements
+        first = pos.reshape(-1, 1)  # (B', 1), B' = B or 1
+        new = first + torch.arange(S, device=token.device)  # (B', S) absolute positions of the new elements
         slots = torch.arange(W, device=token.device)  # (W,)
-        written = pos - 1 - torch.remainder(pos - 1 - slots, W)  # (W,) position held by each slot, < 0: none
-        allowed = window_mask(new, torch.cat([written, new]), W)  # (S, W + S)
-        offset = torch.remainder(slots - pos, W)  # (W,) which new element lands in each slot
-        keep = torch.where(offset < S, W + offset, slots)  # (W,) index into [*buffer, *new] per slot
-        rope = rotary(new, self.config.d_model // self.config.heads)
+        written = first - 1 - torch.remainder(first - 1 - slots, W)  # (B', W) position each slot holds, < 0: none
+        attend = partial(attend_ring, allowed=window_mask(new, torch.cat([written, new], -1), W)[:, None],  # (B', 1, S, W + S)
+                         slots=torch.remainder(new, W))  # (B', S) the slots the new elements are written to
+        rope = rotary(new, self.config.d_model // self.config.heads)  # (B', 1, S, hd/2)
         h = self._embed(token, cond)  # (B, S, D)
         new_state = {}
         for i, block in enumerate(self.blocks):
             k, v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
-            h, (keys, values) = block(h, rope, allowed, (state[k], state[v]))  # keys (B, nh, W + S, hd)
-            new_state[k], new_state[v] = keys.index_select(2, keep), values.index_select(2, keep)
+            h, (new_state[k], new_state[v]) = block(h, rope, partial(attend, ring=(state[k], state[v])))
         return self._head(h), new_state
 
     def step_growing(self, token, attention_mask, position_ids, past):
@@ -208,6 +243,6 @@ class Transformer(ARModel):
         h = self._embed(token, None)
         present = []
         for block, kv in zip(self.blocks, past):
-            h, kv = block(h, rope, allowed, kv)
+            h, kv = block(h, rope, partial(attend_dense, allowed=allowed, past=kv))
             present.append(kv)
         return self._head(h), present
