@@ -156,23 +156,33 @@ class WaveNet(ARModel):
         taps = F.embedding(read, queue.reshape(-1, C)).flatten(2)  # (L, B, (k-1)C): one Gather of the taps
         past = torch.bmm(taps, self._past_weights())  # (L, B, 2C): L products of batch B, not B*L of one row
         past = past.transpose(0, 1).reshape(-1, L * 2 * C)  # (B, L*2C)
-        biases = (past + self._biases(cond, features)).split(2 * C, dim=-1)  # L x (B, 2C)
-        h = self.embed(token)  # (B, C)
+        shifts = self._residual_shifts()  # (L, C) s_i
+        current = [conv.weight[:, -C:].T for conv in self.convs]  # L x (C, 2C) the current tap's weights
+        shift_bias = torch.cat([s @ w for s, w in zip(shifts, current)])  # (L*2C,) s_i's share of the gates
+        biases = (past + self._biases(cond, features) + shift_bias).split(2 * C, dim=-1)  # L x (B, 2C)
+        h = self.embed(token)  # (B, C) layer 0's input; below, layer i's input less s_i
         inputs, gated = [], []
-        for i, conv in enumerate(self.convs):
+        for i, w in enumerate(current):
             inputs.append(h)
-            z = gate(torch.addmm(biases[i], h, conv.weight[:, -C:].T), dim=-1)  # (B, C)
+            z = gate(torch.addmm(biases[i], h, w), dim=-1)  # (B, C)
             gated.append(z)
             if i < len(self.residuals):
-                h = h + self.residuals[i](z)
+                h = torch.addmm(h, z, self.residuals[i].weight.T)  # one Gemm: the residual's bias is in s_{i+1}
         size, first = (torch.tensor(v, device=queue.device) for v in zip(*self._rings))  # (L,) each
-        inputs = torch.cat(inputs, dim=-1).view(-1, L, C)  # (B, L, C) every layer's x_pos
+        inputs = (torch.cat(inputs, dim=-1) + shifts.flatten()).view(-1, L, C)  # (B, L, C) every layer's x_pos
         write = pos[:, None] % size + first  # (B, L) their rows, per row
         batch = torch.arange(pos.shape[0], device=queue.device)[:, None].expand_as(write)  # (B, L)
         # the one write (a ScatterND of B*L rows of C): it depends through the gates on the taps read above, so
         # it cannot overtake them when in.queue and out.queue are one buffer
         new_queue = queue.index_put((batch, write), inputs)  # (B, R, C)
         return self.head(self.skip(torch.cat(gated, dim=-1))), {"queue": new_queue}
+
+    def _residual_shifts(self) -> torch.Tensor:
+        """(L, C): s_i, the sum of the residual biases below layer i. The step carries each layer's input less s_i,
+        so a residual connection is one Gemm (h + z W^T onto h), and adds s_i back where the input is stored and,
+        as a constant, to the gate biases (s_i W_cur^T): one node less per layer, where a batch-1 step goes."""
+        zero = self.convs[0].weight.new_zeros(1, self.config.residual_channels)
+        return torch.cat([zero, torch.stack([r.bias for r in self.residuals]).cumsum(0)]) if self.residuals else zero
 
     def _past_weights(self) -> torch.Tensor:
         """(L, (k-1)C, 2C): every layer's weights of its past taps, oldest first."""
