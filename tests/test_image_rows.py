@@ -1,5 +1,5 @@
 """The image families with a position per row: a batch whose rows start at different steps gives each row
-what ``forward`` gives it, and the exported step writes its ring states with one ScatterElements on the state
+what ``forward`` gives it, and the exported step writes its ring states with one ScatterND (or ScatterElements) on the state
 input, after every read of it (the structure arexport's in-place proof starts from)."""
 from __future__ import annotations
 

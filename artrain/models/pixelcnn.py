@@ -10,8 +10,8 @@ kernel over columns j-r..j-1 (the pixel itself is masked); later layers also inc
 column j (horizontal). Pixels are in raster order: position p = i * W + j.
 
 Step state (L layers, C channels):
-- ``rows``  (B, L, C, r, W): each layer's vertical-stack inputs for the r most recent complete rows;
-- ``row``   (B, C, W): embeddings of the pixels of the row being generated left of the current one, and of
+- ``rows``  (B, L, r, W, C): each layer's vertical-stack inputs for the r most recent complete rows;
+- ``row``   (B, W, C): embeddings of the pixels of the row being generated left of the current one, and of
   the row above from the current column on (each column is overwritten before the row is read whole);
 - ``vtoh``  (B, W, L, 2C): the vertical stack's contribution to the horizontal gates for the current row;
 - ``left``  (B, L, r, C): each layer's horizontal-stack inputs at the r columns left of the current one.
@@ -20,7 +20,7 @@ the vertical stack of a whole image row for every row of the batch and keeps it 
 0 (an ONNX ``If`` around the evaluation, a ``Where`` per row inside it); at every other step the ``If``
 passes the state through, so a batch whose rows are aligned pays the vertical stack once per image row, as
 one image does. Every pixel costs one horizontal stack evaluation: O(layers) work. ``row`` is written one
-column per step by a ScatterElements on the state input (a runtime may bind it in place); ``rows`` and
+column per step by a ScatterND on the state input (a runtime may bind it in place); ``rows`` and
 ``vtoh`` are replaced whole at column 0 and passed through the ``If`` otherwise, ``left`` is replaced whole
 (with r = 1 the new value is the whole buffer).
 """
@@ -105,7 +105,7 @@ class PixelCNN(ImageModel):
     def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
         r = c.kernel_size // 2
-        return (StateSpec("rows", (c.layers, c.channels, r, c.width)), StateSpec("row", (c.channels, c.width)),
+        return (StateSpec("rows", (c.layers, r, c.width, c.channels)), StateSpec("row", (c.width, c.channels)),
                 StateSpec("vtoh", (c.width, c.layers, 2 * c.channels)), StateSpec("left", (c.layers, r, c.channels)))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,20 +117,23 @@ class PixelCNN(ImageModel):
 
     def _vertical_row(self, rows, row, cond=None):
         """At the first pixel of a row: the completed row above enters the caches and the vertical stack
-        is evaluated for the new row. rows (B, L, C, r, W), row (B, C, W) -> (rows, vtoh (B, W, L, 2C))."""
-        x = row[:, :, None]  # (B, C, 1, W): layer 0's newest input row, the completed image row
+        is evaluated for the new row, channel-last, each layer one product over the batch's B * W columns.
+        rows (B, L, r, W, C), row (B, W, C) -> (rows, vtoh (B, W, L, 2C))."""
+        x = row[:, None]  # (B, 1, W, C): layer 0's newest input row, the completed image row
         new_rows, vtoh = [], []
         for i, layer in enumerate(self.layers):
-            past = rows[:, i]  # (B, C, r, W)
-            if layer.first:
-                past = torch.cat([past[:, :, 1:], x], dim=2)
-                v_pre = layer.vertical(past, layer.cond_bias(cond)[0])  # (B, 2C, 1, W)
-            else:
-                v_pre = layer.vertical(torch.cat([past, x], dim=2), layer.cond_bias(cond)[0])
-                past = torch.cat([past[:, :, 1:], x], dim=2)
-            new_rows.append(past)
-            vtoh.append(layer.vtoh(v_pre)[:, :, 0].transpose(1, 2))  # (B, W, 2C)
-            x = gate(v_pre, dim=1)  # (B, C, 1, W): next layer's input at the new row
+            past = rows[:, i]  # (B, r, W, C)
+            inputs = torch.cat([past[:, 1:] if layer.first else past, x], dim=1)  # (B, kh, W, C)
+            padded = F.pad(inputs, (0, 0, layer.r, layer.r))  # (B, kh, W + 2r, C)
+            kh, W = inputs.shape[1], inputs.shape[2]
+            taps = torch.cat([padded[:, y, k:k + W] for y in range(kh) for k in range(layer.vconv.kernel_size[1])],
+                             dim=-1)  # (B, W, kh * kw * C), the vconv weight's order
+            weight = layer.vconv.weight.permute(0, 2, 3, 1).flatten(1)  # (2C, kh * kw * C)
+            cond_v = layer.cond_bias(cond)[0]
+            v_pre = F.linear(taps, weight, layer.vconv.bias) + (cond_v if isinstance(cond_v, int) else cond_v[:, None])
+            new_rows.append(torch.cat([past[:, 1:], x], dim=1))  # (B, r, W, C)
+            vtoh.append(F.linear(v_pre, layer.vtoh.weight.flatten(1), layer.vtoh.bias))  # (B, W, 2C)
+            x = gate(v_pre, dim=-1)[:, None]  # (B, 1, W, C): next layer's input at the new row
         return torch.stack(new_rows, dim=1), torch.stack(vtoh, dim=2)
 
     def step(self, token, pos, state, cond=None):
@@ -143,9 +146,9 @@ class PixelCNN(ImageModel):
         col = pos % c.width  # (B,)
         inside = (col != 0)[:, None]  # (B, 1): 0 at column 0, where what lies left is zero padding
         emb = self.embed(token.clamp(max=c.vocab_size - 1)) * (pos > 0)[:, None]  # (B, C); nothing before pixel 0
-        # one column written per row: the pixel pos - 1 (a ScatterElements on the state, the only read of in.row)
-        written = ((pos - 1) % c.width).view(B, 1, 1).expand(B, c.channels, 1)  # (B, C, 1)
-        row = state["row"].scatter(2, written, emb[:, :, None])  # (B, C, W)
+        # one column written per row: the pixel pos - 1 (a ScatterND on the state, the only read of in.row)
+        batch = torch.arange(B, device=token.device)  # (B,)
+        row = state["row"].index_put((batch, (pos - 1) % c.width), emb)  # (B, W, C)
         operands = (col, state["rows"], row, state["vtoh"]) + (() if cond is None else (cond,))
         rows, vtoh = torch.cond(  # the vertical stack, only at steps where some row starts an image row
             (col == 0).any(),
@@ -154,8 +157,7 @@ class PixelCNN(ImageModel):
             operands,
         )
         left = state["left"] * inside[:, :, None, None]  # (B, L, r, C); zero padding left of column 0
-        at_col = col.view(B, 1, 1, 1).expand(B, 1, c.layers, 2 * c.channels)  # (B, 1, L, 2C)
-        vtoh_col = vtoh.gather(1, at_col)[:, 0]  # (B, L, 2C): each row's own column
+        vtoh_col = vtoh[batch, col]  # (B, L, 2C): each row's own column
         h = None
         new_left = []
         for i, layer in enumerate(self.layers):
@@ -173,6 +175,6 @@ class PixelCNN(ImageModel):
         """The rows at column 0 take their new vertical stack, the others keep theirs: the stack is evaluated
         for the whole batch (one product per layer) and selected per row. -> (rows, vtoh)."""
         new_rows, new_vtoh = self._vertical_row(rows, row, cond)
-        starts = col == 0  # (B,)
-        return (torch.where(starts[:, None, None, None, None], new_rows, rows),
-                torch.where(starts[:, None, None, None], new_vtoh, vtoh))
+        starts = (col == 0)[:, None]  # (B, 1)
+        return (torch.where(starts, new_rows.flatten(1), rows.flatten(1)).view(rows.shape),  # (B, L, r, W, C)
+                torch.where(starts, new_vtoh.flatten(1), vtoh.flatten(1)).view(vtoh.shape))  # (B, W, L, 2C)

@@ -14,15 +14,15 @@ Linear(dropout(h)), plus its input after layer 0 (residual); the head and the cl
 per-layer bias on the gates) are PixelCNN's. Pixels are in raster order: position p = i * W + j.
 
 Step state (L layers, C channels); before the step for pixel (i, j):
-- ``h`` (B, L + 1, W, C): plane 0 the pixel embeddings (layer 0's input), row i at columns < j - 1 and
+- ``h`` (B, W, L + 1, C): plane 0 the pixel embeddings (layer 0's input), row i at columns < j - 1 and
   row i - 1 from column j - 1 on; plane l + 1 layer l's hidden states, row i at columns < j and row i - 1 at
   columns >= j;
-- ``c`` (B, L, W, C): the cell states, laid out as the hidden states;
+- ``c`` (B, W, L, C): the cell states, laid out as the hidden states;
 - ``h_diag`` (B, L, C): each layer's hidden state at (i - 1, j - 1), which ``h`` no longer holds;
 - ``left`` (B, L, r, C): each layer's input-to-state inputs left of the pixel, as PixelCNN's ``left``.
 Each row of a batch is at its own position (column j is the row's own). The step reads columns j-1, j, j+1
-of ``h`` (one GatherElements: the row above) and column j of ``c``, and writes pixel (i, j - 1) and the new
-hidden states into ``h`` and the new cell states into ``c`` with one ScatterElements each, on the state
+of ``h`` (one GatherND: the row above) and column j of ``c``, and writes pixel (i, j - 1) and the new
+hidden states into ``h`` and the new cell states into ``c`` with one ScatterND each, on the state
 input, after (by data) every read of it: a finished row becomes the row above without any copy, and a
 runtime may bind ``h`` and ``c`` in place. ``h_diag`` and ``left`` are small and replaced whole (the new
 value is the whole buffer). At column 0 ``h_diag`` and ``left`` read as zero padding. Every pixel costs one
@@ -123,7 +123,7 @@ class PixelRNN(ImageModel):
     def state_spec(self) -> tuple[StateSpec, ...]:
         c = self.config
         L, C, W, r = c.layers, c.channels, c.width, c.kernel_size // 2
-        return (StateSpec("h", (L + 1, W, C)), StateSpec("c", (L, W, C)), StateSpec("h_diag", (L, C)),
+        return (StateSpec("h", (W, L + 1, C)), StateSpec("c", (W, L, C)), StateSpec("h_diag", (L, C)),
                 StateSpec("left", (L, r, C)))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -145,17 +145,17 @@ class PixelRNN(ImageModel):
         before_edge = (col != W - 1).to(state["h"].dtype)[:, None]  # (B, 1): 0 at the last column
         previous = self.embed(token.clamp(max=c.vocab_size - 1)) * (pos > 0)[:, None]  # (B, C): pixel pos - 1
         emb = previous * inside  # (B, C): pixel (i, j - 1), zero at column 0
-        # read: columns j-1, j, j+1 of every plane (the row above), each row at its own column
+        # read: columns j-1, j, j+1 of every plane (the row above), each row at its own column (GatherND)
+        rows = torch.arange(B, device=col.device)[:, None]  # (B, 1)
         columns = (col[:, None] + torch.arange(-1, 2, device=col.device)).clamp(0, W - 1)  # (B, 3)
-        taken = state["h"].gather(2, columns.view(B, 1, 3, 1).expand(B, L + 1, 3, C))  # (B, L + 1, 3, C)
-        pixels_above = taken[:, 0] * torch.stack([inside, torch.ones_like(inside), before_edge], dim=1)  # (B, 3, C)
-        up = taken[:, 1:, 1:] * torch.stack([torch.ones_like(inside), before_edge], dim=1)[:, None]  # (B, L, 2, C)
-        above = torch.cat([(state["h_diag"] * inside[:, :, None])[:, :, None], up], dim=2)  # (B, L, 3, C)
-        at_col = col.view(B, 1, 1, 1).expand(B, L, 1, C)  # (B, L, 1, C)
-        c_above = state["c"].gather(2, at_col)[:, :, 0]  # (B, L, C)
+        taken = state["h"][rows, columns]  # (B, 3, L + 1, C)
+        pixels_above = taken[:, :, 0] * torch.stack([inside, torch.ones_like(inside), before_edge], dim=1)  # (B, 3, C)
+        up = taken[:, 1:, 1:] * torch.stack([torch.ones_like(inside), before_edge], dim=1)[:, :, None]  # (B, 2, L, C)
+        above = torch.cat([(state["h_diag"] * inside[:, :, None])[:, None], up], dim=1)  # (B, 3, L, C): j-1, j, j+1
+        c_above = state["c"][rows[:, 0], col]  # (B, L, C)
         left = state["left"] * inside[:, :, None, None]  # (B, L, r, C)
         x, new_h, new_c, new_left = None, [], [], []
-        per_layer = zip(self.layers, left.unbind(1), above.unbind(1), c_above.unbind(1))
+        per_layer = zip(self.layers, left.unbind(1), above.unbind(2), c_above.unbind(1))
         for layer, left_i, above_i, c_above_i in per_layer:  # (B, r, C), (B, 3, C), (B, C)
             if layer.first:  # inputs: the embeddings of the r pixels to the left, then of the row above
                 taps = torch.cat([left_i[:, 1:], emb[:, None]], dim=1)  # (B, r, C)
@@ -167,11 +167,12 @@ class PixelRNN(ImageModel):
             x, h, cell = layer.step(taps, above_i, c_above_i, cond, x)  # (B, C) each
             new_h.append(h)
             new_c.append(cell)
-        # write: one column per plane and row (ScatterElements on the state inputs, after every read of them)
-        written = torch.cat([((pos - 1) % W).view(B, 1, 1, 1).expand(B, 1, 1, C), at_col], dim=1)  # (B, L + 1, 1, C)
-        h_col = torch.stack([previous, *new_h], dim=1)[:, :, None]  # (B, L + 1, 1, C)
-        state = {"h": state["h"].scatter(2, written, h_col),  # (B, L + 1, W, C)
-                 "c": state["c"].scatter(2, at_col, torch.stack(new_c, dim=1)[:, :, None]),  # (B, L, W, C)
-                 "h_diag": up[:, :, 0],  # (B, L, C): (i - 1, j), the diagonal of the next pixel
+        # write: one column per plane and row (ScatterND on the state inputs, after every read of them)
+        written = torch.cat([((col - 1) % W)[:, None], col[:, None].expand(B, L)], dim=1)  # (B, L + 1)
+        planes = torch.arange(L + 1, device=col.device)[None]  # (1, L + 1)
+        h_col = torch.stack([previous, *new_h], dim=1)  # (B, L + 1, C)
+        state = {"h": state["h"].index_put((rows, written, planes), h_col),  # (B, W, L + 1, C)
+                 "c": state["c"].index_put((rows[:, 0], col), torch.stack(new_c, dim=1)),  # (B, W, L, C)
+                 "h_diag": up[:, 0],  # (B, L, C): (i - 1, j), the diagonal of the next pixel
                  "left": torch.stack(new_left, dim=1)}  # (B, L, r, C)
         return self.head(x), state
