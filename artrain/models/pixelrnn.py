@@ -141,16 +141,16 @@ class PixelRNN(ImageModel):
         B, L, C, W = token.shape[0], c.layers, c.channels, c.width
         pos = pos.expand(B) if pos.dim() == 0 else pos  # (B,)
         col = pos % W  # (B,)
-        inside = (col != 0).to(state["h"].dtype)[:, None]  # (B, 1): 0 at column 0, left of it is zero padding
-        before_edge = (col != W - 1).to(state["h"].dtype)[:, None]  # (B, 1): 0 at the last column
+        # read: columns j-1, j, j+1 of every plane (the row above), each row at its own column (GatherND), zero
+        # outside the image
+        columns = col[:, None] + torch.arange(-1, 2, device=col.device)  # (B, 3)
+        valid = ((columns >= 0) & (columns < W)).to(state["h"].dtype)  # (B, 3)
+        rows = torch.arange(B, device=col.device)[:, None]  # (B, 1)
+        taken = state["h"][rows, columns.clamp(0, W - 1)] * valid[:, :, None, None]  # (B, 3, L + 1, C)
+        pixels_above, up = taken[:, :, 0], taken[:, 1:, 1:]  # (B, 3, C), (B, 2, L, C)
+        inside = valid[:, :1]  # (B, 1): 0 at column 0, left of it is zero padding
         previous = self.embed(token.clamp(max=c.vocab_size - 1)) * (pos > 0)[:, None]  # (B, C): pixel pos - 1
         emb = previous * inside  # (B, C): pixel (i, j - 1), zero at column 0
-        # read: columns j-1, j, j+1 of every plane (the row above), each row at its own column (GatherND)
-        rows = torch.arange(B, device=col.device)[:, None]  # (B, 1)
-        columns = (col[:, None] + torch.arange(-1, 2, device=col.device)).clamp(0, W - 1)  # (B, 3)
-        taken = state["h"][rows, columns]  # (B, 3, L + 1, C)
-        pixels_above = taken[:, :, 0] * torch.stack([inside, torch.ones_like(inside), before_edge], dim=1)  # (B, 3, C)
-        up = taken[:, 1:, 1:] * torch.stack([torch.ones_like(inside), before_edge], dim=1)[:, :, None]  # (B, 2, L, C)
         above = torch.cat([(state["h_diag"] * inside[:, :, None])[:, None], up], dim=1)  # (B, 3, L, C): j-1, j, j+1
         c_above = state["c"][rows[:, 0], col]  # (B, L, C)
         left = state["left"] * inside[:, :, None, None]  # (B, L, r, C)
