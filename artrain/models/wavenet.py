@@ -113,10 +113,13 @@ class WaveNet(ARModel):
         """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C)."""
         return self.local(features)
 
-    def _biases(self, cond: torch.Tensor | None, local: torch.Tensor | None) -> torch.Tensor:
+    def _biases(self, cond: torch.Tensor | None, local: torch.Tensor | None,
+                constant: torch.Tensor | None = None) -> torch.Tensor:
         """cond (B,) and frame vectors (B, [T,] L*2C) -> the gate biases of every layer, convolution biases
-        included, (B, [T,] L*2C)."""
+        included [and a ``constant`` (L*2C,) added to them first, so the export folds the two], (B, [T,] L*2C)."""
         bias = torch.cat([conv.bias for conv in self.convs])  # (L*2C,)
+        if constant is not None:
+            bias = bias + constant
         if local is not None:
             bias = bias + local
         if self.class_bias is not None:
@@ -159,7 +162,7 @@ class WaveNet(ARModel):
         shifts = self._residual_shifts()  # (L, C) s_i
         current = [conv.weight[:, -C:].T for conv in self.convs]  # L x (C, 2C) the current tap's weights
         shift_bias = torch.cat([s @ w for s, w in zip(shifts, current)])  # (L*2C,) s_i's share of the gates
-        biases = (past + self._biases(cond, features) + shift_bias).split(2 * C, dim=-1)  # L x (B, 2C)
+        biases = (past + self._biases(cond, features, shift_bias)).split(2 * C, dim=-1)  # L x (B, 2C)
         h = self.embed(token)  # (B, C) layer 0's input; below, layer i's input less s_i
         inputs, gated = [], []
         for i, w in enumerate(current):
@@ -181,7 +184,8 @@ class WaveNet(ARModel):
         """(L, C): s_i, the sum of the residual biases below layer i. The step carries each layer's input less s_i,
         so a residual connection is one Gemm (h + z W^T onto h), and adds s_i back where the input is stored and,
         as a constant, to the gate biases (s_i W_cur^T): one node less per layer, where a batch-1 step goes."""
-        zero = self.convs[0].weight.new_zeros(1, self.config.residual_channels)
+        zero = torch.zeros(1, self.config.residual_channels, device=self.convs[0].weight.device)  # (new_zeros
+        # would export as a ConstantOfShape the optimizer does not fold, and every step would recompute the shifts)
         return torch.cat([zero, torch.stack([r.bias for r in self.residuals]).cumsum(0)]) if self.residuals else zero
 
     def _past_weights(self) -> torch.Tensor:
