@@ -97,9 +97,9 @@ def test_the_checker_refuses_a_write_that_may_overtake_a_read():
 @pytest.mark.parametrize("vocoder", [False, True])
 def test_step_graph_writes_its_ring_in_place(vocoder):
     """One ScatterND writes the ring; the ring is read by one Gather of the taps (through a Reshape, which
-    copies nothing), never copied, concatenated or transposed whole; and the onnxruntime step with ONE buffer bound
-    as in.queue and out.queue rolls the same logits, bit for bit, as with separate buffers, rows at different
-    positions, through two wraps of every ring."""
+    copies nothing), never copied, concatenated or transposed whole; no node computes from weights alone; and the
+    onnxruntime step with ONE buffer bound as in.queue and out.queue rolls the same logits, bit for bit, as with
+    separate buffers, rows at different positions, through two wraps of every ring."""
     import numpy as np
     import onnxruntime as ort
     from conftest import KIND, exported, exported_vocoder, tiny_model, tiny_vocoder
@@ -112,6 +112,10 @@ def test_step_graph_writes_its_ring_in_place(vocoder):
     assert readers == ["Reshape", "ScatterND"]
     flat = next(node.output[0] for node in graph.node if node.op_type == "Reshape" and "in.queue" in node.input)
     assert [node.op_type for node in graph.node if flat in node.input] == ["Gather"]
+    live = {i.name for i in graph.input}  # values that vary per call
+    for node in graph.node:  # topological order
+        assert not node.input or live & set(node.input), f"{node.name} recomputes a constant every step"
+        live.update(node.output)
     position = next(i for i in graph.input if i.name == "position")
     assert [d.dim_param or d.dim_value for d in position.type.tensor_type.shape.dim] == [BATCH_DIM]
 
