@@ -22,7 +22,7 @@ def rollout(model, x, cond):
     outs = []
     chunked = model.step_tokens > 1  # the step takes (B, s) and returns (B, s, V): feed s = 1
     for t in range(T):
-        logits, new_state = model.step(token[:, None] if chunked else token, torch.tensor(t), state, cond)
+        logits, new_state = model.step(token[:, None] if chunked else token, torch.full((B,), t), state, cond)
         logits = logits[:, 0] if chunked else logits
         assert new_state.keys() == state.keys()
         assert all(new_state[k].shape == state[k].shape and new_state[k].dtype == state[k].dtype for k in state)
