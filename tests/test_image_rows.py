@@ -1,6 +1,7 @@
 """The image families with a position per row: a batch whose rows start at different steps gives each row
-what ``forward`` gives it, and the exported step writes its ring states with one ScatterND (or ScatterElements) on the state
-input, after every read of it (the structure arexport's in-place proof starts from)."""
+what ``forward`` gives it, and the exported step writes its one-slot states with one ScatterND (or
+ScatterElements) on the state input, after every read of it (the structure arexport's in-place proof
+starts from)."""
 from __future__ import annotations
 
 import onnx

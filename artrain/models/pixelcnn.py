@@ -15,14 +15,15 @@ Step state (L layers, C channels):
   the row above from the current column on (each column is overwritten before the row is read whole);
 - ``vtoh``  (B, W, L, 2C): the vertical stack's contribution to the horizontal gates for the current row;
 - ``left``  (B, L, r, C): each layer's horizontal-stack inputs at the r columns left of the current one.
-Each row of a batch is at its own position. At a step where some row is at column 0, the step computes
-the vertical stack of a whole image row for every row of the batch and keeps it where the row is at column
-0 (an ONNX ``If`` around the evaluation, a ``Where`` per row inside it); at every other step the ``If``
-passes the state through, so a batch whose rows are aligned pays the vertical stack once per image row, as
-one image does. Every pixel costs one horizontal stack evaluation: O(layers) work. ``row`` is written one
-column per step by a ScatterND on the state input (a runtime may bind it in place); ``rows`` and
-``vtoh`` are replaced whole at column 0 and passed through the ``If`` otherwise, ``left`` is replaced whole
-(with r = 1 the new value is the whole buffer).
+Each row of a batch is at its own position. At a step where some row is at column 0 (an ONNX ``If``), the
+step evaluates the vertical stack of a whole image row for those rows only (gathered, one product per layer
+over their W columns, channel-last) and writes it over theirs (ScatterND); at every other step the ``If``
+passes ``rows`` and ``vtoh`` through. So each row pays its vertical stack once per image row whether or not
+the rows are aligned, and a batch of aligned rows runs the ``If`` body once per image row, as one image does.
+Every pixel costs one horizontal stack evaluation: O(layers) work. ``row`` is written one column per step by a
+ScatterND on the state input, its only reader (a runtime may bind it in place); ``rows`` and ``vtoh`` come out
+of the ``If`` (a runtime keeps two buffers: the pass-through is a copy), ``left`` is replaced whole (with
+r = 1 the new value is the whole buffer).
 """
 from __future__ import annotations
 
@@ -173,8 +174,7 @@ class PixelCNN(ImageModel):
 
     def _vertical_rows(self, col, rows, row, vtoh, cond=None):
         """The rows at column 0 take their new vertical stack, the others keep theirs: the stack is evaluated
-        for the whole batch (one product per layer) and selected per row. -> (rows, vtoh)."""
-        new_rows, new_vtoh = self._vertical_row(rows, row, cond)
-        starts = (col == 0)[:, None]  # (B, 1)
-        return (torch.where(starts, new_rows.flatten(1), rows.flatten(1)).view(rows.shape),  # (B, L, r, W, C)
-                torch.where(starts, new_vtoh.flatten(1), vtoh.flatten(1)).view(vtoh.shape))  # (B, W, L, 2C)
+        for the rows at column 0 only and written over theirs. -> (rows, vtoh)."""
+        starts = (col == 0).nonzero()[:, 0]  # (n,): the rows at column 0
+        new_rows, new_vtoh = self._vertical_row(rows[starts], row[starts], None if cond is None else cond[starts])
+        return rows.index_put((starts,), new_rows), vtoh.index_put((starts,), new_vtoh)
