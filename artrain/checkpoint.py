@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from safetensors import SafetensorError
 
 from arrun.contract.errors import ARError, UsageError
-from arrun.contract.files import write_atomic
+from arrun.contract.files import write_atomic, write_together
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so read_config is quick
     import torch
@@ -60,9 +60,10 @@ def write_json(path: Path, obj) -> None:
 
 def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, torch.Tensor] | None = None,
                     trainer_meta: dict | None = None) -> None:
-    """Write weights (and the resume state when given), then config.json (its family fields from the model's
-    class: ``artrain.models.family_fields``)."""
-    from safetensors.torch import save_file
+    """Write weights (and the resume state when given) and config.json (its family fields from the model's
+    class: ``artrain.models.family_fields``) together: every file of the checkpoint, or none and the previous
+    checkpoint as it was (``commit_together``; each file nameless until complete)."""
+    from safetensors.torch import save
 
     from .models import family_fields
 
@@ -71,11 +72,11 @@ def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, 
     step = {"step": str(config.get("step", 0))}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / WEIGHTS, lambda tmp: save_file(weights, str(tmp), metadata=step))
+        contents = {WEIGHTS: save(weights, metadata=step)}
         if trainer is not None:
-            meta = {**step, "trainer": json.dumps(trainer_meta or {})}
-            write_atomic(out / TRAINER, lambda tmp: save_file(trainer, str(tmp), metadata=meta))
-        write_json(out / CONFIG, config)
+            contents[TRAINER] = save(trainer, metadata={**step, "trainer": json.dumps(trainer_meta or {})})
+        contents[CONFIG] = (json.dumps(config, indent=2) + "\n").encode()
+        write_together({out / name: content for name, content in contents.items()})
     except OSError as e:
         raise ARError(f"cannot write the checkpoint in {out} ({e.strerror or e}); free disk space or choose "
                            "another --out (the previous checkpoint there is intact)") from None

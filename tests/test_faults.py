@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,13 +103,20 @@ def test_interrupted_write_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     before = (trainer.out / "model.safetensors").read_bytes()
     trainer.train_step()
 
-    def crash(tensors, path, metadata=None):
-        open(path, "wb").write(b"half a file")
-        raise KeyboardInterrupt  # the process dies mid-write
+    real, calls = os.replace, []
 
-    monkeypatch.setattr("safetensors.torch.save_file", crash)
+    def crash(src, dst, *args, **kwargs):  # interrupted while the checkpoint's files go into place
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         trainer.save()
+    monkeypatch.undo()
+    # the new weights were in place when the interrupt came: they were taken back
+    assert [Path(p).name for p in calls[:2]] == ["model.safetensors", "trainer.safetensors"]
     assert (trainer.out / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in trainer.out.iterdir()) == ["config.json", "model.safetensors", "trainer.safetensors"]
     model, config = ckpt.load_checkpoint(trainer.out)
@@ -119,10 +127,10 @@ def test_disk_full_is_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypat
     trainer = tiny_trainer(tmp_path)
     trainer.save()
 
-    def full(tensors, path, metadata=None):
+    def full(tensors, metadata=None):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("safetensors.torch.save_file", full)
+    monkeypatch.setattr("safetensors.torch.save", full)
     with pytest.raises(ARError, match="No space left on device.*previous checkpoint there is intact"):
         trainer.save()
     ckpt.load_checkpoint(trainer.out)

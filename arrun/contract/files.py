@@ -1,8 +1,11 @@
 """The one way anything is written: no reader ever sees half a file, and a failure leaves nothing behind.
 
-``PendingFile(path)`` creates a uniquely named temporary file beside ``path`` (exclusively, so a planted
-name or symlink is never followed); ``commit()`` flushes, fsyncs and renames it onto ``path``,
-``discard()`` removes it. ``commit_together`` commits one run's several files as a unit: all of them,
+``PendingFile(path)`` creates a file with no name in ``path``'s folder (Linux ``O_TMPFILE``): until
+``commit()`` a crash, a SIGKILL or a power cut leaves nothing behind. ``commit()`` flushes and fsyncs it,
+links it under a unique hidden name beside ``path`` and renames that onto ``path`` (a rename is what replaces
+an existing file atomically; the hidden name exists only for that instant, holding the complete file).
+Where the filesystem has no ``O_TMPFILE`` the file is created under that unique name from the start
+(exclusively, so a planted name or symlink is never followed). ``discard()`` removes it. ``commit_together`` commits one run's several files as a unit: all of them,
 or none and the previous files as they were. A ``path`` that exists and is not a regular file (a
 character device such as /dev/null, a FIFO) is written straight through instead: renaming over it would
 replace the device.
@@ -15,6 +18,7 @@ import errno
 import hashlib
 import os
 import secrets
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -27,19 +31,26 @@ ORDINARY_MODE = 0o666  # before the umask, as for any new file
 
 class PendingFile:
     """An output file that appears at ``path`` only on ``commit``; a context manager commits on success
-    and discards on any exception. ``file`` is the open binary file; ``tmp`` its path (for writers that
-    want a path: close ``file`` first)."""
+    and discards on any exception. ``file`` is the open binary file; ``tmp`` a path that opens it (for
+    writers that want a path: close ``file`` first; a nameless file's path is /proc/PID/fd/N, kept open
+    until ``commit`` or ``discard``). ``nameless`` says whether the file has no name yet."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.through = is_special(self.path)
+        self.nameless = False
         if self.through:
             self.tmp = self.path
             self.file: BinaryIO = open(self.path, "wb")
         else:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-            os.chmod(tmp, ORDINARY_MODE & ~_umask())
-            self.tmp, self.file = Path(tmp), os.fdopen(fd, "wb")
+            fd = _open_nameless(self.path.parent)
+            if fd is not None:
+                self.nameless, self._fd = True, fd
+                self.tmp, self.file = Path(f"/proc/{os.getpid()}/fd/{fd}"), os.fdopen(os.dup(fd), "wb")
+            else:
+                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+                os.chmod(tmp, ORDINARY_MODE & ~_umask())
+                self.tmp, self.file = Path(tmp), os.fdopen(fd, "wb")
         self._done = self._finished = False
 
     def finish(self) -> None:
@@ -51,6 +62,8 @@ class PendingFile:
             if not self.through:
                 os.fsync(self.file.fileno())
             self.file.close()
+        elif self.nameless:
+            os.fsync(self._fd)  # written by path: the same file
         elif not self.through:
             with open(self.tmp, "rb+") as f:  # written by path: fsync what the writer left
                 os.fsync(f.fileno())
@@ -58,9 +71,13 @@ class PendingFile:
         self._finished = True
 
     def commit(self) -> Path:
-        """``finish``, then rename onto ``path``; a failure leaves the pending file for ``discard``."""
+        """``finish``, then rename onto ``path`` (a nameless file is first linked under a unique hidden
+        name); a failure leaves the pending file for ``discard``."""
         if not self._done:
             self.finish()
+            if self.nameless:
+                self.tmp, self.nameless = _link_nameless(self._fd, self.path), False
+                os.close(self._fd)
             if not self.through:
                 os.replace(self.tmp, self.path)
             self._done = True
@@ -73,7 +90,9 @@ class PendingFile:
                 self.file.close()
             except OSError:
                 pass  # a full disk fails the final flush too; the file goes anyway
-            if not self.through:
+            if self.nameless:
+                os.close(self._fd)  # the file goes with its last descriptor
+            elif not self.through:
                 self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "PendingFile":
@@ -103,6 +122,20 @@ def write_atomic(path: Path | str, content: bytes | Callable[[Path], None]) -> P
     return Path(path)
 
 
+def write_together(contents: dict[Path, bytes]) -> list[Path]:
+    """Write every path's bytes, committed together (``commit_together``): all of them or none."""
+    files: list[PendingFile] = []
+    try:
+        for path, content in contents.items():
+            files.append(PendingFile(path))
+            files[-1].file.write(content)
+        return commit_together(files)
+    except BaseException:
+        for file in files:
+            file.discard()
+        raise
+
+
 def commit_together(files: Sequence[PendingFile]) -> list[Path]:
     """Commit every one of ``files`` or none (one run's outputs): each is finished under its pending name,
     then each renamed into place, the file that was at its path kept aside meanwhile. On any failure or
@@ -128,6 +161,57 @@ def commit_together(files: Sequence[PendingFile]) -> list[Path]:
         if aside is not None:
             aside.unlink(missing_ok=True)
     return [file.path for file in files]
+
+
+def _open_nameless(folder: Path) -> int | None:
+    """A descriptor of a new file with no name in ``folder`` (``O_TMPFILE``, readable so writers may reopen it
+    by its /proc path), or None where the platform or the filesystem has none."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return None
+    try:
+        fd = os.open(folder, flag | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), ORDINARY_MODE & ~_umask())
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None  # no O_TMPFILE here (ENOENT: a kernel without it and a folder that is missing alike)
+        raise
+    return fd
+
+
+def _link_nameless(fd: int, path: Path) -> Path:
+    """Give the complete nameless file ``fd`` a unique hidden name beside ``path``: linkat(2) following
+    /proc/self/fd/N (a src_dir_fd makes os.link call linkat with AT_SYMLINK_FOLLOW; plain link(2) would link
+    the /proc entry itself)."""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(100):
+            name = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+            try:
+                os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
+                return name
+            except FileExistsError:
+                continue
+            except OSError:  # linkat refused (a filesystem without hard links): copy it to a named file
+                return _copy_to_named(fd, path)
+    finally:
+        os.close(proc)
+    raise FileExistsError(errno.EEXIST, "no free name to link the finished file", str(path))
+
+
+def _copy_to_named(fd: int, path: Path) -> Path:
+    """The nameless file ``fd`` copied, fsynced, under a unique hidden name beside ``path``."""
+    out, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        os.chmod(name, ORDINARY_MODE & ~_umask())
+        with open(fd, "rb", closefd=False) as src, open(out, "wb") as dst:
+            src.seek(0)
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
 
 
 def _set_aside(path: Path) -> Path | None:
