@@ -99,11 +99,13 @@ def scattered_in_place(graph: onnx.GraphProto, name: str) -> bool:
             ancestors.add(id(node))
             todo.extend(node.input)
     readers = [node for node in graph.node if f"in.{name}" in node.input and node is not writer]
-    return all(id(node) in ancestors for node in readers) and not any(reads(sub, f"in.{name}") for sub in subgraphs(graph))
+    in_subgraph = any(reads(sub, f"in.{name}") for sub in subgraphs(graph))
+    return all(id(node) in ancestors for node in readers) and not in_subgraph
 
 
 def subgraphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
-    return [sub for node in graph.node for attr in node.attribute for sub in [attr.g] * attr.HasField("g") + list(attr.graphs)]
+    return [sub for node in graph.node for attr in node.attribute
+            for sub in [attr.g] * attr.HasField("g") + list(attr.graphs)]
 
 
 def reads(graph: onnx.GraphProto, value: str) -> bool:
