@@ -657,7 +657,8 @@ def shares(events: list[dict], movers: set, scatters: set, state_shapes: set) ->
     start = runs[0]["ts"]
     total = sum(e["dur"] for e in runs)
     by_op: dict[str, float] = {}
-    moving = scattering = 0.0
+    moving: dict[str, float] = {}  # op type -> time moving state
+    scattering = 0.0
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < start:
             continue
@@ -670,9 +671,11 @@ def shares(events: list[dict], movers: set, scatters: set, state_shapes: set) ->
         if name in scatters or (op in SCATTER and any(s in state_shapes for s in inputs)):
             scattering += e["dur"]
         elif name in movers or (op in STATE_MOVERS and any(s in state_shapes for s in inputs)):
-            moving += e["dur"]
+            moving[op] = moving.get(op, 0.0) + e["dur"]
     ops = {op: d / total for op, d in sorted(by_op.items(), key=lambda kv: -kv[1])}
-    return {"ops": ops, "state_moving": moving / total, "state_scatter": scattering / total,
+    moving_ops = {op: d / total for op, d in sorted(moving.items(), key=lambda kv: -kv[1])}
+    return {"ops": ops, "state_moving": sum(moving.values()) / total, "state_moving_ops": moving_ops,
+            "state_scatter": scattering / total,
             "nodes": sum(by_op.values()) / total, "runs": len(runs)}
 
 
@@ -709,7 +712,7 @@ def measure(graphs: list[Graph], reps: int, seconds: float) -> list[dict]:
                 records.append({
                     "model": g.name, "graph": g.label, "format_version": g.format_version,
                     "position": {None: "none", 0: "scalar", 1: "per row"}[g.position_rank],
-                    "in_place": [s.input for s in g.state if s.in_place], **speed, **work,
+                    "in_place": [s.input for s in g.state if s.in_place], "states": len(g.state), **speed, **work,
                     "largest_product": {"op": node.op_type, "name": node.name, "flops": flops,
                                         "shapes": [shapes[i][0] for i in node.input if i]},
                     "product_flop_per_s": rate, "product_as_is_flop_per_s": as_is,
@@ -735,7 +738,8 @@ def markdown(records: list[dict], environment: str) -> str:
         unsized = f" (+{r['unknown_products']} unsized)" if r["unknown_products"] else ""
         mb = (f"{r['bytes'] / 1e6:.1f} ({r['weight_bytes'] / 1e6:.1f} + {r['state_read_bytes'] / 1e6:.1f} r "
               f"+ {r['state_write_bytes'] / 1e6:.2f} w)")
-        lines.append(f"| {r['graph']} | {r['loop']} | {e[1]:,.0f} | {e[BIG]:,.0f} | {r['ratio']:.1f}× "
+        loop = f"{r['loop']}, {len(r['in_place'])}/{r['states']} state in place"
+        lines.append(f"| {r['graph']} | {loop} | {e[1]:,.0f} | {e[BIG]:,.0f} | {r['ratio']:.1f}× "
                      f"| {r['step_ms']:.2f} | {r['floor_ms']:.2f} ({r['bound']}) | {r['step_vs_floor']:.1f}× "
                      f"| {r['flops'] / 1e9:.3f}{unsized} | {mb} | {as_is / 1e9:.1f} / {canonical / 1e9:.1f} "
                      f"| {prefill_ratio} |")
@@ -744,7 +748,9 @@ def markdown(records: list[dict], environment: str) -> str:
     for r in records:
         p = r["profile"]
         top = ", ".join(f"{op} {100 * s:.0f} %" for op, s in list(p["ops"].items())[:6])
-        lines.append(f"| {r['graph']} | {100 * p['state_moving']:.0f} % | {100 * p['state_scatter']:.0f} % "
+        by = ", ".join(f"{op} {100 * s:.0f}" for op, s in list(p["state_moving_ops"].items())[:3])
+        lines.append(f"| {r['graph']} | {100 * p['state_moving']:.0f} %{f' ({by})' if by else ''} "
+                     f"| {100 * p['state_scatter']:.0f} % "
                      f"| {top} | {100 * p['nodes']:.0f} % |")
     return "\n".join(lines)
 

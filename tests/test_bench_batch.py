@@ -113,6 +113,7 @@ def test_shares_of_a_hand_made_profile():
                    _node("if", "If", 50, t + 40)]
     got = bench_batch.shares(events, {"cat"}, set(), {(64, 8, 4)})
     assert got["runs"] == 2 and abs(got["nodes"] - 0.8) < 1e-9
+    assert got["state_moving_ops"] == {"Concat": 0.2, "Transpose": 0.1}
     assert abs(got["state_moving"] - 0.3) < 1e-9 and abs(got["state_scatter"] - 0.1) < 1e-9
     assert list(got["ops"]) == ["MatMul", "Concat", "Transpose", "ScatterElements"]
 
@@ -124,6 +125,6 @@ def test_a_short_run_prints_both_tables(tmp_path, capsys):
     assert bench_batch.main([str(tmp_path / "models"), "--reps", "1", "--seconds", "0.02",
                              "--json", str(tmp_path / "out.json")]) == 0
     out = capsys.readouterr().out
-    assert "| models/speech-vocoder | arrun |" in out and "| graph | moving state |" in out
+    assert "| models/speech-vocoder | arrun, " in out and "| graph | moving state |" in out
     record, = json.loads((tmp_path / "out.json").read_text())["records"]
     assert record["position"] == "per row" and record["floor_ms"] > 0 and record["ratio"] > 0
