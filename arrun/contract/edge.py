@@ -7,10 +7,13 @@
 - anything else is a bug: one line naming it, then "rerun with AR_DEBUG=1 for the traceback", exit 1.
 With ``AR_DEBUG=1`` every exception propagates with its traceback instead. ``typer_app`` builds a Typer
 app whose parse errors (an unknown option, a bad choice, a missing argument) are one such line too, with
-exit code 2, instead of a usage block.
+exit code 2, instead of a usage block, and imports onnxruntime quietly (``quiet_onnxruntime_import``).
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import signal
 import sys
@@ -68,6 +71,8 @@ def typer_app(*, prog: str, **kwargs):
     import typer
     from typer.core import TyperGroup
 
+    quiet_onnxruntime_import()
+
     try:
         from typer import _click as click  # typer >= 0.20 vendors click
     except ImportError:  # pragma: no cover - older typer depends on click itself
@@ -103,6 +108,49 @@ def typer_app(*, prog: str, **kwargs):
         pass
 
     return app
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds onnxruntime as usual and runs its import with file descriptor 2 on /dev/null: onnxruntime's C++
+    logger writes warnings while the module loads, before any setting can lower its severity (where the home
+    directory cannot be written: "[W:onnxruntime:Default, telemetry_1ds.cc:613] Failed to persist telemetry
+    device ID"). Its failures still raise; every later log line is governed by the severity arrun sets."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "onnxruntime":
+            return None
+        sys.meta_path.remove(self)  # the one import this is for; then the ordinary finders again
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            run_module = spec.loader.exec_module
+
+            def exec_module(module):
+                with _stderr_fd_to_devnull():
+                    run_module(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def quiet_onnxruntime_import() -> None:
+    """Make the process's first ``import onnxruntime`` quiet on stderr (not with AR_DEBUG=1, which shows
+    onnxruntime's log)."""
+    if debugging() or "onnxruntime" in sys.modules or any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _QuietImport())
+
+
+@contextlib.contextmanager
+def _stderr_fd_to_devnull():
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def package_version() -> str:
