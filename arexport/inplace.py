@@ -32,7 +32,9 @@ from arrun.contract.schema import CONDITION_INPUT, FEATURES_INPUT, POSITION_INPU
 
 WRITERS = ("ScatterElements", "ScatterND")
 VIEWS = ("Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten")  # outputs a runtime may alias to the input
-OFFSETS = (0, 2, 5)  # the call at which row b (re)starts from its initial state, at batch <= 3
+def row_offsets(batch: int) -> tuple[int, ...]:
+    """The call at which row b (re)starts from its initial state: 0, 2, 5, 7, 10, ..."""
+    return tuple(b * 5 // 2 for b in range(batch))
 EXTRA_CALLS = 3      # past two wraps of every ring (or one whole sequence)
 
 
@@ -133,7 +135,7 @@ class Schedule:
 
     def __post_init__(self):
         if not self.offsets:
-            self.offsets = tuple(o % self.limit if self.limit else o for o in OFFSETS[:self.batch])
+            self.offsets = tuple(o % self.limit if self.limit else o for o in row_offsets(self.batch))
 
     def __iter__(self):
         """-> (size, positions (B,) int64, restart (B,) bool) per call."""
@@ -193,10 +195,10 @@ def roll(session: ort.InferenceSession, info: ModelInfo, schedule: Schedule, tok
     return results
 
 
-def alias_calls(info: ModelInfo, state_period: int) -> int:
+def alias_calls(info: ModelInfo, state_period: int, batch: int) -> int:
     """Calls the aliasing proof rolls: two wraps of every ring and 3 more (a whole sequence and 3 more for a
     model of fixed length), past the last row's first restart."""
-    return max(2 * state_period, info.max_length if info.image_shape else 0) + EXTRA_CALLS + max(OFFSETS)
+    return max(2 * state_period, info.max_length if info.image_shape else 0) + EXTRA_CALLS + max(row_offsets(batch))
 
 
 def prove(session: ort.InferenceSession, proto: onnx.ModelProto, info: ModelInfo, state_period: int,
@@ -210,9 +212,9 @@ def prove(session: ort.InferenceSession, proto: onnx.ModelProto, info: ModelInfo
     candidates = frozenset(v.name for v in verdicts if v.in_place)
     if not candidates:
         return verdicts
-    calls = alias_calls(info, state_period)
     sizes = (1, info.step_tokens, 2) if info.step_tokens > 1 else (1,)
     for batch in batches:
+        calls = alias_calls(info, state_period, batch)
         schedule = Schedule(batch, calls, info.max_length, sizes)
         span = calls * max(sizes) + 1 if not info.max_length else info.max_length
         tokens, condition, frames = random_inputs(info, rng, batch, span)

@@ -13,7 +13,7 @@ Checks, in order (the first failure raises):
    - step graph, greedy: the tokens chosen by argmax are identical to torch's greedy ``step`` rollout;
    - step graph taking chunks (prefill): the sequence fed in chunks of ``step_tokens`` vs torch ``forward``;
    - step graph, rows at their own positions: row b restarts from its initial state at call
-     ``inplace.OFFSETS[b]`` (after a stream of its own), the others running on; each row equals forward;
+     ``inplace.row_offsets(B)[b]`` (after a stream of its own), the others running on; each row equals forward;
    a model with ring buffers (a windowed Transformer's KV cache, WaveNet's queues) is checked on at least
    2 * ``state_period`` + 1 positions, so every ring wraps twice;
    - full graph: logits vs torch ``forward``;
@@ -299,11 +299,11 @@ def _compare_step(case: _Case) -> list[Comparison]:
 
 def _compare_rows(case: _Case) -> Comparison:
     """Rows at different positions: row b runs a stream of its own, then restarts from its initial state at
-    call ``inplace.OFFSETS[b]`` and is fed its sequence teacher-forced (chunks of 1, S, 2 elements where the graph
+    call ``inplace.row_offsets(B)[b]`` and is fed its sequence teacher-forced (chunks of 1, S, 2 elements where the graph
     takes chunks); the outputs of that stream's T positions equal forward for each row."""
     info, B, T = case.runtime.info, case.batch, case.T
     sizes = (1, info.step_tokens, 2) if info.step_tokens > 1 else (1,)
-    calls = T + max(inplace.OFFSETS)
+    calls = T + max(inplace.row_offsets(B))
     schedule = Schedule(B, calls, info.max_length, sizes)
     fed = np.full((B, calls * max(sizes) + 1), info.start_token, np.int64)  # fed[b, p]: row b's element p - 1
     fed[:, 1:T + 1] = case.x[:, :T]

@@ -49,9 +49,15 @@ def test_step_graph_parity(family, num_classes):
     report = verify_onnx(path, checkpoint(family, num_classes)[1], steps=64, batches=(1, 3))
     assert report.passed and report.max_abs_diff <= 1e-4
     info = read_info(path)
-    checks = ["onnx step vs torch step", "onnx step vs torch forward", "onnx greedy vs torch greedy"]
+    checks = ["onnx step vs torch step", "onnx step vs torch forward", "onnx greedy vs torch greedy",
+              "onnx rows joining vs forward"]  # rows restarting at different steps, each equal to forward
     checks += ["onnx prefill vs torch forward"] * (info.step_tokens > 1)
     assert {(c.what, c.batch) for c in report.comparisons} == {(what, b) for what in checks for b in (1, 3)}
+    # the in-place proof: a verdict per state, a reason for each that keeps two buffers; every family writes
+    # at least one ring or column with one scatter (the file itself, exported unverified, declares none)
+    assert [v.name for v in report.in_place] == [s.name for s in info.state]
+    assert all(v.in_place or v.reason for v in report.in_place) and any(v.in_place for v in report.in_place)
+    assert not any(s.in_place for s in info.state)
     assert all(c.token_mismatches == 0 for c in report.comparisons)
     assert 64 > 3 * info.window  # a windowed model's ring buffer wraps several times
     assert all(c.positions == min(info.max_length or 64, 64) for c in report.comparisons)  # up to the last position
@@ -203,8 +209,13 @@ def test_cli_verify(cli_export, trained):
     result = invoke("verify", cli_export[1], trained)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert "verification passed" in lines[1] and len(lines) == 10  # header, verdict, 4 comparisons x 2 batches
-    assert json.loads(invoke("verify", cli_export[1], trained, "--json").stdout)["passed"]
+    report = json.loads(invoke("verify", cli_export[1], trained, "--json").stdout)
+    assert report["passed"] and len(report["comparisons"]) == 10  # 5 comparisons (rows joining too) x 2 batches
+    states = [s.name for s in read_info(cli_export[1]).state]
+    assert [v["name"] for v in report["in_place"]] == states  # whether each state is in place, and why not
+    # header, verdict, a line per comparison, a line per state ("in place" or "two buffers: <why>")
+    assert "verification passed" in lines[1] and len(lines) == 2 + 10 + len(states)
+    assert all(line.startswith("  state ") and ("in place" in line or "two buffers: " in line) for line in lines[-len(states):])
 
 
 def test_cli_default_output_and_text_report(cli_export, trained, monkeypatch):
@@ -215,7 +226,8 @@ def test_cli_default_output_and_text_report(cli_export, trained, monkeypatch):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"wrote {trained / 'step.onnx'} (") and "opset 18, IR 8, onnxruntime >= 1.14.1" in lines[0]
-    assert lines[3].startswith("verification passed") and len(lines) == 12
+    states = len(read_info(trained / "step.onnx").state)  # wrote, inputs, outputs, verdict, 10 comparisons, states
+    assert lines[3].startswith("verification passed") and len(lines) == 4 + 10 + states
     assert_one_line_error(invoke("onnx", trained, "--step-graph"), 2, "already exists", "--force")
 
 
@@ -317,7 +329,7 @@ def test_failed_verification_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(arexport.export, "to_onnx", lambda model, info: other)
     result = invoke("onnx", twin, "--step-graph")
     report = result.stdout.splitlines()  # every figure, then the one-line error on stderr
-    assert report[0].startswith("verification FAILED") and len(report) == 9
+    assert report[0].startswith("verification FAILED") and len(report) == 11  # 5 comparisons x 2 batches; no proof run
     assert_one_line_error(result, 1, "fails verification", "max |diff|", str(twin / "step.onnx"), stdout=result.stdout)
     assert _files(twin) == {"config.json", "model.safetensors"}
     with pytest.raises(ParityError) as failure:
