@@ -10,7 +10,9 @@ is tried first, then python3.10 and python3.11 from PATH (pyenv shims included);
 install is a row of "not installable". In each environment this script runs again as a worker on every
 ``*.onnx`` under ``models/*/`` and the driver compares its arrays with those of the newest version tested:
 max |difference| within TOLERANCE of the graph's precision (by file name: 1e-4 fp32, 0.25 int8, 1e-2 fp16);
-a chunk graph's sampled tokens must be equal. It prints one Markdown table (graph, IR version, opset, a cell per version: "ok 2e-07",
+a chunk graph's sampled tokens must be equal; and a step graph declaring state in place (format 6) must give,
+on that release, the same outputs bit for bit with one buffer bound as both in.X and out.X for every such state
+as with separate buffers (the aliasing check, "alias =" in a cell; a difference fails the cell). It prints one Markdown table (graph, IR version, opset, a cell per version: "ok 2e-07",
 "fail: <reason>", "not installable") and, per precision group (fp32 / int8 / fp16 by file name), the oldest
 version from which every tested version passes every graph of the group: the metadata's min onnxruntime.
 Versions that could not be installed are left out of that figure. --json OUT writes the whole matrix.
@@ -18,13 +20,17 @@ Versions that could not be installed are left out of that figure. --json OUT wri
 Worker (``--worker OUTDIR GRAPH...``): imports numpy and onnxruntime only (no arrun, torch or onnx), so it runs
 on any release; the loop is written here, independently of arrun's. Per graph: CPU provider, one thread,
 batch 2, inputs built from the session's input list and the ``ar.*`` metadata (arrun/contract/schema.py):
-- step: 48 teacher-forced steps (input_ids (B,) or (B, 1) when ar.step_tokens > 1), state fed back by name
-  -> logits (B, 48, V);
+- step: 48 teacher-forced steps (input_ids (B,) or (B, 1) when ar.step_tokens > 1), state fed back by name,
+  row b at its own position (``position`` (B,)): it restarts from the initial state at step ROW_OFFSETS[b]
+  -> logits (B, 48, V); then, where ``ar.state`` declares ``in_place`` states, the same rollout through IO
+  binding with one OrtValue bound as both input and output of each of them, compared bit for bit (logits and
+  the final state);
 - full: one call on (B, T) tokens, T = H*W for images else 64 -> logits (B, T, V);
 - chunk: two calls of 32 seeded uniforms, state and last token fed back -> tokens (B, 64) int64.
 Tokens are seeded in [0, V) with the start token at position 0; condition [0, 1] mod the number of classes;
 features (B, F, n_mels) = standard normal * 2 - 4, seeded. It writes OUTDIR/<safe name>.npy per graph and
-OUTDIR/results.json: {"onnxruntime", "numpy", "graphs": {path: {"status": "ok" | one-line error, "array"}}}.
+OUTDIR/results.json: {"onnxruntime", "numpy", "graphs": {path: {"status": "ok" | one-line error, "array",
+"aliasing": null (no state in place) | "equal" | "differs: ..." | one-line error}}}.
 """
 from __future__ import annotations
 
@@ -45,6 +51,7 @@ import numpy as np
 DEFAULT_VERSIONS = ("1.14.1", "1.17.3", "1.20.1", "newest")
 FALLBACK_PYTHONS = ("python3.10", "python3.11")
 BATCH, STEPS, FULL_LENGTH, CHUNK, SEED = 2, 48, 64, 32, 0
+ROW_OFFSETS = (0, 3)  # the step at which row b starts its compared sequence (before it: a stream of its own)
 # int8: activations are quantized at run time, and a value on a rounding boundary moves one step with the
 # kernel; onnxruntime 1.32 itself differs by 0.18 in the Transformer's logits between its fused
 # (DynamicQuantizeLinear + MatMulInteger as one kernel) and unfused runs of the same file.
@@ -64,30 +71,47 @@ def run_worker(outdir: Path, graphs: list[str]) -> None:
     record = {"onnxruntime": ort.__version__, "numpy": np.__version__, "graphs": {}}
     for graph in graphs:
         try:
-            result = run_graph(ort, graph)
+            result, aliasing = run_graph(ort, graph)
             array = re.sub(r"[^\w.-]+", "_", graph).strip("_") + ".npy"
             np.save(outdir / array, result)
-            record["graphs"][graph] = {"status": "ok", "array": array}
+            record["graphs"][graph] = {"status": "ok", "array": array, "aliasing": aliasing}
         except Exception as e:  # any failure of this release on this graph is a result, not a crash
             record["graphs"][graph] = {"status": one_line(e)}
         # rewritten after every graph so a crash of the process keeps what ran before it
         (outdir / "results.json").write_text(json.dumps(record, indent=1))
 
 
-def run_graph(ort, path: str) -> np.ndarray:
+def run_graph(ort, path: str) -> tuple[np.ndarray, str | None]:
+    """-> (the graph's outputs, the aliasing check: None where no state is declared in place)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    probe = Probe(ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]))
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    probe = Probe(session)
     kind = probe.meta["ar.graph"]
-    return probe.full() if kind == "full" else probe.chunks() if kind == "chunk" else probe.steps()
+    if kind != "step":
+        return (probe.full() if kind == "full" else probe.chunks()), None
+    logits = probe.steps()
+    in_place = [s["input"] for s in json.loads(probe.meta["ar.state"]) if s.get("in_place")]
+    if not in_place:
+        return logits, None
+    try:
+        aliased = Probe(session, ort)
+        same = aliased.steps(alias=in_place)  # the same seeded inputs
+        diffs = [(name, a, b) for name, a, b in [("logits", logits, same)] + [
+            (name, probe.feeds[name], aliased.feeds[name]) for name in in_place] if a.tobytes() != b.tobytes()]
+        aliasing = "equal" if not diffs else "differs: " + ", ".join(
+            f"{name} max |diff| {np.abs(a.astype(np.float64) - b).max():.1e}" for name, a, b in diffs)
+    except Exception as e:
+        aliasing = one_line(e)
+    return logits, aliasing
 
 
 class Probe:
     """One graph's session and the seeded inputs its ``ar.*`` metadata asks for; state is fed back by name."""
 
-    def __init__(self, session) -> None:
-        self.session = session
+    def __init__(self, session, ort=None) -> None:
+        self.session, self.ort = session, ort  # ort: for IO binding (the aliased rollout)
         self.meta = meta = session.get_modelmeta().custom_metadata_map
         self.inputs = {i.name: i for i in session.get_inputs()}
         self.vocab = int(meta["ar.vocab_size"])
@@ -95,8 +119,10 @@ class Probe:
         self.rng = np.random.default_rng(SEED)
         features = json.loads(meta["ar.features"]) if meta["ar.features"] else None
         self.hop, self.n_mels = (features["hop"], features["n_mels"]) if features else (0, 0)
-        specs = json.loads(meta["ar.state"])  # [{name, input, output, shape: ["batch", ...], dtype, init}]
+        specs = json.loads(meta["ar.state"])  # [{name, input, output, shape: ["batch", ...], dtype, init, in_place}]
         self.state = [(s["input"], s["output"]) for s in specs]
+        self.init = {s["input"]: s["init"] for s in specs}
+        self.bound = {}  # state input -> the one OrtValue bound as its input and output (the aliased rollout)
         self.feeds = {s["input"]: np.full((BATCH, *s["shape"][1:]), s["init"], dtype=s["dtype"]) for s in specs}
         if "condition" in self.inputs:
             self.feeds["condition"] = np.arange(BATCH, dtype=np.int64) % int(meta["ar.condition.num_classes"])
@@ -108,12 +134,42 @@ class Probe:
         if unknown:
             raise ValueError(f"the graph takes inputs this loop does not know: {', '.join(unknown)}")
         feeds = {name: value for name, value in self.feeds.items() if name in self.inputs}
+        if self.bound:
+            return self.run_bound(output, feeds)
         first, *state = self.session.run([output] + [out for _, out in self.state], feeds)
         self.feeds.update(zip([name for name, _ in self.state], state))
         return first
 
-    def position(self, position: int) -> np.ndarray | None:
-        return np.array(position, dtype=np.int64) if "position" in self.inputs else None  # () scalar
+    def run_bound(self, output: str, feeds: dict) -> np.ndarray:
+        """One call through IO binding: each bound state's OrtValue (sharing its array in ``feeds``) is both
+        input and output; the other states are fed and fetched."""
+        io = self.session.io_binding()
+        for name, value in feeds.items():
+            if name in self.bound:
+                io.bind_ortvalue_input(name, self.bound[name])
+            else:
+                io.bind_cpu_input(name, value)
+        io.bind_output(output, "cpu")
+        for name, out in self.state:
+            if name in self.bound:
+                io.bind_ortvalue_output(out, self.bound[name])
+            else:
+                io.bind_output(out, "cpu")
+        self.session.run_with_iobinding(io)
+        first, *state = io.copy_outputs_to_cpu()
+        for (name, _), value in zip(self.state, state):
+            if name not in self.bound:
+                self.feeds[name] = value.copy()
+        return first
+
+    def restart_row(self, row: int) -> None:
+        """Row ``row`` of every state back to its initial value (in the bound buffer itself where aliased)."""
+        for name, _ in self.state:
+            self.feeds[name][row] = self.init[name]
+
+    def position(self, position) -> np.ndarray | None:
+        """(B,) int64, a position per row (format 6), from one int or one per row."""
+        return np.broadcast_to(np.asarray(position, np.int64), (BATCH,)).copy() if "position" in self.inputs else None
 
     def frames(self, length: int) -> np.ndarray | None:
         """(B, F, M) seeded log-mel-like frames covering ``length`` elements, or None without features."""
@@ -133,17 +189,24 @@ class Probe:
             raise ValueError(f"input_ids declares length {declared}, the metadata implies {length}")
         return self.run("logits", input_ids=self.tokens(length), features=self.frames(length))  # (B, T, V)
 
-    def steps(self) -> np.ndarray:
-        """STEPS teacher-forced calls (fewer if ar.max_length is shorter) -> logits (B, steps, V)."""
+    def steps(self, alias: list[str] = ()) -> np.ndarray:
+        """STEPS teacher-forced calls (fewer if ar.max_length is shorter), row b restarting from the initial
+        state at step ROW_OFFSETS[b] -> logits (B, steps, V). ``alias``: state inputs held in one buffer."""
+        self.bound = {name: self.ort.OrtValue.ortvalue_from_numpy(self.feeds[name]) for name in alias}
         max_length = int(self.meta["ar.max_length"])
         steps = min(STEPS, max_length) if max_length else STEPS
         sequence = np.concatenate([self.start[:, None], self.tokens(steps - 1)], axis=1)  # (B, steps)
         frames, logits = self.frames(steps), []
         wide = int(self.meta["ar.step_tokens"]) > 1  # such a graph takes input_ids (B, s): here s = 1
+        rows = np.arange(BATCH)
         for t in range(steps):
-            step_logits = self.run("logits", input_ids=sequence[:, t:t + 1] if wide else sequence[:, t],
-                                   position=self.position(t),
-                                   features=None if frames is None else frames[:, t // self.hop])  # (B, M)
+            for b in rows[np.array(ROW_OFFSETS[:BATCH]) == t]:
+                self.restart_row(b)
+            pos = np.where(t >= np.array(ROW_OFFSETS[:BATCH]), t - np.array(ROW_OFFSETS[:BATCH]), t)  # (B,)
+            tokens = sequence[rows, pos]  # (B,) row b's element at pos[b] - 1
+            step_logits = self.run("logits", input_ids=tokens[:, None] if wide else tokens,
+                                   position=self.position(pos),
+                                   features=None if frames is None else frames[rows, pos // self.hop])  # (B, M)
             logits.append(step_logits.reshape(BATCH, self.vocab))  # (B, V) from (B, V) or (B, 1, V)
         return np.stack(logits, axis=1)
 
@@ -291,6 +354,15 @@ def compare(result: dict, reference: dict, outdirs: tuple[Path, Path], tolerance
     """One cell: {"passed": bool | None (no reference), "max_abs_diff", "reason"}."""
     if result["status"] != "ok":
         return {"passed": False, "reason": result["status"]}
+    aliasing = result.get("aliasing")
+    if aliasing not in (None, "equal"):
+        return {"passed": False, "aliasing": aliasing, "reason": f"aliased rollout: {aliasing}"}
+    cell = _compare_arrays(result, reference, outdirs, tolerance, is_reference=is_reference)
+    return dict(cell, aliasing=aliasing)
+
+
+def _compare_arrays(result: dict, reference: dict, outdirs: tuple[Path, Path], tolerance: float, *,
+                    is_reference: bool) -> dict:
     if is_reference:
         return {"passed": True, "reason": "reference"}
     if reference["status"] != "ok":
@@ -312,9 +384,10 @@ def cell_text(cell: dict) -> str:
         return "not installable"
     if cell["passed"] is False:
         return "fail: " + cell["reason"][:100]
+    alias = ", alias =" if cell.get("aliasing") == "equal" else ""
     if "max_abs_diff" not in cell:
-        return "ok (" + cell["reason"] + ")"
-    return f"ok {cell['max_abs_diff']:.0e}" if cell["max_abs_diff"] else "ok 0"
+        return "ok (" + cell["reason"] + ")" + alias
+    return (f"ok {cell['max_abs_diff']:.0e}" if cell["max_abs_diff"] else "ok 0") + alias
 
 
 def oldest_passing(matrix: dict, group: str) -> str | None:
@@ -394,7 +467,8 @@ def print_report(matrix: dict) -> None:
         print(f"| {row['graph']} | {row['ir_version']} | {row['opset']} | " + " | ".join(cells) + " |")
     reference = f"onnxruntime {matrix['reference']}" if matrix["reference"] else "none (no version ran)"
     print(f"\nReference: {reference}; tolerance {', '.join(f'{v:g} ({k})' for k, v in TOLERANCE.items())}; "
-          "chunk graphs: sampled tokens equal.")
+          "chunk graphs: sampled tokens equal; 'alias =': the states declared in_place, each held in one buffer "
+          "bound as input and output, give the separate-buffer outputs bit for bit on that release.")
     for v in matrix["versions"]:
         if v.get("error"):
             print(f"- {v['version']}: not installable ({v['error']})")
