@@ -16,10 +16,11 @@ prefill: a chunk of a prompt in one call). Its attention has two parts that shar
 against the ring as it was (B, nh, S, W), masked by the positions the slots hold (slots never written are
 masked) and the window, and scores against the S new keys (B, nh, S, S), causal. The new keys and values
 are then scattered into row b's slots (pos[b] + j) mod W: the ring is never concatenated, gathered or
-transposed. Each scatter takes the state input as its data and its output is the new state; its updates
-depend by data on both products that read that ring, so no executor order can overwrite a slot before it
-is read, and one buffer may serve as both (arexport proves it). ``pos`` has no upper bound: memory and time
-per step are constant.
+transposed. Each scatter (ScatterND) takes the state input as its data and its output is the new state; the
+slots it writes are passed through where(c, slots, slots) with c computed from the products' result, so the
+write depends by data on both products that read that ring: no executor order can overwrite a slot before
+it is read, and one buffer may serve as the state's input and output (arexport proves it). ``pos`` has no
+upper bound: memory and time per step are constant.
 
 Rotation angles are computed in float64 (position * frequency) and reduced to [0, 2 pi) there, so the keys
 at position 10**6 rotate as exactly as those at position 10; cos and sin then run in float32 (onnxruntime
@@ -90,25 +91,29 @@ def attend_dense(q, k, v, allowed, past=None):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed), (k, v)  # (B, nh, S, hd)
 
 
-def attend_ring(q, k, v, allowed, slots, ring):
+def attend_ring(q, k, v, bias, slots, ring):
     """Attention over a ring buffer without copying it for the products. q, k, v (B, nh, S, hd) rotated;
-    allowed (B', 1, S, W + S) over [*the ring's W slots as they were, *the S new keys] (B' = B, or 1 for every
-    row); slots (B', S) int64, distinct in a row: where row b's new keys go; ring: keys (B, nh, hd, W) (the
-    layout q @ keys reads), values (B, nh, W, hd).
+    bias (B', 1, S, W + S): 0 where the query may see the key, -inf where not, over [*the ring's W slots as they
+    were, *the S new keys] (B' = B, or 1 for every row); slots (B', S) int64, distinct in a row: where row b's
+    new keys go; ring: keys (B, nh, hd, W) and values (B, nh, W, hd), the layouts the products read
+    (q @ keys, p @ values).
     -> y (B, nh, S, hd), the new ring: the old one with the S new keys and values written into ``slots``."""
     keys, values = ring
     B, nh, S, hd = q.shape
-    scores = torch.cat([q @ keys, q @ k.transpose(-1, -2)], dim=-1) * hd ** -0.5  # (B, nh, S, W + S)
-    p_ring, p_new = scores.masked_fill(~allowed, float("-inf")).softmax(-1).split([keys.shape[-1], S], dim=-1)
+    # Scaled after the concatenation: onnxruntime fuses a scale next to a MatMul into a FusedMatMul, which at
+    # this shape runs at half the speed of the plain MatMul.
+    scores = torch.cat([q @ keys, q @ k.transpose(-1, -2)], dim=-1) * hd ** -0.5 + bias  # (B, nh, S, W + S)
+    p_ring, p_new = scores.softmax(-1).split([keys.shape[-1], S], dim=-1)  # (B, nh, S, W), (B, nh, S, S)
     from_ring = p_ring @ values  # (B, nh, S, hd): (S, W) @ (W, hd), the last read of the ring
-    # The writes take their updates through where(c, x, x) == x, c computed from ``from_ring``: the updates
-    # equal the new keys and values bit for bit, but depend by data on both products that read the ring
-    # (q @ keys feeds p_ring), so even with one buffer bound as the state's input and output no executor
-    # order can write a slot before the products have read it.
-    read = from_ring.isnan()  # (B, nh, S, hd)
-    k_new, read_k = k.transpose(-1, -2), read.transpose(-1, -2)  # (B, nh, hd, S)
-    keys = keys.scatter(3, slots[:, None, None, :].expand(B, nh, hd, S), torch.where(read_k, k_new, k_new))
-    values = values.scatter(2, slots[:, None, :, None].expand(B, nh, S, hd), torch.where(read, v, v))
+    # The writes go to where(c, slots, slots) == slots, c computed from ``from_ring``: the same slots, but
+    # known only once both products that read the ring have run (q @ keys feeds p_ring), so even with one
+    # buffer bound as the state's input and output no executor order writes a slot before it is read.
+    slots = torch.where(from_ring[:, 0, :, 0].isnan(), slots, slots)  # (B, S)
+    row, head = torch.arange(B, device=q.device)[:, None, None], torch.arange(nh, device=q.device)[:, None]
+    values = values.index_put((row, head, slots[:, None, :]), v)  # (B, nh, W, hd): rows of hd at (b, h, slot)
+    dim = torch.arange(hd, device=q.device)[:, None]  # (hd, 1)
+    keys = keys.index_put((row[..., None], head[..., None], dim, slots[:, None, None, :]),
+                          k.transpose(-1, -2))  # (B, nh, hd, W): one element at (b, h, d, slot)
     return from_ring + p_new @ v, (keys, values)  # y: + (S, S) @ (S, hd)
 
 
@@ -221,8 +226,9 @@ class Transformer(ARModel):
         new = first + torch.arange(S, device=token.device)  # (B', S) absolute positions of the new elements
         slots = torch.arange(W, device=token.device)  # (W,)
         written = first - 1 - torch.remainder(first - 1 - slots, W)  # (B', W) position each slot holds, < 0: none
-        attend = partial(attend_ring, allowed=window_mask(new, torch.cat([written, new], -1), W)[:, None],  # (B', 1, S, W + S)
-                         slots=torch.remainder(new, W))  # (B', S) the slots the new elements are written to
+        allowed = window_mask(new, torch.cat([written, new], -1), W)[:, None]  # (B', 1, S, W + S)
+        bias = torch.zeros_like(allowed, dtype=torch.float32).masked_fill(~allowed, float("-inf"))  # once for all layers
+        attend = partial(attend_ring, bias=bias, slots=torch.remainder(new, W))  # slots (B', S): where the new go
         rope = rotary(new, self.config.d_model // self.config.heads)  # (B', 1, S, hd/2)
         h = self._embed(token, cond)  # (B, S, D)
         new_state = {}
