@@ -85,7 +85,7 @@ def greedy_steps(stepper: StepRunner, start_token: int, n: int) -> float:
     stepper.reset(None)
     start = time.perf_counter()
     for t in range(n):
-        token[:] = stepper.step(token, t).argmax(-1)
+        token[:] = stepper.step(token, np.array([t])).argmax(-1)
     return (time.perf_counter() - start) / n
 
 

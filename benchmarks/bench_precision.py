@@ -65,7 +65,7 @@ def profile(path: Path) -> dict[str, float]:
     stepper.reset(np.zeros(1, np.int64) if info.num_classes else None, features)
     token = np.full(1, info.start_token, np.int64)
     for t in range(min(PROFILE_STEPS, info.max_length or PROFILE_STEPS)):
-        token = stepper.step(token, t).argmax(-1)
+        token = stepper.step(token, np.array([t])).argmax(-1)
     events = json.loads(Path(session.end_profiling()).read_text())
     per_op = collections.Counter()
     for e in events:

@@ -88,10 +88,10 @@ def genai_vs_arrun(model_path: Path, checkpoint: Path, tokens: int = 1000, round
         stepper = Stepper(runtime, 1)
         stepper.reset()
         start = time.perf_counter()
-        logits = prefill(stepper, prompt)[:, -1]
+        logits = prefill(stepper, prompt, np.zeros(1, np.int64))[:, -1]
         out = [int(logits.argmax())]
         for t in range(prompt.shape[1], prompt.shape[1] + tokens - 1):
-            out.append(int(stepper.step(np.array(out[-1:], np.int64), t).argmax()))
+            out.append(int(stepper.step(np.array(out[-1:], np.int64), np.array([t])).argmax()))
         return tokens / (time.perf_counter() - start), out
 
     best = {"genai": 0.0, "arrun": 0.0}

@@ -103,7 +103,7 @@ def test_greedy_sample_writes_the_models_bytes(bytes_model, tmp_path):
     stepper.reset(None)
     token, expected = np.full(1, stepper.info.start_token, np.int64), []
     for t in range(30):
-        token = stepper.step(token, t).argmax(axis=-1).astype(np.int64)  # (1,)
+        token = stepper.step(token, np.array([t])).argmax(axis=-1).astype(np.int64)  # (1,)
         expected.append(int(token[0]))
     assert (tmp_path / "s.bin").read_bytes() == bytes(expected)
 

@@ -90,13 +90,13 @@ def test_first_samples_follow_the_mixture(mixture_models, kind, temperature):
     with torch.no_grad():
         state = model.init_state(1)
         cond = torch.ones(1, dtype=torch.long) if model.config.num_classes else None
-        first = model.step(torch.full((1,), levels), torch.tensor(0), state, cond)[0][0].double().numpy()  # (3K,)
+        first = model.step(torch.full((1,), levels), torch.zeros(1, dtype=torch.long), state, cond)[0][0].double().numpy()  # (3K,)
     tempered = np.concatenate([first[:K] / temperature, first[K:2 * K], first[2 * K:] + np.log(temperature)])
     expected = np.exp(LogisticMixture(levels, K).level_log_probs(np.repeat(tempered[None], levels, 0), np.arange(levels)))
     n = 4000
     stepper = Stepper(open_model(step), n)
     stepper.reset(np.ones(n, np.int64) if model.config.num_classes else None)
-    outputs = stepper.step(np.full(n, levels, np.int64), 0)
+    outputs = stepper.step(np.full(n, levels, np.int64), np.zeros(n, np.int64))
     head = LogisticMixture(levels, K)
     tokens = head.sample(outputs, SamplingOptions(temperature), sample_rngs(3, range(n)))
     counts = np.bincount(tokens, minlength=levels)
