@@ -197,20 +197,18 @@ def test_output_softmax_is_every_family_s_default_head():
     assert resolve_options("wavenet", "speech", None, {"mixtures": 0}).model["mixtures"] == 0
 
 
-def test_format_4_files_read_as_a_softmax_head(tmp_path):
-    """A version 4 file (every graph before the output head was declared) has no 'ar.output': a softmax."""
+def test_files_before_format_6_are_refused_in_one_line(tmp_path):
+    """A version 4 or 5 file (one position for the whole batch) is refused by name, with what to do."""
     import onnx
 
     from conftest import exported
     proto = onnx.load(exported("transformer", "step"))
-    kept = [p for p in proto.metadata_props if p.key != "ar.output"]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    for prop in proto.metadata_props:
-        if prop.key == "ar.format_version":
-            prop.value = "4"
-    onnx.save(proto, tmp_path / "v4.onnx")
-    info = json.loads(CliRunner().invoke(app, ["info", str(tmp_path / "v4.onnx"), "--json"]).stdout)
-    assert (info["format_version"], info["output"]) == (4, "softmax")
-    result = CliRunner().invoke(app, ["sample", str(tmp_path / "v4.onnx"), "--length", "5", "--out", "-"])
-    assert result.exit_code == 0, result.stderr
+    for version in ("4", "5"):
+        for prop in proto.metadata_props:
+            if prop.key == "ar.format_version":
+                prop.value = version
+        onnx.save(proto, tmp_path / f"v{version}.onnx")
+        result = CliRunner().invoke(app, ["sample", str(tmp_path / f"v{version}.onnx"), "--length", "5"])
+        assert result.exit_code != 0
+        assert f"format version {version}" in result.stderr and "re-export" in result.stderr
+        assert result.stderr.count("\n") == 1

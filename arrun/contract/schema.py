@@ -291,8 +291,9 @@ class ModelInfo:
 
         version = parse(Key.FORMAT_VERSION, _int)
         if version not in READS_VERSIONS:
-            raise SchemaError(f"{source} has format version {version}, this arrun reads versions "
-                              f"{', '.join(map(str, READS_VERSIONS))}; re-export it with the matching arexport or upgrade arrun")
+            reads = ", ".join(map(str, READS_VERSIONS))
+            raise SchemaError(f"{source} has format version {version}, this arrun reads version{'s' * (len(READS_VERSIONS) > 1)} "
+                              f"{reads}; re-export it with this version's arexport (or upgrade arrun)")
         vocab_size = parse(Key.VOCAB_SIZE, _ranged(1, MAX_VOCAB))
         info = cls(
             family=get(Key.FAMILY),
