@@ -134,7 +134,8 @@ def info(model: ModelArg, json_out: JsonOpt = False) -> None:
         return
     for key, value in record.items():
         if key == "state":
-            value = "; ".join(f"{s['name']} {s['shape']} {s['dtype']}" for s in value) or "none"
+            value = "; ".join(f"{s['name']} {s['shape']} {s['dtype']}{' in place' * s['in_place']}"
+                              for s in value) or "none"
         elif isinstance(value, (list, dict)):
             value = json.dumps(value)
         elif key == "alphabet" and value:

@@ -145,7 +145,7 @@ def info(model_path: Path) -> dict:
         "num_classes": i.num_classes,
         "class_names": list(i.class_names), "uses_position": i.uses_position,
         "state": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "input": s.input, "output": s.output,
-                   "init": s.init} for s in i.state],
+                   "init": s.init, "in_place": s.in_place} for s in i.state],
         "inputs": [a.name for a in model.session.get_inputs()],
         "outputs": [a.name for a in model.session.get_outputs()],
         "opset": i.opset, "format_version": i.format_version, "min_onnxruntime": i.min_onnxruntime,
