@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -102,3 +103,20 @@ def _exported(family: str, graph: str, num_classes: int) -> Path:
     out = _ROOT / f"{family}-{num_classes}-{graph}.onnx"
     export_onnx(tiny_model(family, num_classes)[1], out, graph=graph, verify=False)
     return out
+
+
+def writing_unnamed(pid: int, folder: Path) -> bool:
+    """Whether process ``pid`` holds open a file of ``folder`` that has no name yet (/proc shows an O_TMPFILE
+    file as 'FOLDER/#INODE (deleted)')."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"{folder}/#"):
+            return True
+    return False

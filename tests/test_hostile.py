@@ -411,7 +411,7 @@ def test_sigterm(which, tmp_path):
         out.mkdir()
         cmd = [sys.executable, "-m", "arrun", "sample", str(model_path("audio")), "-n", "2", "--length", "200000",
                "--out", str(out / "a.wav")]
-        ready, settle = (lambda lines: any(out.iterdir())), 0.5  # the WAVs grow as pending files
+        ready, settle = (lambda lines: conftest.writing_unnamed(proc.pid, out)), 0.5  # the WAVs grow, unnamed until complete
     elif which == "arexport-onnx":
         ckpt = Path(Ctx(work, None).ckpt("wavenet"))
         (work / "out").mkdir()

@@ -16,7 +16,7 @@ import pytest
 from safetensors import safe_open
 
 from artrain import checkpoint as ckpt
-from conftest import exported, tiny_model
+from conftest import exported, tiny_model, writing_unnamed
 
 PREVIOUS = b"the previous file\n"
 
@@ -29,23 +29,6 @@ def nameless_files(tmp_path):
         os.close(os.open(tmp_path, os.O_TMPFILE | os.O_WRONLY, 0o600))
     except OSError as e:
         pytest.skip(f"{tmp_path} has no O_TMPFILE ({e.strerror})")
-
-
-def writing_unnamed(pid: int, folder: Path) -> bool:
-    """Whether process ``pid`` holds open a file of ``folder`` that has no name yet (/proc shows an O_TMPFILE
-    file as 'FOLDER/#INODE (deleted)')."""
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(f"{folder}/#"):
-            return True
-    return False
 
 
 def kill_at(cmd, folder: Path, moment: float | None) -> int:
