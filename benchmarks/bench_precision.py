@@ -1,7 +1,7 @@
 """fp32 against its int8 and fp16 variants, per shipped model, on the CPU, in one run.
 
     python benchmarks/bench_precision.py [--models NAME ...] [--batches 1 64] [--steps 1000] [--rounds 3]
-                                         [--json OUT] [--no-score]
+                                         [--json OUT] [--no-score] [--root models]
 
 For each models/NAME/step.onnx and the variants beside it (step.int8.onnx, step.fp16.onnx, made by
 `arexport quantize`):
@@ -77,7 +77,9 @@ def profile(path: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=sorted(p.parent.name for p in ROOT.glob("models/*/step.int8.onnx")))
+    parser.add_argument("--root", type=Path, default=ROOT / "models",
+                        help="The folder of NAME/step*.onnx (another than models/ to measure variants before shipping).")
+    parser.add_argument("--models", nargs="*", help="Default: every NAME under --root with a step.int8.onnx.")
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 64])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -85,8 +87,8 @@ def main() -> None:
     parser.add_argument("--no-score", action="store_true", help="Skip the test-split bits/dim (the slow part).")
     args = parser.parse_args()
     results = {}
-    for name in args.models:
-        files = variants(ROOT / "models" / name)
+    for name in args.models or sorted(p.parent.name for p in args.root.glob("*/step.int8.onnx")):
+        files = variants(args.root / name)
         models = {p: open_model(f) for p, f in files.items()}
         row = {p: {"bytes": f.stat().st_size} for p, f in files.items()}
         for batch in args.batches:
