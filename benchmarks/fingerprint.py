@@ -3,7 +3,7 @@ benchmarks/quality.py computes it) and the sha256 of `arrun sample` outputs for 
 chunk and precision-variant graph. Two runs print the same lines exactly when nothing a user sees changed;
 a change that must not alter behaviour is checked by diffing this output before and after it.
 
-    python benchmarks/fingerprint.py [--models models] [--skip-bits] [--only NAME ...] > before.txt
+    python benchmarks/fingerprint.py [--models models] [--skip-bits] [--only NAME ...] [--exclude GLOB ...] > before.txt
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--skip-bits", action="store_true", help="only the sample hashes")
     parser.add_argument("--only", nargs="*", help="these shipped models (default: all)")
+    parser.add_argument("--exclude", nargs="*", default=[], help="graph files to leave out (glob patterns)")
     args = parser.parse_args()
     args.only = args.only or list(shipped(args.models))
     for name, (data_name, bits) in shipped(args.models).items():
@@ -52,7 +53,7 @@ def main() -> None:
             test = load_dataset(data_name, bits=bits).test
             print(f"{name} full.onnx test bits/dim {model_bits(folder / 'full.onnx', test):.9f}", flush=True)
         for graph in sorted(folder.glob("*.onnx")):
-            if graph.name == "full.onnx" or name not in args.only:
+            if graph.name == "full.onnx" or name not in args.only or any(graph.match(p) for p in args.exclude):
                 continue
             for seed in (0, 1):
                 print(f"{name} {graph.name} seed {seed} sample sha256 {sample_sha(graph, KIND_OF_DATA[data_name], seed)}",
