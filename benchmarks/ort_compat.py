@@ -115,6 +115,7 @@ class Probe:
         self.meta = meta = session.get_modelmeta().custom_metadata_map
         self.inputs = {i.name: i for i in session.get_inputs()}
         self.vocab = int(meta["ar.vocab_size"])
+        self.output = session.get_outputs()[0].name  # 'logits', or 'mixture' for a mixture head
         self.start = np.full(BATCH, int(meta["ar.start_token"]), dtype=np.int64)  # (B,)
         self.rng = np.random.default_rng(SEED)
         features = json.loads(meta["ar.features"]) if meta["ar.features"] else None
@@ -187,7 +188,7 @@ class Probe:
         length, declared = (math.prod(image) if image else FULL_LENGTH), self.inputs["input_ids"].shape[1]
         if isinstance(declared, int) and declared != length:
             raise ValueError(f"input_ids declares length {declared}, the metadata implies {length}")
-        return self.run("logits", input_ids=self.tokens(length), features=self.frames(length))  # (B, T, V)
+        return self.run(self.output, input_ids=self.tokens(length), features=self.frames(length))  # (B, T, V)
 
     def steps(self, alias: list[str] = ()) -> np.ndarray:
         """STEPS teacher-forced calls (fewer if ar.max_length is shorter), row b restarting from the initial
@@ -204,10 +205,10 @@ class Probe:
                 self.restart_row(b)
             pos = np.where(t >= np.array(ROW_OFFSETS[:BATCH]), t - np.array(ROW_OFFSETS[:BATCH]), t)  # (B,)
             tokens = sequence[rows, pos]  # (B,) row b's element at pos[b] - 1
-            step_logits = self.run("logits", input_ids=tokens[:, None] if wide else tokens,
+            step_logits = self.run(self.output, input_ids=tokens[:, None] if wide else tokens,
                                    position=self.position(pos),
                                    features=None if frames is None else frames[rows, pos // self.hop])  # (B, M)
-            logits.append(step_logits.reshape(BATCH, self.vocab))  # (B, V) from (B, V) or (B, 1, V)
+            logits.append(step_logits.reshape(BATCH, -1))  # (B, W) from (B, W) or (B, 1, W)
         return np.stack(logits, axis=1)
 
     def chunks(self) -> np.ndarray:
