@@ -67,6 +67,13 @@ def structural_verdicts(proto: onnx.ModelProto, info: ModelInfo) -> list[StateVe
     return verdicts
 
 
+def state_structure(graph: onnx.GraphProto, name: str) -> tuple[bool, str]:
+    """The structural verdict for state ``name`` (inputs ``in.name``, outputs ``out.name``) of ``graph``:
+    (a candidate, else the reason it is not)."""
+    producer = {out: node for node in graph.node for out in node.output}
+    return _structure(graph, producer, _subgraph_reads(graph), f"in.{name}", f"out.{name}")
+
+
 def _structure(graph: onnx.GraphProto, producer: dict, captured: set[str], x_in: str, x_out: str) -> tuple[bool, str]:
     writer = producer.get(x_out)
     if writer is None or writer.op_type not in WRITERS:

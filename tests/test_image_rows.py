@@ -9,6 +9,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from arexport import inplace
+
 from artrain.models import build_model
 from conftest import LENGTH, TINY
 
@@ -85,39 +87,12 @@ def export_step(model) -> onnx.ModelProto:
                  *(f"in.{n}" for n in names)], ["logits", *(f"out.{n}" for n in names)], 18, "the step")
 
 
-def scattered_in_place(graph: onnx.GraphProto, name: str) -> bool:
-    """The structure of the in-place rule: out.X is the output of a ScatterElements/ScatterND whose data is in.X,
-    every other node reading in.X is an ancestor of it, and no subgraph reads in.X."""
-    producer = {out: node for node in graph.node for out in node.output}
-    writer = producer.get(f"out.{name}")
-    if writer is None or writer.op_type not in ("ScatterElements", "ScatterND") or writer.input[0] != f"in.{name}":
-        return False
-    ancestors, todo = set(), list(writer.input)
-    while todo:
-        node = producer.get(todo.pop())
-        if node is not None and id(node) not in ancestors:
-            ancestors.add(id(node))
-            todo.extend(node.input)
-    readers = [node for node in graph.node if f"in.{name}" in node.input and node is not writer]
-    in_subgraph = any(reads(sub, f"in.{name}") for sub in subgraphs(graph))
-    return all(id(node) in ancestors for node in readers) and not in_subgraph
-
-
-def subgraphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
-    return [sub for node in graph.node for attr in node.attribute
-            for sub in [attr.g] * attr.HasField("g") + list(attr.graphs)]
-
-
-def reads(graph: onnx.GraphProto, value: str) -> bool:
-    return any(value in node.input for node in graph.node) or any(reads(sub, value) for sub in subgraphs(graph))
-
-
 @pytest.mark.parametrize("family", IMAGES)
 def test_the_exported_step_writes_its_rings_in_place_and_equals_forward_per_row(family):
     model = make(family, 4, 0)
     proto = export_step(model)
     for name in IN_PLACE[family]:
-        assert scattered_in_place(proto.graph, name), name
+        assert inplace.state_structure(proto.graph, name) == (True, ""), name
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [s.name for s in model.state_spec()]
 

@@ -5,6 +5,7 @@ import onnx
 import pytest
 import torch
 
+from arexport import inplace
 from arexport.graphs import EXAMPLE_BATCH
 from arrun.contract.schema import BATCH_DIM
 from conftest import VOCODER
@@ -65,35 +66,6 @@ def test_rows_at_different_positions_equal_forward(name):
     assert (parallel - stepped).abs().max().item() <= 1e-5
 
 
-def writes_in_place(graph: onnx.GraphProto, name: str) -> bool:
-    """Design rule 4 (a, b) for state ``name``: out.name is produced by a ScatterElements/ScatterND whose data is
-    in.name, and every other node reading in.name is an ancestor of that write."""
-    producer = {out: node for node in graph.node for out in node.output}
-    writer = producer.get(f"out.{name}")
-    if writer is None or writer.op_type not in ("ScatterElements", "ScatterND") or writer.input[0] != f"in.{name}":
-        return False
-    ancestors, todo = set(), list(writer.input)
-    while todo:
-        node = producer.get(todo.pop())
-        if node is not None and id(node) not in ancestors:
-            ancestors.add(id(node))
-            todo.extend(node.input)
-    readers = [node for node in graph.node if f"in.{name}" in node.input and node is not writer]
-    return bool(readers) and all(id(node) in ancestors for node in readers)
-
-
-def test_the_checker_refuses_a_write_that_may_overtake_a_read():
-    from onnx import TensorProto, helper
-
-    def graph(data):
-        nodes = [helper.make_node("Identity", ["in.q"], ["copy"]),  # a read the write does not wait for
-                 helper.make_node("ScatterElements", [data, "i", "u"], ["out.q"], axis=1)]
-        return helper.make_graph(nodes, "g", [helper.make_tensor_value_info("in.q", TensorProto.FLOAT, [1, 2])],
-                                 [helper.make_tensor_value_info("out.q", TensorProto.FLOAT, [1, 2])])
-
-    assert not writes_in_place(graph("in.q"), "q") and not writes_in_place(graph("copy"), "q")
-
-
 @pytest.mark.parametrize("vocoder", [False, True])
 def test_step_graph_writes_its_ring_in_place(vocoder):
     """One ScatterND writes the ring; the ring is read by one Gather of the taps (through a Reshape, which
@@ -107,7 +79,7 @@ def test_step_graph_writes_its_ring_in_place(vocoder):
     path, model = (exported_vocoder("step"), tiny_vocoder(0)[0]) if vocoder else (exported(KIND["audio"]),
                                                                                   tiny_model("wavenet")[0])
     graph = onnx.load(path).graph
-    assert writes_in_place(graph, "queue")
+    assert inplace.state_structure(graph, "queue") == (True, "")
     readers = sorted(node.op_type for node in graph.node if "in.queue" in node.input)
     assert readers == ["Reshape", "ScatterND"]
     flat = next(node.output[0] for node in graph.node if node.op_type == "Reshape" and "in.queue" in node.input)
