@@ -18,7 +18,8 @@ ENVIRONMENTS = {  # name -> changes to the environment
 
 
 def arrun(*args, env_changes, debug=False):
-    env = {k: v for k, v in os.environ.items() if k not in ("AR_DEBUG", "HOME")}
+    # CI=true (set by CI runners) turns onnxruntime's telemetry off, and with it the warning: left out here
+    env = {k: v for k, v in os.environ.items() if k not in ("AR_DEBUG", "HOME", "CI")}
     env.update({k: v for k, v in env_changes.items() if v is not None})
     if debug:
         env["AR_DEBUG"] = "1"
