@@ -116,6 +116,21 @@ def prefill_rows(runner: StepRunner, inputs: Sequence[np.ndarray]) -> np.ndarray
     return np.array(out)
 
 
+def with_feature_rows(frames: np.ndarray | None, rows: np.ndarray, features, batch_size: int) -> np.ndarray:
+    """The (B, F, M) frames with ``rows`` replaced by ``features`` (k, F', M), zero frames after them; F grows to
+    fit the longest. A new array where it must grow or ``frames`` is read-only, else ``frames`` written."""
+    features = np.asarray(features, np.float32)
+    F = max(features.shape[1], 0 if frames is None else frames.shape[1])
+    if frames is None or frames.shape[1] < F or not frames.flags.writeable:
+        grown = np.zeros((batch_size, F, features.shape[2]), np.float32)
+        if frames is not None:
+            grown[:, :frames.shape[1]] = frames
+        frames = grown
+    frames[rows] = 0
+    frames[rows, :features.shape[1]] = features
+    return frames
+
+
 class _BoundState:
     """The state on the model's device, bound to the graph's state inputs and outputs through two IO bindings
     (one per parity): an ``in_place`` state tensor is one buffer bound as both its input and its output; the
@@ -177,7 +192,7 @@ class _BoundState:
             self._condition[rows] = condition
             self._bind_condition()
         if features is not None:
-            self._set_feature_rows(rows, np.asarray(features, np.float32))
+            self._features = with_feature_rows(self._features, rows, features, self.batch_size)
 
     def _reset_state(self, i: int, spec, rows: np.ndarray | None) -> None:
         """State i's input buffer of the next call, at ``rows`` (None: all), to its initial value."""
@@ -194,26 +209,14 @@ class _BoundState:
             x[rows] = spec.init
             value.update_inplace(x)
 
-    def _set_feature_rows(self, rows: np.ndarray, features: np.ndarray) -> None:
-        """features (k, F', M) into rows of the (B, F, M) frames, F grown (zero frames) to fit the longest."""
-        old = self._features
-        F = max(features.shape[1], 0 if old is None else old.shape[1])
-        if old is None or old.shape[1] < F or not old.flags.writeable:
-            grown = np.zeros((self.batch_size, F, features.shape[2]), np.float32)
-            if old is not None:
-                grown[:, :old.shape[1]] = old
-            self._features = old = grown
-        old[rows] = 0
-        old[rows, :features.shape[1]] = features
-
     def _bind_condition(self) -> None:
         for io in self._bindings:
             io.bind_cpu_input(CONDITION_INPUT, self._condition)
 
     def _run_bound(self, io: ort.IOBinding, position: np.ndarray) -> None:
-        """Bind the position, run, and swap the state sets."""
+        """Bind the position (checked by the caller: ``check_positions``), run, and swap the state sets."""
         if self.info.uses_position:
-            self._position[:] = check_positions(position, self.batch_size)
+            self._position[:] = position
             io.bind_cpu_input(POSITION_INPUT, self._position)
         self._session.run_with_iobinding(io)
         if self._device != "cpu":
@@ -258,9 +261,9 @@ class Stepper(_BoundState):
 
     def _run(self, io: ort.IOBinding, tokens: np.ndarray, position: np.ndarray) -> None:
         # Rebound every step: on CUDA binding a host array is what copies it to the device.
+        position = check_positions(position, self.batch_size)
         io.bind_cpu_input(TOKEN_INPUT, tokens)
         if self.info.features:
-            position = check_positions(position, self.batch_size)
             self._frame[:] = self._features[self._rows, position // self.info.features.hop]  # (B, M) row b's frame
             io.bind_cpu_input(FEATURES_INPUT, self._frame)
         self._run_bound(io, position)
@@ -291,12 +294,7 @@ class PlainStepper(ChunkRunner):
             self._feeds[CONDITION_INPUT] = c = self._feeds[CONDITION_INPUT].copy()
             c[rows] = condition
         if features is not None:
-            F = max(features.shape[1], self._features.shape[1])
-            grown = np.zeros((self.batch_size, F, features.shape[2]), np.float32)
-            grown[:, :self._features.shape[1]] = self._features
-            grown[rows] = 0
-            grown[rows, :features.shape[1]] = features
-            self._features = grown
+            self._features = with_feature_rows(self._features, rows, features, self.batch_size)
 
     def chunk(self, tokens: np.ndarray, position: np.ndarray) -> np.ndarray:
         position = check_positions(position, self.batch_size)
@@ -331,12 +329,12 @@ class ChunkSampler(_BoundState):
 
     def sample(self, previous: np.ndarray, position: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         io, info = self._bindings[self._parity], self.info
+        position = check_positions(position, self.batch_size)
         tokens = np.empty(uniforms.shape, np.int64)  # (B, N)
         previous = np.ascontiguousarray(previous, dtype=np.int64)  # the bound arrays live until the run ends
         uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
         io.bind_cpu_input(TOKEN_INPUT, previous)
         if info.features:
-            position = check_positions(position, self.batch_size)
             hop, N = info.features.hop, tokens.shape[1]
             first = position // hop  # (B,)
             F = int(((position + N - 1) // hop - first).max()) + 1  # frames the furthest-reaching row needs
