@@ -124,6 +124,31 @@ def genai_command(
     typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(lines))
 
 
+@app.command("ort", epilog="Examples:  arexport ort models/digits-pixelcnn/step.onnx  |  "
+                           "arexport ort runs/x/step.onnx --out phone/x.ort --force --json")
+def ort_command(
+    model: Annotated[Path, typer.Argument(help="The exported .onnx graph (step, full or chunk, any precision).", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output .ort file; default MODEL.ort beside MODEL.onnx. Its "
+                                                "operator config is written beside it as NAME.required_operators.config.",
+                                                show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing .ort and config.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Convert an exported graph to onnxruntime's ORT format (mobile and reduced-size builds), with the
+    required_operators.config such a build takes; the metadata carries over, checked."""
+    def work():
+        check_model_file(Path(model))
+        from .ortformat import convert_to_ort
+        return convert_to_ort(model, out, force=force)
+    result = edge.run(work)
+    operators = sum(len(ops) for ops in result.operators.values())
+    lines = [f"wrote {result.path} ({result.ort_bytes / 1e6:.2f} MB; the .onnx: {result.onnx_bytes / 1e6:.2f} MB): "
+             f"{result.info.family} {result.info.graph} graph at {result.info.precision}, metadata carried over",
+             f"wrote {result.config}: {operators} operator types in {len(result.operators)} opsets "
+             "(onnxruntime's build.py --minimal_build --include_ops_by_config takes it)"]
+    typer.echo(json.dumps(result.to_dict()) if as_json else "\n".join(lines))
+
+
 @app.command("verify", epilog="Example:  arexport verify runs/digits/step.onnx runs/digits")
 def verify_command(
     model: Annotated[Path, typer.Argument(help="The exported .onnx file.", show_default=False)],
@@ -138,6 +163,29 @@ def verify_command(
     report = edge.run(work)
     lines = [f"{model}: {report.family} {report.graph} graph", *report.lines()]
     typer.echo(json.dumps(report.to_dict()) if as_json else "\n".join(lines))
+
+
+@app.command("web", epilog="Examples:  arexport web models/digits-pixelcnn/step.onnx --out digits-page  |  "
+                             "arexport web models/speech-vocoder/chunk.onnx --out vocoder-page --force --json")
+def web_command(
+    model: Annotated[Path, typer.Argument(help="The step or chunk graph to sample in the browser.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: the page, the model and onnxruntime-web's wasm "
+                                      "files, for any static file server.", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing page folder.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a static page that samples MODEL in the browser (onnxruntime-web, wasm, one thread), offline."""
+    def work():
+        from .webpage import write_web_page
+        return write_web_page(model, out, force=force)
+    page = edge.run(work)
+    from .webpage import MODEL_FILE
+    lines = [f"wrote {page.folder}/ ({len(page.sizes)} files, {page.size_bytes / 1e6:.1f} MB, the model "
+             f"{page.sizes[MODEL_FILE] / 1e6:.1f} MB): a page sampling the {page.info.family} {page.info.graph} graph "
+             f"({page.info.data_kind})",
+             f"  try it: python -m http.server --bind 127.0.0.1 --directory {page.folder} 8000, then open "
+             "http://127.0.0.1:8000/"]
+    typer.echo(json.dumps(page.to_dict()) if as_json else "\n".join(lines))
 
 
 def _export_lines(result: ExportResult) -> list[str]:
