@@ -5,6 +5,8 @@ Every dataset is three `Split`s of int64 token sequences in [0, levels):
   text    CPython's bundled `pydoc_data.topics`, one character per token
   speech  spoken English words synthesised locally with espeak-ng, 8-bit mu-law at 16 kHz
           (``bits=16``: 16-bit linear PCM, 65,536 levels, token = sample + 32768)
+  voices  words and sentences from recorded-speech Festival voices and espeak-ng, as `speech`;
+          one voice held out as the test split (``artrain.voices``)
 or a user's path: a UTF-8 text file, a folder of WAV files, or a .npy of images.
 This module is numpy/scipy/scikit-learn only (no torch) so it can be imported anywhere.
 """
@@ -30,7 +32,7 @@ from arrun.contract.files import write_atomic
 SAMPLE_RATE = 16000  # Hz, for every audio dataset
 SPLITS = ("train", "val", "test", "all")  # all: every sequence, in the data's own order
 _TRAIN, _VAL, _TEST = 0, 1, 2
-_BUILTINS = "digits, text, speech, or a path (UTF-8 text file, folder of WAV files, .npy of images, .npz of labelled images)"
+_BUILTINS = "digits, text, speech, voices, or a path (UTF-8 text file, folder of WAV files, .npy of images, .npz of labelled images)"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
     file, a folder of WAV files, or a .npy of images (N, H, W) integer levels.
     alphabet: for text, map characters with this alphabet (the one stored with a trained model)
     instead of building one; a character outside it -> UsageError. Given for non-text data -> UsageError.
-    cache_dir: where `speech` is cached (default: $ARTRAIN_CACHE or ~/.cache/artrain).
+    cache_dir: where `speech` and `voices` are cached (default: $ARTRAIN_CACHE or ~/.cache/artrain).
     bits: audio as 8-bit mu-law (256 levels) or 16 (16-bit linear PCM, 65,536 levels); 16 for other data -> UsageError.
     Raises UsageError for bad input, ARError when espeak-ng is missing or fails.
     """
@@ -103,6 +105,9 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
         data = _text_dataset("text", _pydoc_text(), alphabet)
     elif name == "speech":
         data = _load_speech(cache_dir, bits)
+    elif name == "voices":
+        from .voices import load_voices  # voices imports this module
+        data = load_voices(cache_dir, bits)
     else:
         data = _load_path(name, alphabet, bits)
     if alphabet is not None and data.alphabet is None:  # only text data has an alphabet
@@ -119,7 +124,7 @@ def reload_dataset(name: str, kind: str, levels: int, alphabet: str | None = Non
 
 def data_kind(name: str) -> str:
     """The kind of data ``load_dataset(name)`` gives ('image' | 'text' | 'audio'), without loading it."""
-    builtin = {"digits": "image", "text": "text", "speech": "audio"}
+    builtin = {"digits": "image", "text": "text", "speech": "audio", "voices": "audio"}
     if name in builtin:
         return builtin[name]
     path = Path(name).expanduser()
@@ -127,7 +132,7 @@ def data_kind(name: str) -> str:
 
 
 def is_builtin(name: str) -> bool:
-    return name in ("digits", "text", "speech")
+    return name in ("digits", "text", "speech", "voices")
 
 
 # ---------------------------------------------------------------- splits and windows
