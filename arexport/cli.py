@@ -165,6 +165,29 @@ def verify_command(
     typer.echo(json.dumps(report.to_dict()) if as_json else "\n".join(lines))
 
 
+@app.command("web", epilog="Examples:  arexport web models/digits-pixelcnn/step.onnx --out digits-page  |  "
+                             "arexport web models/speech-vocoder/chunk.onnx --out vocoder-page --force --json")
+def web_command(
+    model: Annotated[Path, typer.Argument(help="The step or chunk graph to sample in the browser.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: the page, the model and onnxruntime-web's wasm "
+                                      "files, for any static file server.", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing page folder.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a static page that samples MODEL in the browser (onnxruntime-web, wasm, one thread), offline."""
+    def work():
+        from .webpage import write_web_page
+        return write_web_page(model, out, force=force)
+    page = edge.run(work)
+    from .webpage import MODEL_FILE
+    lines = [f"wrote {page.folder}/ ({len(page.sizes)} files, {page.size_bytes / 1e6:.1f} MB, the model "
+             f"{page.sizes[MODEL_FILE] / 1e6:.1f} MB): a page sampling the {page.info.family} {page.info.graph} graph "
+             f"({page.info.data_kind})",
+             f"  try it: python -m http.server --bind 127.0.0.1 --directory {page.folder} 8000, then open "
+             "http://127.0.0.1:8000/"]
+    typer.echo(json.dumps(page.to_dict()) if as_json else "\n".join(lines))
+
+
 def _export_lines(result: ExportResult) -> list[str]:
     info = result.info
     lines = [f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB): {info.family} {info.graph} graph, opset "

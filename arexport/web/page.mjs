@@ -1,0 +1,206 @@
+// The page of `arexport web` (arexport/webpage.py copies it beside index.html, the runtime's modules,
+// model.onnx and onnxruntime-web's wasm files). It reads model.onnx's metadata, builds the controls of its
+// data kind (text: a prompt and streaming text; image: a grid of classes on a canvas; audio: Web Audio
+// playback and a WAV, a vocoder from a features .npy), samples with runtime.mjs on onnxruntime-web (wasm,
+// one thread) and shows the elements as they come, with steps/s. A model it cannot run is said on the page.
+//
+// The query string presets the controls and may start a run at once (the tests and benchmarks use it):
+//   ?seed=0&temperature=1&top_k=0&top_p=1&length=64&prompt=def&class=all&per_class=1&seconds=1&run=1
+// window.arPage reports what the page did, for scripts: {state: 'loading' | 'ready' | 'running' | 'done' |
+// 'error', error, kind, graph, batch, steps, elements, seconds, stepsPerSecond, loadMs, firstElementMs,
+// tokens}; loadMs and firstElementMs are performance.now() (ms from the navigation's start) when the model
+// was ready and when the first element was sampled. The body's data-state mirrors state.
+
+import * as ort from './ort.wasm.min.mjs';
+import { readMetadata, parseInfo, loadModel, decodeText } from './runtime.mjs';
+import { imageView } from './page-image.mjs';
+import { audioView } from './page-audio.mjs';
+
+const MODEL_URL = 'model.onnx';
+const PAINT_EVERY_MS = 100; // how often a run yields to the browser to repaint and update steps/s
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const report = (window.arPage = { state: 'loading', error: null, kind: null, graph: null, batch: 0, steps: 0,
+  elements: 0, seconds: null, stepsPerSecond: null, loadMs: null, firstElementMs: null, tokens: null });
+
+window.addEventListener('unhandledrejection', (event) => showError('Failed', event.reason));
+main().catch((error) => showError('This page cannot run model.onnx', error));
+
+async function main() {
+  if (typeof WebAssembly !== 'object') throw new Error('this browser has no WebAssembly; use a current browser');
+  ort.env.wasm.numThreads = 1; // one thread: no cross-origin isolation needed, and the figure the benchmarks compare
+  ort.env.wasm.proxy = false;
+  ort.env.logLevel = 'error';
+  const bytes = await fetchModel();
+  const info = parseInfo(await readMetadata(bytes), MODEL_URL);
+  const makeView = VIEWS[info.dataKind];
+  if (!['step', 'chunk'].includes(info.graph)) {
+    throw new Error(`model.onnx is a ${info.graph} graph (for scoring), and the page samples a step or chunk ` +
+                    'graph; write the page from one: arexport web step.onnx --out FOLDER');
+  }
+  if (!makeView) {
+    throw new Error(`model.onnx holds '${info.dataKind}' data, and the page shows text, image and audio only; ` +
+                    'sample it with arrun sample model.onnx');
+  }
+  Object.assign(report, { kind: info.dataKind, graph: info.graph });
+  $('title').textContent = `${info.family} ${info.graph} graph: ${info.dataName || info.dataKind}`;
+  $('about').textContent = describe(info);
+  // bindOutputs false: onnxruntime-web 1.31.1 (wasm) fills preallocated output tensors wrongly (the digits
+  // model's first pixel came out 10, not arrun's 0); returned tensors give arrun's elements exactly.
+  const model = await loadModel(ort, bytes, { source: MODEL_URL, threads: 1, bindOutputs: false });
+  report.loadMs = performance.now();
+  const view = makeView(info, { output: $('output'), field, params, decodeText, wholeNumber, samplerOptions });
+  const form = $('controls');
+  form.append(...view.fields, field('seed', 'Seed', { type: 'number', min: 0, step: 1, value: 0 }),
+              button('Sample'));
+  form.hidden = false;
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    run(model, view, form).catch((error) => showError('Sampling failed', error));
+  });
+  setState('ready');
+  if (params.get('run') === '1') form.requestSubmit();
+}
+
+async function run(model, view, form) {
+  const values = Object.fromEntries(new FormData(form).entries());
+  const request = await view.request(values); // the view's part of generate()'s arguments, checked
+  const seed = wholeNumber(values.seed, 'the seed');
+  const batch = request.batch ?? 1;
+  form.querySelector('button').disabled = true;
+  setState('running');
+  Object.assign(report, { batch, steps: 0, elements: 0, firstElementMs: null, tokens: null, error: null });
+  view.start(request);
+  const started = performance.now();
+  let painted = started;
+  let done = 0; // elements sampled per row so far
+  const onStep = (count, tokens) => { // count: elements sampled per row so far (a chunk graph: N at a time)
+    report.steps = count;
+    report.elements = count * batch;
+    report.firstElementMs ??= performance.now();
+    view.step(done, count, tokens);
+    done = count;
+    const now = performance.now();
+    if (now - painted < PAINT_EVERY_MS) return undefined;
+    painted = now;
+    showSpeed(now - started, request.length);
+    return new Promise((resolve) => setTimeout(resolve, 0)); // let the browser paint what came so far
+  };
+  try {
+    const { layout, ...chosen } = request; // layout: the view's own, not generate()'s
+    const result = await model.generate({ ...chosen, batch, seed, onStep });
+    showSpeed(performance.now() - started, request.length);
+    report.tokens = result.tokens.map((row) => Array.from(row));
+    await view.finish(result);
+    setState('done');
+  } finally {
+    form.querySelector('button').disabled = false;
+  }
+}
+
+const VIEWS = { text: textView, image: imageView, audio: audioView };
+
+/** Text: a prompt box, the length and the samplers' options; the text streams in as it is sampled. */
+function textView(info, { output, field, decodeText }) {
+  const fields = [
+    field('prompt', 'Prompt', { tag: 'textarea', value: '', wide: true }),
+    field('length', 'Characters to generate', { type: 'number', min: 1, step: 1, value: 200 }),
+    field('temperature', 'Temperature', { type: 'number', min: 0, step: 'any', value: 1 }),
+    field('top_k', 'Top-k (0: all)', { type: 'number', min: 0, step: 1, value: 0 }),
+    field('top_p', 'Top-p', { type: 'number', min: 0, max: 1, step: 'any', value: 1 }),
+  ];
+  const text = Object.assign(document.createElement('div'), { id: 'text' });
+  output.replaceChildren(text);
+  let generated, promptLength;
+  return {
+    fields,
+    request(values) {
+      const prompt = values.prompt ?? '';
+      const room = info.maxLength ? info.maxLength - Array.from(prompt).length : Infinity;
+      const length = Math.min(wholeNumber(values.length, 'the length', 1), room);
+      if (!(length >= 1)) throw new Error(`the prompt leaves no room in the model's ${info.maxLength} positions; shorten it`);
+      return { batch: 1, length, prompts: [prompt], ...samplerOptions(values) };
+    },
+    start(request) {
+      const shown = Object.assign(document.createElement('span'), { className: 'prompt', textContent: request.prompts[0] });
+      promptLength = Array.from(request.prompts[0]).length;
+      generated = document.createTextNode('');
+      text.replaceChildren(shown, generated);
+    },
+    step(from, to, tokens) { // elements from..to-1 of the sample, after the prompt
+      generated.appendData(decodeText(info, tokens[0].subarray(promptLength + from, promptLength + to)));
+    },
+    finish() {},
+  };
+}
+
+/** The sampler options of a form (temperature, top-k, top-p), checked as arrun checks them. */
+function samplerOptions(values) {
+  const temperature = Number(values.temperature ?? 1);
+  const topK = wholeNumber(values.top_k ?? 0, 'top-k');
+  const topP = Number(values.top_p ?? 1);
+  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new Error('the temperature must be a number >= 0');
+  if (!(topP > 0 && topP <= 1)) throw new Error('top-p must be in (0, 1]');
+  return { temperature, topK, topP };
+}
+
+/** ``value`` as an integer >= ``low``, or an Error naming ``what``. */
+function wholeNumber(value, what, low = 0) {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < low) throw new Error(`${what} must be a whole number >= ${low}, got ${value}`);
+  return number;
+}
+
+/** A labelled control named ``name``; ``options``: tag, type, value, min, max, step, wide, choices, accept. */
+function field(name, label, { tag = 'input', wide = false, choices, ...attributes }) {
+  const control = document.createElement(choices ? 'select' : tag);
+  control.name = control.id = name;
+  for (const [value, text] of choices ?? []) control.append(new Option(text, value));
+  for (const [key, value] of Object.entries(attributes)) control.setAttribute(key, value);
+  if (attributes.value !== undefined) control.value = attributes.value;
+  if (params.has(name) && control.type !== 'file') control.value = params.get(name);
+  const wrapper = Object.assign(document.createElement('label'), { className: wide ? 'wide' : '' });
+  wrapper.append(label, control);
+  return wrapper;
+}
+
+function button(text) {
+  return Object.assign(document.createElement('button'), { type: 'submit', id: 'sample', textContent: text });
+}
+
+async function fetchModel() {
+  const response = await fetch(MODEL_URL);
+  if (!response.ok) throw new Error(`the server answered ${response.status} for model.onnx; put the model beside index.html`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+function describe(info) {
+  const parts = [`${info.vocabSize} levels`, `format version ${info.formatVersion}`, `${info.precision}`];
+  if (info.numClasses) parts.push(`${info.numClasses} classes`);
+  if (Number.isFinite(info.bitsPerDim)) parts.push(`${info.bitsPerDim.toFixed(3)} bits/dim (${info.bitsSplit})`);
+  return `${parts.join(' · ')} · onnxruntime-web ${ort.env.versions?.web ?? ''}, wasm, one thread`;
+}
+
+function showSpeed(ms, length) {
+  report.seconds = ms / 1000;
+  report.stepsPerSecond = report.steps / report.seconds;
+  const elements = report.batch > 1 ? ` (${Math.round(report.elements / report.seconds)} elements/s, ${report.batch} at once)` : '';
+  $('speed').textContent = `${Math.round(report.stepsPerSecond)} steps/s${elements} · ${report.steps} of ${length} ` +
+    `steps in ${report.seconds.toFixed(2)} s`;
+}
+
+function showError(context, error) {
+  const message = error?.message ?? String(error);
+  report.error = message;
+  setState('error');
+  const box = $('error');
+  box.textContent = `${context}: ${message}`;
+  box.hidden = false;
+  if (report.loadMs === null) $('title').textContent = 'This page cannot run the model';
+  console.error(error);
+}
+
+function setState(state) {
+  report.state = state;
+  document.body.dataset.state = state;
+}
