@@ -27,6 +27,17 @@ class SplitName(str, Enum):
     all = "all"
 
 
+class Size(str, Enum):
+    tiny = "tiny"
+    small = "small"
+    base = "base"
+
+
+class TextAs(str, Enum):
+    bytes = "bytes"
+    characters = "characters"
+
+
 class Head(str, Enum):
     softmax = "softmax"
     mol = "mol"
@@ -41,9 +52,13 @@ class FitCommand(TyperCommand):
 
     def format_help(self, ctx, formatter) -> None:
         from .models import config_keys
+        from .options import size_parameters
 
         self.epilog = ("Family config keys (in --config under \"model\"): "
                        + "; ".join(f"{family}: {', '.join(keys)}" for family, keys in config_keys().items())
+                       + ".  --size presets, parameters at 256 levels: "
+                       + "; ".join(f"{family}: " + ", ".join(f"{size} {count:,}" for size, count in sizes.items())
+                                   for family, sizes in size_parameters().items() if sizes)
                        + ".  Examples:  artrain fit --model pixelcnn --data digits --out runs/digits  |  "
                          "artrain fit --config models/digits-pixelcnn/train.json --out runs/mine  |  "
                          "artrain fit --resume runs/digits --steps 2000")
@@ -54,9 +69,12 @@ class FitCommand(TyperCommand):
 def fit(
     model: Annotated[Optional[str], typer.Option(help=f"Model family to train: {FAMILY_NAMES}, or "
                                                       "package.module:Class of an installed family.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Built-in dataset (digits, text, speech) or a path: UTF-8 text file, folder of WAV files, .npy of images (default digits).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Built-in dataset (digits, text, pystdlib, speech) or a path: text file, folder of WAV files, .npy of images (default digits).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Checkpoint directory to create (default: runs/MODEL-DATA).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (default: per model and data).")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Time budget: the steps, warm-up, evaluations and checkpoints are planned from the rate of the first steps so the last checkpoint is written within it (the test evaluation follows). Replaces --steps.")] = None,
+    size: Annotated[Optional[Size], typer.Option(help="The family's size preset (parameter counts below); --config's \"model\" fields override it.")] = None,
+    text_as: Annotated[Optional[TextAs], typer.Option(help="A text file as UTF-8 bytes (any file; the default) or as characters of its own alphabet (the built-in 'text' default).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Sequences per batch.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (warm-up, then cosine decay).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random generator the run uses.")] = None,
@@ -75,8 +93,11 @@ def fit(
     if mixtures is not None and (output != Head.mol or mixtures < 1):
         edge.fail("--mixtures K (K >= 1) sets the components of --output mol; give both", 2)
     heads = {None: None, Head.softmax: 0, Head.mol: 10 if mixtures is None else mixtures}
+    if minutes is not None and steps is not None:
+        edge.fail("--minutes plans the steps from a time budget; give --minutes or --steps, not both", 2)
     flags = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device, seq_len=seq_len, bits=bits,
-                 mixtures=heads[output])
+                 mixtures=heads[output], minutes=minutes, size=size.value if size else None,
+                 text_as=text_as.value if text_as else None)
     record = edge.run(lambda: work(family=model, data=data, out=out, config_file=config,
                                    resume=resume, flags=flags, log=lambda msg: typer.echo(msg, err=True)))
     if json_out:

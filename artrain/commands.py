@@ -14,6 +14,7 @@ from arrun.contract.errors import Interrupted, UsageError
 from . import checkpoint as ckpt
 from .data import Dataset, is_builtin, load_dataset
 from .options import FitOptions, resolve_options
+from .textdata import UTF8
 
 
 def fit(*, family: str | None = None, data: str | None = None, out: Path | None = None,
@@ -61,7 +62,8 @@ def evaluate(checkpoint: Path, *, data: str | None = None, split: str | None = N
     name = data or info["name"]
     split = split or ("all" if data is not None and not is_builtin(data) else "test")
     dataset = load_dataset(name, alphabet=info.get("alphabet") if info["kind"] == "text" else None,
-                           bits=audio_bits(info["levels"]) if info["kind"] == "audio" else 8)
+                           bits=audio_bits(info["levels"]) if info["kind"] == "audio" else 8,
+                           text_as="bytes" if info["kind"] == UTF8 else "")
     check_compatible(dataset, info, model.config)
     result = evaluate_split(model, dataset.split(split))
     return {**asdict(result), "split": split, "data": name, "family": config["family"]}

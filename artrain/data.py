@@ -3,11 +3,13 @@
 Every dataset is three `Split`s of int64 token sequences in [0, levels):
   digits  scikit-learn's 8x8 digit images, 17 gray levels, labelled 0..9
   text    CPython's bundled `pydoc_data.topics`, one character per token
+  pystdlib the standard library's sources beside pydoc's topics, one UTF-8 byte per token (``textdata``)
   speech  spoken English words synthesised locally with espeak-ng, 8-bit mu-law at 16 kHz
           (``bits=16``: 16-bit linear PCM, 65,536 levels, token = sample + 32768)
   voices  words and sentences from recorded-speech Festival voices and espeak-ng, as `speech`;
           one voice held out as the test split (``artrain.voices``)
-or a user's path: a UTF-8 text file, a folder of WAV files, or a .npy of images.
+or a user's path: a text file (as UTF-8 bytes, or characters with ``text_as="characters"``), a folder of
+WAV files, or a .npy of images.
 This module is numpy/scipy/scikit-learn only (no torch) so it can be imported anywhere.
 """
 from __future__ import annotations
@@ -29,10 +31,12 @@ from arrun.contract.codecs import (PCM16_LEVELS, audio_encode, encode_text, mula
 from arrun.contract.errors import ARError, UsageError
 from arrun.contract.files import write_atomic
 
+from . import textdata
+
 SAMPLE_RATE = 16000  # Hz, for every audio dataset
 SPLITS = ("train", "val", "test", "all")  # all: every sequence, in the data's own order
 _TRAIN, _VAL, _TEST = 0, 1, 2
-_BUILTINS = "digits, text, speech, voices, or a path (UTF-8 text file, folder of WAV files, .npy of images, .npz of labelled images)"
+_BUILTINS = "digits, text, pystdlib, speech, voices, or a path (text file, folder of WAV files, .npy of images, .npz of labelled images)"
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,8 @@ class Dataset:
         return getattr(self, name)
 
 
-def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | None = None, bits: int = 8) -> Dataset:
+def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | None = None, bits: int = 8,
+                 text_as: str = "") -> Dataset:
     """Load a built-in dataset or the user's data.
 
     name: 'digits' | 'text' | 'speech' (these win over same-named files), or a path: a UTF-8 text
@@ -94,6 +99,8 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
     instead of building one; a character outside it -> UsageError. Given for non-text data -> UsageError.
     cache_dir: where `speech` and `voices` are cached (default: $ARTRAIN_CACHE or ~/.cache/artrain).
     bits: audio as 8-bit mu-law (256 levels) or 16 (16-bit linear PCM, 65,536 levels); 16 for other data -> UsageError.
+    text_as: a text file as "bytes" (kind utf8, the default for files) or "characters" (kind text, the
+    default for the built-in 'text'); an alphabet implies characters.
     Raises UsageError for bad input, ARError when espeak-ng is missing or fails.
     """
     if bits not in (8, 16) or (bits == 16 and data_kind(name) != "audio"):
@@ -101,15 +108,19 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
                          "8 (the default) for everything")
     if name == "digits":
         data = _load_digits()
-    elif name == "text":
+    elif name == "text" and text_as != "bytes":
         data = _text_dataset("text", _pydoc_text(), alphabet)
+    elif name == "text":
+        data = textdata.bytes_dataset("text", _pydoc_text().encode("utf-8"))
+    elif name == "pystdlib":
+        data = textdata.pystdlib_dataset()
     elif name == "speech":
         data = _load_speech(cache_dir, bits)
     elif name == "voices":
         from .voices import load_voices  # voices imports this module
         data = load_voices(cache_dir, bits)
     else:
-        data = _load_path(name, alphabet, bits)
+        data = _load_path(name, alphabet, bits, text_as)
     if alphabet is not None and data.alphabet is None:  # only text data has an alphabet
         raise UsageError(f"an alphabet was given but '{name}' is {data.kind} data; drop the alphabet")
     return data
@@ -118,21 +129,29 @@ def load_dataset(name: str, *, alphabet: str | None = None, cache_dir: Path | No
 def reload_dataset(name: str, kind: str, levels: int, alphabet: str | None = None) -> Dataset:
     """The dataset a model of data ``kind`` and ``levels`` levels was trained on, loaded as it was: text
     through the model's ``alphabet``, audio at the model's bit depth (16-bit for 65,536 levels)."""
-    return load_dataset(name, alphabet=alphabet if kind == "text" else None,
+    return load_dataset(name, alphabet=alphabet if kind == "text" else None, text_as=_text_as_of(kind),
                         bits=16 if kind == "audio" and levels == PCM16_LEVELS else 8)
 
 
-def data_kind(name: str) -> str:
-    """The kind of data ``load_dataset(name)`` gives ('image' | 'text' | 'audio'), without loading it."""
-    builtin = {"digits": "image", "text": "text", "speech": "audio", "voices": "audio"}
+def data_kind(name: str, text_as: str = "") -> str:
+    """The kind of data ``load_dataset(name, text_as=text_as)`` gives ('image' | 'text' | 'utf8' | 'audio'),
+    without loading it."""
+    builtin = {"digits": "image", "text": "utf8" if text_as == "bytes" else "text", "pystdlib": "utf8",
+               "speech": "audio", "voices": "audio"}
     if name in builtin:
         return builtin[name]
     path = Path(name).expanduser()
-    return "audio" if path.is_dir() else "image" if path.suffix.lower() in (".npy", ".npz") else "text"
+    return ("audio" if path.is_dir() else "image" if path.suffix.lower() in (".npy", ".npz")
+            else "text" if text_as == "characters" else "utf8")
+
+
+def _text_as_of(kind: str) -> str:
+    """How a model of data ``kind`` reads text: 'bytes' for utf8, 'characters' for text."""
+    return {"utf8": "bytes", "text": "characters"}.get(kind, "")
 
 
 def is_builtin(name: str) -> bool:
-    return name in ("digits", "text", "speech", "voices")
+    return name in ("digits", "text", "pystdlib", "speech", "voices")
 
 
 # ---------------------------------------------------------------- splits and windows
@@ -267,9 +286,11 @@ def _text_dataset(name: str, text: str, alphabet: str | None) -> Dataset:
                    alphabet=alphabet, whole=_split([tokens], None))
 
 
-def _load_text_file(path: Path, name: str, alphabet: str | None) -> Dataset:
+def _load_text_file(path: Path, name: str, alphabet: str | None, text_as: str = "") -> Dataset:
     if path.suffix.lower() == ".wav":
         raise UsageError(f"{path} is one WAV file; give the folder that holds the WAV files")
+    if alphabet is None and text_as != "characters":
+        return textdata.read_bytes_file(path, name)
     return _text_dataset(name, read_text(path), alphabet)
 
 
@@ -330,7 +351,7 @@ def check_data_path(name: str) -> None:
         raise UsageError(f"cannot read {e.filename or path} ({e.strerror}); check the path and its permissions") from None
 
 
-def _load_path(name: str, alphabet: str | None, bits: int = 8) -> Dataset:
+def _load_path(name: str, alphabet: str | None, bits: int = 8, text_as: str = "") -> Dataset:
     """Dispatch a user path: folder -> WAVs, *.npy -> images, any other file -> UTF-8 text."""
     check_data_path(name)
     path = Path(name).expanduser()
@@ -341,7 +362,7 @@ def _load_path(name: str, alphabet: str | None, bits: int = 8) -> Dataset:
             return _load_npy(path, name)
         if path.suffix.lower() == ".npz":
             return _load_npz(path, name)
-        return _load_text_file(path, name, alphabet)
+        return _load_text_file(path, name, alphabet, text_as)
     except OSError as e:  # permission denied, unreadable folder entries, ...
         raise UsageError(f"cannot read {e.filename or path} ({e.strerror}); "
                          "check the path and its permissions") from None

@@ -38,6 +38,9 @@ class FitOptions:
     eval_every: int = 500
     conditional: bool = True          # condition on the data's labels when it has them
     bits: int = 8                     # audio: 8-bit mu-law, or 16-bit linear PCM (65,536 levels: a mixture head)
+    text_as: str = ""                 # text: "bytes" (kind utf8) or "characters" (kind text); "": per data
+    size: str = ""                    # a family's size preset (tiny | small | base); "": the data kind's defaults
+    minutes: float = 0.0              # > 0: a time budget; the schedule's steps are set from the measured rate
     model: dict = field(default_factory=dict)  # the family's config fields (data fields are set from the data)
 
 
@@ -55,8 +58,11 @@ def resolve_options(family: str | None, data: str | None, config_file: Path | No
     check_values({k: v for k, v in flags.items() if k != "mixtures"}, "the fit options")
     # the checks below need the family's class, and so torch
     family_cls = load_family(family)
-    base = dict(family_cls.training_defaults.get(data_kind(data), {}))
-    base["model"] = {**base.get("model", {}), **file_values.pop("model", {})}
+    kind = data_kind(data, flags.get("text_as", file_values.get("text_as", "")))
+    defaults = family_cls.training_defaults
+    base = dict(defaults.get(kind, defaults.get("text", {}) if kind == "utf8" else {}))  # bytes train as text does
+    size = flags.get("size", file_values.get("size", ""))
+    base["model"] = {**base.get("model", {}), **_size_preset(family_cls, size), **file_values.pop("model", {})}
     base.update(file_values)
     mixtures = flags.pop("mixtures", None)  # --output softmax: 0; --output mol --mixtures K: K
     if mixtures is not None and "mixtures" in {f.name for f in fields(family_cls.Config)}:
@@ -136,14 +142,49 @@ def check_values(values: dict, source: str) -> None:
         raise UsageError(f"weight_decay must be >= 0 and finite, got {values['weight_decay']}; fix the config")
     if values.get("seq_len", 0) < 0 or values.get("eval_every", 1) <= 0 or values.get("warmup", 0) < 0:
         raise UsageError("seq_len and warmup must be >= 0 and eval_every > 0; fix the config")
+    if values.get("text_as", "") not in ("", "bytes", "characters"):
+        raise UsageError(f"--text-as must be bytes or characters, got {values['text_as']!r}")
+    if values.get("size", "") not in ("", *SIZES):
+        raise UsageError(f"--size must be one of {', '.join(SIZES)}, got {values['size']!r}")
+    if not 0 <= values.get("minutes", 0) < math.inf:
+        raise UsageError(f"--minutes must be positive and finite, got {values['minutes']}")
     if values.get("device", "cpu") not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu or cuda, got {values['device']!r}")
 
 
+SIZES = ("tiny", "small", "base")
+
+
+def _size_preset(family_cls: type, size: str) -> dict:
+    """The config fields of the family's ``size`` preset (ARModel.sizes); {} for ""; UsageError when the family
+    declares no such preset."""
+    if not size:
+        return {}
+    if size not in family_cls.sizes:
+        raise UsageError(f"--size {size}: {family_cls.family} declares the sizes "
+                         f"{', '.join(family_cls.sizes) or 'none'}; give one of them or drop --size")
+    return dict(family_cls.sizes[size])
+
+
+def size_parameters(levels: int = 256) -> dict[str, dict[str, int]]:
+    """Family -> {size preset: parameters of that preset at ``levels`` levels, unconditional} for every family
+    found (this imports torch; the models are built on the meta device, nothing is allocated)."""
+    import torch
+
+    from .models import FAMILIES, build_model
+
+    counts = {}
+    for name, cls in FAMILIES.items():
+        with torch.device("meta"):
+            counts[name] = {size: sum(p.numel() for p in build_model(name, {**fields_, "vocab_size": levels}).parameters())
+                            for size, fields_ in cls.sizes.items()}
+    return counts
+
+
 def _check_bits(opts: FitOptions) -> None:
-    if opts.bits not in (8, 16) or (opts.bits == 16 and data_kind(opts.data) != "audio"):
+    if opts.bits not in (8, 16) or (opts.bits == 16 and data_kind(opts.data, opts.text_as) != "audio"):
         raise UsageError(f"--bits {opts.bits}: give 16 for 16-bit linear audio or 8 (the default); "
-                         f"{data_kind(opts.data)} data has no 16-bit form")
+                         f"{data_kind(opts.data, opts.text_as)} data has no 16-bit form")
     if opts.bits == 16 and not opts.model.get("mixtures"):
         raise UsageError("--bits 16 gives 65,536 levels, too many for a softmax head; add --output mol")
 

@@ -25,6 +25,7 @@ from arrun.contract.errors import ARError, UsageError
 from arrun.contract.features import mulaw_features
 
 from . import checkpoint as ckpt
+from .budget import MEASURE_STEPS, UNPLANNED, Budget
 from .data import Dataset, load_dataset, random_windows, window_starts, windows_at
 from .distributed import Distributed
 from .evaluate import evaluate
@@ -89,6 +90,8 @@ class Trainer:
         self.opts, self.out, self.data, self.ranks = opts, Path(out), data, ranks
         self.device = ranks.device(opts.device)
         self.rows = ranks.shard(opts.batch_size)
+        if opts.minutes and ranks.grouped:  # TODO: rank 0's plan broadcast to the others
+            raise UsageError("--minutes plans the schedule in one process; drop it under torchrun and give --steps")
         torch.manual_seed(opts.seed)
         self.rng = np.random.default_rng(opts.seed)
         self.model = build_model(opts.family, model_config_for(opts, data)).to(self.device)
@@ -239,9 +242,10 @@ def prepare_output(out: Path, resume: bool) -> bool:
 
 def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -> dict:
     if not ranks.is_main:
+    started = time.perf_counter()  # a --minutes budget counts from here
         ranks.barrier()  # rank 0 builds any data cache first
     log(f"loading {opts.data} ...")
-    data = load_dataset(opts.data, bits=opts.bits)
+    data = load_dataset(opts.data, bits=opts.bits, text_as=opts.text_as)
     if ranks.is_main:
         ranks.barrier()
     trainer = Trainer(opts, out, data, ranks)
@@ -249,10 +253,17 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
         trainer.restore()
     metrics = ckpt.MetricsLog(out / ckpt.METRICS) if ranks.is_main else None
     log(f"training {opts.family} ({sum(p.numel() for p in trainer.model.parameters()):,} parameters) on {data.name} "
-        f"for {opts.steps} steps, batch {opts.batch_size} x {trainer.length} on {ranks.world_size} process(es), "
+    budget = None
+    if opts.minutes:
+        budget = Budget(opts, started=started, step=trainer.step, val_elements=data.val.n_dims,
+                        batch_elements=opts.batch_size * trainer.length)
+        trainer.opts = budget.opts
+    length = (f"{opts.minutes:g} minutes (steps planned from the first {MEASURE_STEPS})" if budget
+              else f"{opts.steps} steps")
+        f"for {length}, batch {opts.batch_size} x {trainer.length} on {ranks.world_size} process(es), "
         f"from step {trainer.step}")
     try:
-        _loop(trainer, metrics)
+        _loop(trainer, metrics, budget)
     except KeyboardInterrupt:
         if metrics:
             trainer.save()
@@ -268,9 +279,10 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
     return trainer.config(evaluation)
 
 
-def _loop(trainer: Trainer, metrics: ckpt.MetricsLog | None) -> None:
-    """Train to opts.steps; on rank 0 (``metrics`` given) log, evaluate and checkpoint along the way. On a
-    terminal a progress bar shows the (smoothed) rate and ETA; otherwise a line every PROGRESS_EVERY s."""
+def _loop(trainer: Trainer, metrics: ckpt.MetricsLog | None, budget: Budget | None = None) -> None:
+    """Train to trainer.opts.steps (a ``budget`` re-plans it as it goes); on rank 0 (``metrics`` given) log,
+    evaluate and checkpoint along the way. On a terminal a progress bar shows the (smoothed) rate and ETA;
+    otherwise a line every PROGRESS_EVERY s."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -278,15 +290,24 @@ def _loop(trainer: Trainer, metrics: ckpt.MetricsLog | None) -> None:
     console = Console(stderr=True)
     columns = (TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn())
     with Progress(*columns, transient=False, disable=metrics is None or not console.is_terminal, console=console) as bar:
-        task = bar.add_task("fit", total=opts.steps, completed=trainer.step, info="")
+        task = bar.add_task("fit", total=None if budget else opts.steps, completed=trainer.step, info="")
         report = _LineReport(trainer.step, opts.steps, enabled=metrics is not None and not console.is_terminal)
         with _StopAtStepBoundary() as stop:
-            while trainer.step < opts.steps:
+        if budget:
+            budget.start(time.perf_counter())
+            while trainer.step < trainer.opts.steps:
                 if stop.requested:
                     raise KeyboardInterrupt
                 bits = trainer.train_step()
                 report(trainer.step, bits)
-                _after_step(trainer, metrics, bar, task, bits, report.rate)
+                if budget:
+                    trainer.opts = budget.step_done(trainer.step, time.perf_counter())
+                    report.total = trainer.opts.steps
+                    bar.update(task, total=trainer.opts.steps if trainer.opts.steps < UNPLANNED else None)
+                due = budget.evaluation_due(trainer.step) if budget else None
+                seconds = _after_step(trainer, metrics, bar, task, bits, report.rate, due)
+                if budget and seconds:
+                    trainer.opts = budget.evaluation_done(trainer.step, seconds, time.perf_counter())
 
 
 PROGRESS_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
@@ -307,25 +328,32 @@ class _LineReport:
         if self.enabled and (step == self.first + 1 or step == self.total or now - self.last >= PROGRESS_EVERY):
             self.last = now
             eta = (self.total - step) / self.rate if self.rate else 0.0
-            print(f"step {step}/{self.total}: loss {bits:.3f} bits/dim, {self.rate:.1f} steps/s, "
-                  f"ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
+            total, eta = ("?", "planning") if self.total >= UNPLANNED else (self.total, f"{eta / 60:.1f} min")
+            print(f"step {step}/{total}: loss {bits:.3f} bits/dim, {self.rate:.1f} steps/s, "
+                  f"ETA {eta}", file=sys.stderr, flush=True)
 
 
-def _after_step(trainer: Trainer, metrics: ckpt.MetricsLog | None, bar, task, bits: float, rate: float) -> None:
-    """Rank 0 logs, evaluates and checkpoints on schedule; the other ranks wait for it at the barrier."""
-    opts, step = trainer.opts, trainer.step
+def _after_step(trainer: Trainer, metrics: ckpt.MetricsLog | None, bar, task, bits: float, rate: float,
+                due: bool | None = None) -> float:
+    """Rank 0 logs, evaluates and checkpoints on schedule (every eval_every steps and at the end, or when
+    ``due`` says so); the other ranks wait for it at the barrier. Returns the seconds the evaluation and
+    checkpoint took (0.0 when there was none)."""
+    opts, step, began = trainer.opts, trainer.step, time.perf_counter()
+    evaluated = False
     if metrics is not None:
         bar.update(task, completed=step, info=f"loss {bits:.3f} bits/dim  {rate:.1f} steps/s")
         if step % 10 == 0:
             metrics.write(event="train", step=step, bits_per_dim=bits, lr=lr_at(step - 1, opts))
-        if step % opts.eval_every == 0 or step == opts.steps:
+        if due if due is not None else step % opts.eval_every == 0 or step == opts.steps:
             result = evaluate(trainer.model, trainer.data.val)
             metrics.write(event="val", step=step, **asdict(result))
             print(f"step {step}: val {result.bits_per_dim:.4f} bits/dim", file=sys.stderr, flush=True)
             trainer.save()
     if step % opts.eval_every == 0:
+            evaluated = True
         trainer.ranks.barrier()  # the other ranks wait while rank 0 evaluates and saves
 
+    return time.perf_counter() - began if evaluated else 0.0
 
 class _StopAtStepBoundary:
     """Ctrl-C (SIGINT) or SIGTERM during training is deferred to the end of the current step, so the

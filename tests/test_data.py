@@ -75,7 +75,7 @@ def test_builtin_text_split_and_round_trip():
 def test_text_file_with_given_alphabet(tmp_path):
     f = tmp_path / "a.txt"
     f.write_text("héllo wörld\n" * 10, encoding="utf-8")
-    own = load_dataset(str(f))
+    own = load_dataset(str(f), text_as="characters")
     assert own.name == str(f) and own.alphabet == "".join(sorted(set("héllo wörld\n")))
     alphabet = "zyxwvutsrqponmlkjihgfedcba öé\n"
     ds = load_dataset(str(f), alphabet=alphabet)
@@ -89,14 +89,17 @@ def test_text_file_with_given_alphabet(tmp_path):
 
 
 def test_text_file_errors(tmp_path):
+    """As characters a file must be UTF-8; as bytes (the default) any file is taken, but not an empty one."""
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("café".encode("latin-1"))
     with pytest.raises(UsageError, match=r"latin1\.txt is not valid UTF-8.*convert it to UTF-8"):
-        load_dataset(str(bad))
+        load_dataset(str(bad), text_as="characters")
+    assert load_dataset(str(bad)).whole.tokens.tolist() == list("café".encode("latin-1"))
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
-    with pytest.raises(UsageError, match="empty"):
-        load_dataset(str(empty))
+    for text_as in ("bytes", "characters"):
+        with pytest.raises(UsageError, match="empty"):
+            load_dataset(str(empty), text_as=text_as)
 
 
 # ---------------------------------------------------------------- WAV folders

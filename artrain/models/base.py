@@ -70,6 +70,9 @@ class ARModel(nn.Module):
     # data kind ('image' | 'text' | 'audio') -> default fit options, "model" holding config fields; sized to
     # train a useful model in <= 15 min on 2 CPU cores.
     training_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    # `artrain fit --size` presets: 'tiny' | 'small' | 'base' -> config fields, over the data kind's defaults;
+    # docs/families.md lists each built-in preset's parameter count (tests/test_budget.py rebuilds them).
+    sizes: ClassVar[dict[str, dict[str, Any]]] = {}
     # Optional abilities, declared here and never probed (docs/families.md). Two more are properties below,
     # since the config decides them: prefill (``step_tokens`` > 1) and local conditioning (``feature_spec``).
     graph_kinds: ClassVar[tuple[str, ...]] = ("step", "full")  # the `arexport onnx --graph` kinds it exports;

@@ -99,6 +99,7 @@ class PixelCNN(ImageModel):
     training_defaults = {
         "image": dict(steps=800, batch_size=32, lr=2e-3, eval_every=200, model=dict(layers=6, channels=32, dropout=0.3)),
     }
+    sizes = {"tiny": dict(layers=3, channels=16), "small": dict(layers=6, channels=32), "base": dict(layers=10, channels=64)}
 
     def __init__(self, config: PixelCNNConfig):
         super().__init__(config, GatedLayer)

@@ -116,6 +116,7 @@ class PixelRNN(ImageModel):
     training_defaults = {
         "image": dict(steps=1200, batch_size=32, lr=3e-3, eval_every=300, model=dict(layers=4, channels=32, dropout=0.3)),
     }
+    sizes = {"tiny": dict(layers=2, channels=16), "small": dict(layers=4, channels=32), "base": dict(layers=6, channels=64)}
 
     def __init__(self, config: PixelRNNConfig):
         super().__init__(config, RowLSTMLayer)

@@ -161,6 +161,9 @@ class Transformer(ARModel):
         "audio": dict(steps=1500, batch_size=16, seq_len=512, lr=1e-3,
                       model=dict(layers=4, d_model=128, heads=4, window=256)),
     }
+    sizes = {"tiny": dict(layers=2, d_model=64, heads=2, window=64),
+             "small": dict(layers=4, d_model=128, heads=4, window=128),
+             "base": dict(layers=6, d_model=256, heads=8, window=256)}
 
     @classmethod
     def data_config(cls, values, *, levels, num_classes, image_shape):

@@ -76,6 +76,9 @@ class WaveNet(ARModel):
         "audio": dict(steps=1500, batch_size=8, seq_len=2048, lr=2e-3,
                       model=dict(stacks=2, layers_per_stack=9, residual_channels=32, skip_channels=64)),
     }
+    sizes = {"tiny": dict(stacks=1, layers_per_stack=6, residual_channels=16, skip_channels=32),
+             "small": dict(stacks=1, layers_per_stack=8, residual_channels=32, skip_channels=64),
+             "base": dict(stacks=2, layers_per_stack=10, residual_channels=64, skip_channels=128)}
 
     def __init__(self, config: WaveNetConfig):
         super().__init__()
