@@ -15,7 +15,7 @@ folder, then renamed onto ``out``; a failure leaves nothing behind and an existi
 
 Raises UsageError (exit 2) for a model the page cannot sample (a full graph, another format version, a data
 kind or head the page has no controls for), an existing ``out`` without ``force``, and missing
-onnxruntime-web files.
+onnxruntime-web files; ARError (exit 1) when writing fails.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from arrun.contract.errors import UsageError
+from arrun.contract.errors import ARError, UsageError
 from arrun.contract.files import check_model_file
 from arrun.contract.schema import ModelInfo
 
@@ -159,12 +159,15 @@ def _write_folder(out: Path, files: dict[str, Path]) -> Path:
             aside = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
             os.replace(out, aside / "page")
         os.replace(building, out)
-    except BaseException:
+    except BaseException as e:
         if aside is not None and not out.exists():
             os.replace(aside / "page", out)  # the previous folder back where it was
         shutil.rmtree(building, ignore_errors=True)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise ARError(f"cannot write {out} ({e.strerror or e}); check the free space and permissions there, "
+                          "nothing was written") from None
         raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
