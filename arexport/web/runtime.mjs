@@ -32,9 +32,9 @@
 //   await model.generate({batch, length, temperature = 1, topK = 0, topP = 1, prompts, condition, features,
 //                         seed = 0, indices, uniforms, onStep})
 //                                        -> {tokens: B Int32Arrays (prompt + generated), steps, seconds}.
-//                                        Row b is sequence indices[b] (default b): prompt prompts[b % k] (token
+//                                        Row b is sequence i = indices[b] (default b): prompt prompts[i % k] (token
 //                                        arrays, or strings encoded with the text alphabet), uniforms from the
-//                                        contract's generator (seed, indices[b]) (section 8), or uniforms[b]
+//                                        contract's generator (seed, i) (section 8), or uniforms[b]
 //                                        (a Float64Array, one per drawn element) when given. onStep(t, tokens) is
 //                                        called after each element (await-ed if it returns a promise).
 //
@@ -261,7 +261,7 @@ export class Model {
            indices, uniforms, onStep} = options;
     const info = this.info, B = batch;
     const sampling = checkSampling(info, {temperature, topK, topP});
-    const rows = [...Array(B).keys()].map((b) => promptTokens(info, prompts[b % prompts.length]));
+    const rows = [...Array(B).keys()].map((b) => promptTokens(info, prompts[(indices ? indices[b] : b) % prompts.length]));
     const P = Math.max(...rows.map((r) => r.length));
     if (info.graph === 'chunk' && P) throw new UsageError('a chunk graph samples from the start of a sequence and takes no prompt; drop the prompts, or sample with the step graph');
     if (info.graph === 'chunk' && (temperature !== 1 || topK || topP !== 1)) {
