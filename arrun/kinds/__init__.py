@@ -22,6 +22,7 @@ from .audio import AudioKind
 from .base import DataKind, Framed
 from .image import ImageKind
 from .text import TextKind
+from .utf8 import Utf8Kind
 
 __all__ = ["DATA_KINDS", "DataKind", "Framed", "kind_of", "load_sequences"]
 
@@ -32,7 +33,7 @@ def _check(name: str, kind) -> None:
 
 
 DATA_KINDS: Registry[DataKind] = Registry("arrun.data_kinds", "data kind", _check)
-for _kind in (ImageKind(), TextKind(), AudioKind()):
+for _kind in (ImageKind(), TextKind(), Utf8Kind(), AudioKind()):
     DATA_KINDS.register(_kind.name, _kind)
 
 
@@ -51,13 +52,14 @@ def kind_of(info: ModelInfo, source: str = "the model") -> DataKind:
 def load_sequences(path: Path, info: ModelInfo, unknown: str = "error") -> list[tuple[np.ndarray, str | None]]:
     """DATA for scoring -> (int64 token sequence, class name or None) pairs; UsageError when it is not of
     the model's kind: a file whose suffix another kind claims, or (for a kind with suffixes of its own) a
-    file whose suffix no kind claims, which is the first suffix-less kind's (text's)."""
+    file whose suffix no kind claims, which is the first suffix-less kind's (text's). A kind that
+    ``takes_any_file`` (utf8) takes every file."""
     path, kind = Path(path), DATA_KINDS[info.data_kind]
     if not path.exists():
         raise UsageError(f"{path} does not exist; give {kind.expected}")
     if not path.is_dir() and not path.is_file():
         raise UsageError(f"{path} is not a regular file or folder; give {kind.expected}")
-    if not path.is_dir():
+    if not path.is_dir() and not kind.takes_any_file:
         try:
             kinds = [k for _, k in DATA_KINDS.items()]
         except UnknownEntry as e:  # an installed plug-in kind that cannot be imported
