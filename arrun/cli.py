@@ -33,7 +33,8 @@ class Unknown(str, Enum):
 
 UnknownOpt = Annotated[Unknown, typer.Option(
     help="Text characters outside the model's alphabet: error, skip them, or replace them with a space.")]
-ModelArg = Annotated[Path, typer.Argument(help="The .onnx file written by `arexport onnx`.", show_default=False)]
+ModelArg = Annotated[Path, typer.Argument(help="The .onnx file written by `arexport onnx` (or its .ort from `arexport ort`).",
+                                          show_default=False)]
 ProviderOpt = Annotated[Provider, typer.Option(help="Where to run: cpu, or cuda (needs `pip install .[gpu]`).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 

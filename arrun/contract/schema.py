@@ -157,11 +157,13 @@ class StateSpec:
 
 
 def variant_name(file_name: str, precision: str) -> str:
-    """The file name of a graph's variant at ``precision``, beside it: step.onnx <-> step.int8.onnx, step.fp16.onnx."""
-    stem = file_name.removesuffix(".onnx")
+    """The file name of a graph's variant at ``precision``, beside it: step.onnx <-> step.int8.onnx, step.fp16.onnx;
+    an ORT-format file keeps its suffix (step.int8.ort -> step.ort)."""
+    suffix = ".ort" if file_name.endswith(".ort") else ".onnx"
+    stem = file_name.removesuffix(suffix)
     for other in PRECISIONS:
         stem = stem.removesuffix(f".{other}")
-    return f"{stem}.onnx" if precision == "fp32" else f"{stem}.{precision}.onnx"
+    return f"{stem}{suffix}" if precision == "fp32" else f"{stem}.{precision}{suffix}"
 
 
 def state_io_names(name: str) -> tuple[str, str]:
