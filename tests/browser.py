@@ -4,8 +4,8 @@ tests/test_web_page.py and benchmarks/bench_web.py share.
 ``missing()`` says what is absent (Chromium, its driver, selenium, onnxruntime-web's npm files), None when
 all is there. ``serving(folder)`` serves a folder from a thread (http.server, .mjs as JavaScript and .wasm as
 application/wasm, as the page needs) and yields its URL; ``chromium()`` yields a headless driver; ``open_page``
-loads a URL and waits until the page's ``window.arPage.state`` (or the body's data-state) is one of
-``until``, returning ``window.arPage``.
+loads a URL and ``wait_for`` waits until the page's ``window.arPage.state`` (the body's data-state) is one
+of ``until``, returning ``window.arPage``.
 """
 from __future__ import annotations
 
@@ -80,9 +80,14 @@ def chromium(width: int = 1200, height: int = 900):
 
 
 def open_page(driver, url: str, until=("done", "error"), timeout: float = 300.0) -> dict:
-    """Load ``url`` and wait until the page's state is one of ``until`` -> ``window.arPage`` (with ``state``
-    and ``error`` taken from the body when page.mjs never ran). TimeoutError with the last state otherwise."""
+    """Load ``url`` and wait until the page's state is one of ``until`` (``wait_for``) -> ``window.arPage``."""
     driver.get(url)
+    return wait_for(driver, until, timeout)
+
+
+def wait_for(driver, until=("done", "error"), timeout: float = 300.0) -> dict:
+    """Wait until the page's state is one of ``until`` -> ``window.arPage``, with ``state`` and ``error`` taken
+    from the body and the error box (so they are there when page.mjs never ran). TimeoutError otherwise."""
     deadline = time.monotonic() + timeout
     while True:
         page = driver.execute_script(
@@ -92,5 +97,5 @@ def open_page(driver, url: str, until=("done", "error"), timeout: float = 300.0)
         if page["state"] in until:
             return page
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the page at {url} stayed {page['state']!r} for {timeout:.0f} s")
+            raise TimeoutError(f"the page at {driver.current_url} stayed {page['state']!r} for {timeout:.0f} s")
         time.sleep(0.1)

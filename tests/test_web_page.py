@@ -237,4 +237,37 @@ def test_page_says_what_it_cannot_run(driver, pages, tmp_path):
     (broken / "ort-wasm-simd-threaded.wasm").unlink()  # a folder missing onnxruntime-web's binary
     shutil.copyfile(DIGITS, broken / MODEL_FILE)
     page = browser.open_page(driver, url + "broken/?run=1")
-    assert page["state"] == "error" and page["error"], page
+    assert page["state"] == "error" and "404 for ort-wasm-simd-threaded.wasm" in page["error"], page
+
+
+def test_vocoder_page_turns_a_features_npy_into_arrun_wav(driver, tmp_path):
+    """The vocoder's chunk graph: frames uploaded as a .npy, the WAV offered by the page equals arrun's."""
+    import wave
+
+    from arrun.contract.features import log_mel
+
+    model = ROOT / "models" / "speech-vocoder" / "chunk.onnx"
+    assert invoke(model, "--out", tmp_path / "vocoder").exit_code == 0
+    spec = webpage.check_web_model(model).features
+    seconds = np.arange(spec.sample_rate // 8) / spec.sample_rate  # 1/8 s of a 220 Hz tone with its octave
+    frames = log_mel(0.3 * np.sin(2 * np.pi * 220 * seconds) + 0.1 * np.sin(2 * np.pi * 440 * seconds), spec)
+    np.save(tmp_path / "frames.npy", frames.astype(np.float32))  # (F, M) as `arrun sample --features` takes
+    arrun_sample(tmp_path, model, "--features", tmp_path / "frames.npy", "--seed", 0, "--out", tmp_path / "ref.wav")
+    with browser.serving(tmp_path / "vocoder") as url:
+        assert browser.open_page(driver, url, until=("ready", "error"))["state"] == "ready"
+        driver.find_element("id", "features").send_keys(str(tmp_path / "frames.npy"))
+        driver.find_element("id", "sample").click()
+        page = browser.wait_for(driver)
+        assert (page["state"], page["error"]) == ("done", None)
+        wav = bytes(driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch(document.getElementById('wav').href).then((r) => r.arrayBuffer())"
+            "  .then((b) => done(Array.from(new Uint8Array(b))));"))
+        screenshot(driver, tmp_path, "speech-vocoder.png")
+    (tmp_path / "page.wav").write_bytes(wav)
+    with wave.open(str(tmp_path / "page.wav")) as page_wav, wave.open(str(tmp_path / "ref.wav")) as ref_wav:
+        assert page_wav.getparams()[:3] == ref_wav.getparams()[:3] == (1, 2, spec.sample_rate)
+        assert page_wav.getnframes() == len(frames) * spec.hop
+        page_samples, ref_samples = page_wav.readframes(10**7), ref_wav.readframes(10**7)
+    assert page_samples == ref_samples
+    assert len(np.unique(np.frombuffer(page_samples, "<i2"))) > 50  # sound, not silence

@@ -17,6 +17,7 @@ import { imageView } from './page-image.mjs';
 import { audioView } from './page-audio.mjs';
 
 const MODEL_URL = 'model.onnx';
+const WASM_URL = 'ort-wasm-simd-threaded.wasm'; // onnxruntime-web's binary, fetched by its loader
 const PAINT_EVERY_MS = 100; // how often a run yields to the browser to repaint and update steps/s
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -32,6 +33,7 @@ async function main() {
   ort.env.wasm.proxy = false;
   ort.env.logLevel = 'error';
   const bytes = await fetchModel();
+  await checkWasm();
   const info = parseInfo(await readMetadata(bytes), MODEL_URL);
   const makeView = VIEWS[info.dataKind];
   if (!['step', 'chunk'].includes(info.graph)) {
@@ -172,6 +174,15 @@ async function fetchModel() {
   const response = await fetch(MODEL_URL);
   if (!response.ok) throw new Error(`the server answered ${response.status} for model.onnx; put the model beside index.html`);
   return new Uint8Array(await response.arrayBuffer());
+}
+
+/** onnxruntime-web reports a missing binary only as "no available backend"; say which file and why here. */
+async function checkWasm() {
+  const response = await fetch(WASM_URL, { method: 'HEAD' });
+  if (!response.ok) {
+    throw new Error(`the server answered ${response.status} for ${WASM_URL}, onnxruntime-web's WebAssembly; ` +
+                    'put it beside index.html (arexport web writes it)');
+  }
 }
 
 function describe(info) {
