@@ -49,6 +49,7 @@ from arrun.kinds import kind_of
 
 from . import __version__
 from .graphs import GRAPHS, GraphKind
+from .probe import check_family
 from .constants import DEFAULT_OPSET, MIN_ONNXRUNTIME, SUPPORTED_OPSETS
 from .verify import ExportError, VerifyReport, verify_onnx
 
@@ -194,9 +195,10 @@ def export_onnx(checkpoint_dir: Path | str, out: Path | str | None = None, *, gr
 
 def _export(model: ARModel, data: DataInfo, out: Path, graph: str, opset: int, verify: bool, force: bool,
             bits_per_dim: float | None, bits_split: str, source: _Source) -> ExportResult:
-    """Describe, trace, write to a pending file beside ``out``, verify, rename."""
+    """Describe, run the family once (``probe``), trace, write to a pending file beside ``out``, verify, rename."""
     info = model_info(model, data, graph, opset, bits_per_dim=bits_per_dim, bits_split=bits_split, source=source)
     check_output(out, force)
+    check_family(model, info)  # the family's own faults in one line, before the exporter hides them
     try:
         pending = PendingFile(out)
     except OSError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 
 import onnx
@@ -38,12 +39,32 @@ def trace(module: nn.Module, args: tuple, dynamic_shapes, input_names: list[str]
             proto = onnxscript.optimizer.optimize(program.model_proto, input_size_limit=1 << 24,
                                                   output_size_limit=1 << 24)
         except Exception as e:
-            raise ExportError(f"torch.onnx could not export {what} ({type(e).__name__}: {first_line(e)}); rerun "
-                              "with AR_DEBUG=1 for the exporter's log") from e
+            cause = root_cause(e)
+            raise ExportError(f"torch.onnx could not export {what} ({type(cause).__name__}: {plain_line(cause)}); "
+                              "the model must be traceable (docs/families.md, invariant 7: no Python control flow "
+                              "on tensor values, no .item()); rerun with AR_DEBUG=1 for the exporter's log") from e
     _strip_ir10_fields(proto.graph)  # node/value metadata (IR 10): the exporter's stack traces
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
     proto.producer_name, proto.producer_version = "arexport", __version__
     return proto
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the exporter colours its messages for a terminal
+
+
+def root_cause(e: BaseException) -> BaseException:
+    """The innermost exception ``e`` was raised from: the exporter wraps the reason (a family's own error, a
+    data-dependent branch) in a TorchExportError whose first line only says that step 1/3 failed."""
+    seen = {id(e)}
+    while e.__cause__ is not None and id(e.__cause__) not in seen:
+        e = e.__cause__
+        seen.add(id(e))
+    return e
+
+
+def plain_line(e: BaseException) -> str:
+    """``first_line(e)`` without terminal colour codes."""
+    return _ANSI.sub("", first_line(e))
 
 
 @contextlib.contextmanager

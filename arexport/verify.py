@@ -42,7 +42,7 @@ import torch
 from google.protobuf.message import DecodeError
 
 from artrain.checkpoint import load_checkpoint
-from artrain.models import ARModel
+from artrain.models import ARModel, family_call
 from arrun.contract.errors import ARError, UsageError, first_line
 from arrun.contract.schema import BATCH_DIM, ModelInfo, SchemaError
 from arrun.kinds import kind_of
@@ -52,6 +52,7 @@ from arrun.session import Model, open_model
 
 from . import inplace
 from .inplace import Schedule, StateVerdict, roll
+from .probe import check_family
 
 TOLERANCE = 1e-4
 
@@ -126,6 +127,7 @@ def verify_onnx(onnx_path: Path | str, checkpoint: Path | str | ARModel, *, step
     info = check_structure(onnx_path, name)
     model = checkpoint if isinstance(checkpoint, ARModel) else load_checkpoint(checkpoint)[0]
     _check_pairing(model, info, name)
+    check_family(model, info)  # the family's own faults in one line, before any comparison
     try:
         runtime = open_model(Path(onnx_path), command="arexport verify")
     except UsageError as e:
@@ -260,7 +262,7 @@ def _compare(runtime: Model, model: ARModel, rng: np.random.Generator, batch: in
         shape = (batch, info.features.frames(L), info.features.n_mels)  # (B, F, M)
         frames = (rng.standard_normal(shape) * 2 - 5).astype(np.float32)
         local["features"] = torch.from_numpy(frames)
-    with torch.no_grad():
+    with torch.no_grad(), family_call(model, "sequence_logits"):
         forward = model.sequence_logits(torch.from_numpy(x), _tensor(cond), **local).numpy()  # (B, L, V)
     return _COMPARISONS[info.graph](_Case(runtime, model, rng, T, x, cond, frames, forward))
 
@@ -392,8 +394,9 @@ class TorchStepper(ChunkRunner):
         local = {}
         if self._vectors is not None:  # each row's own frame
             local["features"] = self._vectors[np.arange(self.batch_size), pos // self.model.feature_spec.hop]  # (B, D)
-        logits, self._state = self.model.step(torch.from_numpy(tokens), torch.from_numpy(pos), self._state, self._cond,
-                                              **local)
+        with family_call(self.model, "step"):
+            logits, self._state = self.model.step(torch.from_numpy(tokens), torch.from_numpy(pos), self._state,
+                                                  self._cond, **local)
         return logits.numpy()
 
 

@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 
 from arrun.contract.errors import ARError, UsageError
 from arrun.contract.files import write_atomic, write_together
+from arrun.contract.registry import UnknownEntry
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it, so read_config is quick
     import torch
@@ -116,6 +117,11 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[ARModel, dict]:
 
     try:
         cls = checkpoint_family(config)
+    except UnknownEntry as e:  # a family not installed (or that cannot be imported): the message says what to do
+        raise UsageError(f"{path / CONFIG}: {e}") from None
+    except ValueError as e:
+        raise UsageError(f"{path / CONFIG}: {e}; fix the config or train again") from None
+    try:
         model = cls(make_config(cls.family, config["model"]))
     except (ValueError, TypeError) as e:
         raise UsageError(f"{path / CONFIG}: {e}; fix the config or train again") from None

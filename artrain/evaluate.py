@@ -11,7 +11,7 @@ from arrun.contract.features import mulaw_features
 from arrun.contract.scoring import Score, chunks
 
 from .data import Split
-from .models import ARModel
+from .models import ARModel, check_outputs, family_call
 
 
 @torch.no_grad()
@@ -46,7 +46,9 @@ def evaluate(model: ARModel, split: Split, *, batch_tokens: int = 65536, max_bat
                 clip = mulaw_features(seq, spec, model.config.vocab_size)
                 frames[row, :len(clip)] = clip
             features["features"] = torch.from_numpy(frames).to(device)
-        outputs = model.sequence_logits(x.to(device), cond, **features)  # (B, T, W)
+        with family_call(model, "sequence_logits"):
+            outputs = model.sequence_logits(x.to(device), cond, **features)  # (B, T, W)
+        check_outputs(model, "sequence_logits", outputs, x.shape)
         nll = model.output_nll(outputs.float(), x.to(device))  # (B, T)
         total_nats += nll[mask.to(device)].double().sum().item()
         n_dims += int(mask.sum())

@@ -6,12 +6,17 @@ repository is found by name through the entry-point group ``artrain.families`` o
 is the protocol it implements."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pkgutil
 import re
 import sys
 from dataclasses import fields
+
+import torch
+
+from arrun.contract.errors import ARError, first_line
 
 from .base import FAMILIES, ARModel
 
@@ -76,6 +81,47 @@ def checkpoint_family(config: dict) -> type[ARModel]:
     return cls
 
 
+class FamilyError(ARError):
+    """A family's own code raised, or returned what its declarations rule out (exit code 1); the message names
+    the family, the member and what to fix."""
+
+
+def family_advice(family: ARModel | type[ARModel]) -> str:
+    """What to do about a family that broke: fix it (a plug-in, named by its class) or report it (built in)."""
+    cls = family if isinstance(family, type) else type(family)
+    if cls.__module__.startswith(f"{__name__}."):
+        return "report it (a built-in family)"
+    return f"fix the family ({cls.__module__}:{cls.__qualname__}; docs/families.md)"
+
+
+@contextlib.contextmanager
+def family_call(family: ARModel | type[ARModel], member: str):
+    """Run a family's own code (``member``: "step", "forward", ...): what it raises leaves as one FamilyError
+    naming the family, the member and the exception; the project's own errors, out-of-memory and interrupts
+    pass unchanged. AR_DEBUG=1 shows the family's traceback (the FamilyError is chained to it)."""
+    try:
+        yield
+    except (ARError, MemoryError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as e:
+        raise FamilyError(f"family {family.family!r} raised {type(e).__name__} in {member}: {first_line(e)}; "
+                          f"{family_advice(family)}") from e
+
+
+def check_outputs(model: ARModel, member: str, outputs, leading: tuple[int, ...]) -> torch.Tensor:
+    """``outputs`` of ``model.<member>`` for inputs of shape ``leading`` ((B,) a step, (B, T) a sequence), checked
+    to be a tensor (*leading, W), W the output head's width; FamilyError naming what it is otherwise."""
+    shape = (*leading, model.output_width)
+    if not isinstance(outputs, torch.Tensor):
+        raise FamilyError(f"family {model.family!r} {member} returned a {type(outputs).__name__}, not a tensor of "
+                          f"outputs {shape}; {family_advice(model)}")
+    if tuple(outputs.shape) != shape:
+        raise FamilyError(f"family {model.family!r} {member} returned outputs of shape {tuple(outputs.shape)} for "
+                          f"inputs {tuple(leading)}; expected {shape}, the last the output head's width; "
+                          f"{family_advice(model)}")
+    return outputs
+
+
 MAX_SIZE = 1 << 20  # any integer config field (channels, layers, vocabulary, ...)
 
 
@@ -111,8 +157,11 @@ def config_keys() -> dict[str, list[str]]:
 
 def build_model(family: str, values: dict) -> ARModel:
     """The model of ``family`` (a name or package.module:Class) with the config ``values`` (``make_config``)."""
-    return family_class(family)(make_config(family, values))
+    cls = family_class(family)
+    config = make_config(family, values)
+    with family_call(cls, "__init__"):
+        return cls(config)
 
 
-__all__ = ["ARModel", "FAMILIES", "family_class", "family_fields", "checkpoint_family", "make_config",
-           "build_model", "config_keys"]
+__all__ = ["ARModel", "FAMILIES", "FamilyError", "family_call", "check_outputs", "family_class", "family_fields", "checkpoint_family",
+           "make_config", "build_model", "config_keys"]
