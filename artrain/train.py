@@ -29,7 +29,7 @@ from .budget import MEASURE_STEPS, UNPLANNED, Budget
 from .data import Dataset, load_dataset, random_windows, window_starts, windows_at
 from .distributed import Distributed
 from .evaluate import evaluate
-from .models import ARModel, build_model, family_class, make_config
+from .models import ARModel, build_model, check_outputs, family_call, family_class, make_config
 from .options import FitOptions
 
 MAX_MODEL_PARAMETERS = 2_000_000_000
@@ -144,8 +144,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.opts)
         x, cond, features = self.batch()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.opts.device == "cuda"):
-            outputs = self.logits(x, cond, **features)  # (B, T, W)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.opts.device == "cuda"), \
+                family_call(self.model, "sequence_logits"):
+            outputs = check_outputs(self.model, "sequence_logits", self.logits(x, cond, **features), x.shape)  # (B, T, W)
         loss = self.model.output_nll(outputs.float(), x).mean()
         if not torch.isfinite(loss):
             if not (self.out / ckpt.CONFIG).exists():
