@@ -36,15 +36,23 @@ def compress(model_path: Path, data: Path, *, out: Path | None = None, condition
              chunk: int | None = None, batch_size: int = DEFAULT_BATCH, progress: bool = False) -> dict:
     """Compress ``data`` into ``out`` (default DATA.arz, never replaced; - for stdout) -> the summary record.
     Raises UsageError for a model or file it cannot code losslessly, before any coding."""
-    queue, family = _constriction()
+    _constriction()  # the extra, before anything is read
     model = _open(model_path, "arrun compress")
-    info, data = model.info, Path(data)
-    condition = class_id(condition, info)
-    check_condition(condition, info, required=True)
+    condition, data = _checked_options(model, condition, batch_size), Path(data)
     out = _output(out, data.with_name(data.name + ".arz"), (".arz",))
-    if not 1 <= batch_size <= MAX_BATCH:
-        raise UsageError(f"--batch-size must be in 1..{MAX_BATCH}, got {batch_size}")
     raw = _read(data, "file to compress")
+    blob, record = encode(model, raw, data, condition=condition, chunk=chunk, batch_size=batch_size,
+                          progress=progress)
+    write_files({out: blob})
+    return {"model": str(model_path), "input": str(data), "output": str(out), **record}
+
+
+def encode(model: Model, raw: bytes, data: Path, *, condition: int | str | None = None, chunk: int | None = None,
+           batch_size: int = DEFAULT_BATCH, progress: bool = False) -> tuple[bytes, dict]:
+    """A file's bytes ``raw`` (``data`` names it in messages) -> (the .arz bytes, the record's numbers).
+    UsageError for a file or option the model cannot code losslessly, before any coding."""
+    queue, family = _constriction()
+    info, condition = model.info, _checked_options(model, condition, batch_size)
     framed = model.kind.frame(raw, data, info)
     chunk = _chunk(chunk, framed, model.kind, info)
     encoder, head = queue.RangeEncoder(), info.head
@@ -59,14 +67,22 @@ def compress(model_path: Path, data: Path, *, out: Path | None = None, condition
     seconds = time.perf_counter() - start
     words = encoder.get_compressed()  # (N,) uint32
     blob = pack(_header(model, framed, raw, condition, chunk, batch_size), words)
-    write_files({out: blob})
     n = len(framed.elements)
-    return {"model": str(model_path), "input": str(data), "output": str(out), "data_kind": info.data_kind,
-            "condition": condition, "elements": n, "input_bytes": len(raw), "output_bytes": len(blob),
-            "payload_bytes": 4 * len(words), "bits_per_element": 32 * len(words) / n if n else None,
-            "file_bits_per_element": 8 * len(blob) / n if n else None, "chunk": chunk, "batch_size": batch_size,
-            "digits": digits_of(info.vocab_size), "seconds": seconds,
-            "elements_per_s": n / seconds if n and seconds else None}
+    return blob, {"data_kind": info.data_kind,
+                  "condition": condition, "elements": n, "input_bytes": len(raw), "output_bytes": len(blob),
+                  "payload_bytes": 4 * len(words), "bits_per_element": 32 * len(words) / n if n else None,
+                  "file_bits_per_element": 8 * len(blob) / n if n else None, "chunk": chunk,
+                  "batch_size": batch_size, "digits": digits_of(info.vocab_size), "seconds": seconds,
+                  "elements_per_s": n / seconds if n and seconds else None}
+
+
+def _checked_options(model: Model, condition: int | str | None, batch_size: int) -> int | None:
+    """The condition as a class id, given exactly when the model is conditional, and the batch size in range."""
+    condition = class_id(condition, model.info)
+    check_condition(condition, model.info, required=True)
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise UsageError(f"--batch-size must be in 1..{MAX_BATCH}, got {batch_size}")
+    return condition
 
 
 def decompress(model_path: Path, archive: Path, *, out: Path | None = None, progress: bool = False) -> dict:
