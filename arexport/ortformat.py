@@ -175,3 +175,21 @@ def _named_config(text: str, ort_name: str) -> str:
     lines = text.splitlines()
     body = [line for line in lines if not line.startswith("#")]
     return "\n".join(["# Generated from model/s:", f"# - {ort_name}", *body]) + "\n"
+
+
+def ort_nodes(path: Path) -> list[tuple[str, str]]:
+    """(domain, operator type) of every node of the ORT file at ``path``, subgraphs included (an ``If``'s
+    branches), read with onnxruntime's generated FlatBuffers classes ('ai.onnx' for the default domain)."""
+    from onnxruntime.tools.ort_format_model.ort_flatbuffers_py.fbs import AttributeType, InferenceSession
+
+    def walk(graph):
+        for i in range(graph.NodesLength()):
+            node = graph.Nodes(i)
+            yield node.Domain().decode() or "ai.onnx", node.OpType().decode()
+            for a in range(node.AttributesLength()):
+                attribute = node.Attributes(a)
+                if attribute.Type() == AttributeType.AttributeType.GRAPH:
+                    yield from walk(attribute.G())
+
+    session = InferenceSession.InferenceSession.GetRootAs(Path(path).read_bytes(), 0)
+    return list(walk(session.Model().Graph()))
