@@ -7,10 +7,10 @@
 //   {"kind": "generate", "model": PATH, "samples": n, "batch": B, "length": L, "temperature": T,
 //    "topK": k, "topP": p, "prompts": [[ids], ..], "condition": c | null, "seed": s,
 //    "features": {"path": F32_FILE, "frames": F} | null, "uniforms": F64_FILE | null}
-//        -> {"tokens": n lists (prompt, then samples)}: sequences 0..n-1 in batches of B as arrun makes them;
+//        -> {"tokens": n lists (prompt, then samples), "seconds": generate's own time, "cpu_seconds": the process's CPU time around it}: sequences 0..n-1 in batches of B as arrun makes them;
 //        uniforms: n rows of L float64, row-major (sequence i's draws), else the streams (seed, i).
 //   {"kind": "bench", "model": PATH, "batch": B, "steps": N, "condition": c | null, "repeats": R}
-//        -> {"steps_per_second": [R figures]}: N step calls fed back greedy-free (the token 0), one thread.
+//        -> {"steps_per_second": [R figures], "cpu_steps_per_second": [R figures, by the process's CPU time]}: N step calls fed back greedy-free (the token 0), one thread.
 //   {"kind": "samplers", "logits": F32_FILE, "rows": N, "width": W, "uniforms": F64_FILE, "head": {...},
 //    "temperature": T, "topK": k, "topP": p, "out": I32_FILE}
 //        -> {} and the N draws written as int32 to "out" (the samplers alone, on given outputs).
@@ -36,32 +36,39 @@ async function generate(job) {
   const m = await model(job.model);
   const features = job.features && {data: f32(job.features.path), frames: job.features.frames};
   const all = job.uniforms && f64(job.uniforms), L = job.length, tokens = [];
+  let seconds = 0, cpu = 0;
   for (let first = 0; first < job.samples; first += job.batch) {
     const indices = [...Array(Math.min(job.batch, job.samples - first)).keys()].map((b) => first + b);
     const uniforms = all && indices.map((i) => all.subarray(i * L, (i + 1) * L));
+    const before = process.cpuUsage();
     const result = await m.generate({batch: indices.length, indices, length: L, temperature: job.temperature,
                                      topK: job.topK, topP: job.topP, prompts: job.prompts,
                                      condition: job.condition ?? undefined, features, seed: job.seed, uniforms});
     tokens.push(...result.tokens.map((row) => Array.from(row)));
+    const used = process.cpuUsage(before);
+    seconds += result.seconds;
+    cpu += (used.user + used.system) / 1e6;
   }
-  return {tokens};
+  return {tokens, seconds, cpu_seconds: cpu};
 }
 
 async function bench(job) {
   const m = await model(job.model);
-  const B = job.batch, figures = [];
+  const B = job.batch, figures = [], cpuFigures = [];
   for (let r = 0; r < job.repeats; r++) {
     const state = m.newState(B, {condition: job.condition ?? undefined});
     const tokens = Array(B).fill(m.info.startToken), position = new BigInt64Array(B);
-    const start = performance.now();
+    const start = performance.now(), before = process.cpuUsage();
     for (let t = 0; t < job.steps; t++) {
-      position.fill(BigInt(t));
+      position.fill(BigInt(m.info.maxLength ? t % m.info.maxLength : t));
       await m.step(state, tokens, position);
       tokens.fill(0);
     }
+    const used = process.cpuUsage(before);
     figures.push(job.steps / ((performance.now() - start) / 1000));
+    cpuFigures.push(job.steps / ((used.user + used.system) / 1e6));
   }
-  return {steps_per_second: figures};
+  return {steps_per_second: figures, cpu_steps_per_second: cpuFigures};
 }
 
 function samplers(job) {
