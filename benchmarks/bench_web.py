@@ -1,6 +1,7 @@
 """The JavaScript runtime (arexport/web/runtime.mjs) against arrun on the same graphs, in one run (issue 26).
 
-    python benchmarks/bench_web.py [--steps N] [--repeats R] [--models NAME ...]
+    python benchmarks/bench_web.py [--steps N] [--repeats R] [--models NAME ...] [--no-node] [--no-browser]
+                                   [--browser-steps N] [--cold R] [--profile N]
 
 Node (onnxruntime-node, the native CPU provider, one intra-op thread; arrun likewise, its defaults):
 - "sample": the sampling loop that ships on each side at batch 1, temperature 1 (arrun's ``generate``:
@@ -11,7 +12,10 @@ Rounds alternate (arrun, Node, arrun, Node, ...) R times; the table gives each s
 the ratio Node / arrun (the goal: >= 0.8), by the wall clock and by each process's CPU time (steps per CPU
 second: what the figures are on a machine other jobs share). Needs node and `npm ci --prefix arexport/web`.
 
-The browser (onnxruntime-web, wasm, headless Chromium) part of this benchmark is its own section below.
+The browser (onnxruntime-web, wasm, one thread, headless Chromium): the page `arexport web` writes against
+arrun on the Transformer and PixelCNN step graphs, batch 1 (the goal: >= 0.25x), the page's cold start, the
+page folder's size per shipped graph, and (--profile) onnxruntime's profiler wasm against native; each table
+is described in benchmarks/web_browser.py. Needs Chromium, chromedriver and selenium besides.
 """
 from __future__ import annotations
 
@@ -96,7 +100,9 @@ def node_table(names: list[str], steps: int, repeats: int, folder: Path) -> list
 
 
 # ---------------------------------------------------------------- Browser -------------------------------------
-# (onnxruntime-web in headless Chromium: added by the page's benchmark)
+# The page in headless Chromium: benchmarks/web_browser.py (driving Chromium through tests/browser.py, as the tests do).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import web_browser  # noqa: E402
 
 
 def main() -> None:
@@ -104,11 +110,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="elements (steps) per round")
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds per side")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="shipped models (their step.onnx)")
+    parser.add_argument("--node", action=argparse.BooleanOptionalAction, default=True, help="the Node section")
+    parser.add_argument("--browser", action=argparse.BooleanOptionalAction, default=True, help="the browser section")
+    parser.add_argument("--browser-steps", type=int, default=1000, help="elements per round of the page and arrun")
+    parser.add_argument("--cold", type=int, default=3, help="fresh-browser page loads for the cold start")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile N sampled elements per browser model, wasm against native (0: no)")
     args = parser.parse_args()
-    if (reason := node_driver.missing()) is not None:
-        sys.exit(f"bench_web: {reason}")
-    with tempfile.TemporaryDirectory() as folder:
-        print("\n".join(node_table(args.models, args.steps, args.repeats, Path(folder))))
+    if args.node:
+        if (reason := node_driver.missing()) is not None:
+            sys.exit(f"bench_web: {reason}")
+        with tempfile.TemporaryDirectory() as folder:
+            print("\n".join(node_table(args.models, args.steps, args.repeats, Path(folder))))
+    if args.browser:
+        print("\n".join(["", *web_browser.browser_tables(args.browser_steps, args.repeats, args.cold, args.profile)]))
 
 
 if __name__ == "__main__":

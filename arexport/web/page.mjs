@@ -6,9 +6,10 @@
 //
 // The query string presets the controls and may start a run at once (the tests and benchmarks use it):
 //   ?seed=0&temperature=1&top_k=0&top_p=1&length=64&prompt=def&class=all&per_class=1&seconds=1&run=1
+// and ?profile=1 times every onnxruntime-web call (runMs: the run's ms inside session.run).
 // window.arPage reports what the page did, for scripts: {state: 'loading' | 'ready' | 'running' | 'done' |
 // 'error', error, kind, graph, batch, steps, elements, seconds, stepsPerSecond, loadMs, firstElementMs,
-// tokens}; loadMs and firstElementMs are performance.now() (ms from the navigation's start) when the model
+// runMs, tokens}; loadMs and firstElementMs are performance.now() (ms from the navigation's start) when the model
 // was ready and when the first element was sampled. The body's data-state mirrors state.
 
 import * as ort from './ort.wasm.min.mjs';
@@ -22,7 +23,7 @@ const PAINT_EVERY_MS = 100; // how often a run yields to the browser to repaint 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 const report = (window.arPage = { state: 'loading', error: null, kind: null, graph: null, batch: 0, steps: 0,
-  elements: 0, seconds: null, stepsPerSecond: null, loadMs: null, firstElementMs: null, tokens: null });
+  elements: 0, seconds: null, stepsPerSecond: null, loadMs: null, firstElementMs: null, runMs: null, tokens: null });
 
 window.addEventListener('unhandledrejection', (event) => showError('Failed', event.reason));
 main().catch((error) => showError('This page cannot run model.onnx', error));
@@ -51,6 +52,7 @@ async function main() {
   // model's first pixel came out 10, not arrun's 0); returned tensors give arrun's elements exactly.
   const model = await loadModel(ort, bytes, { source: MODEL_URL, threads: 1, bindOutputs: false });
   report.loadMs = performance.now();
+  if (params.get('profile') === '1') timeCalls(model.session);
   const view = makeView(info, { output: $('output'), field, params, decodeText, wholeNumber, samplerOptions });
   const form = $('controls');
   form.append(...view.fields, field('seed', 'Seed', { type: 'number', min: 0, step: 1, value: 0 }),
@@ -71,7 +73,8 @@ async function run(model, view, form) {
   const batch = request.batch ?? 1;
   form.querySelector('button').disabled = true;
   setState('running');
-  Object.assign(report, { batch, steps: 0, elements: 0, firstElementMs: null, tokens: null, error: null });
+  Object.assign(report, { batch, steps: 0, elements: 0, firstElementMs: null, tokens: null, error: null,
+                          runMs: report.runMs === null ? null : 0 });
   view.start(request);
   const started = performance.now();
   let painted = started;
@@ -174,6 +177,20 @@ async function fetchModel() {
   const response = await fetch(MODEL_URL);
   if (!response.ok) throw new Error(`the server answered ${response.status} for model.onnx; put the model beside index.html`);
   return new Uint8Array(await response.arrayBuffer());
+}
+
+/** session.run timed: each call's ms added to report.runMs (what the benchmarks call its share). */
+function timeCalls(session) {
+  const run = session.run.bind(session);
+  report.runMs = 0;
+  session.run = async (...args) => {
+    const start = performance.now();
+    try {
+      return await run(...args);
+    } finally {
+      report.runMs += performance.now() - start;
+    }
+  };
 }
 
 /** onnxruntime-web reports a missing binary only as "no available backend"; say which file and why here. */
