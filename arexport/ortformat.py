@@ -78,18 +78,21 @@ def convert_to_ort(source: Path, out: Path | None = None, *, force: bool = False
     start = time.perf_counter()
     model = open_model(source, command="arexport ort")  # the contract's checks, before any work
     metadata = model.session.get_modelmeta().custom_metadata_map
-    pending = [_pending(out), _pending(config)]
+    pending: list[PendingFile] = []
     try:
+        pending += [_pending(out), _pending(config)]  # nameless until committed: nothing left by a failure
         with tempfile.TemporaryDirectory(prefix="arexport-ort-") as work:
             ort_file, config_file = _run_converter(source, Path(work))
             _check_carried(ort_file, metadata, source)
-            pending[0].file.write(ort_file.read_bytes())
             text = _named_config(config_file.read_text(), out.name)
+            pending[0].file.write(ort_file.read_bytes())
             pending[1].file.write(text.encode())
         commit_together(pending)
-    except BaseException:
+    except BaseException as e:
         for file in pending:
             file.discard()
+        if isinstance(e, OSError):
+            raise ARError(f"cannot write {out} and its config ({e.strerror}); check the disk space and --out") from None
         raise
     return OrtResult(out, config, source, model.info, source.stat().st_size, out.stat().st_size,
                      parse_config(text), time.perf_counter() - start)
@@ -126,12 +129,11 @@ def _pending(path: Path) -> PendingFile:
 
 
 def _run_converter(source: Path, work: Path) -> tuple[Path, Path]:
-    """onnxruntime's converter on a link to ``source`` inside ``work`` -> (its .ort, its config), both in
-    ``work``. Its progress lines (print and logging) are swallowed; its failure is a ConversionError."""
+    """onnxruntime's converter on ``source`` (a single file: it reads nothing else beside it) -> (its .ort, its
+    config), both written in ``work``. Its progress lines (print and logging) are swallowed; its failure is a
+    ConversionError. (Its ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL variable, if set, changes the level.)"""
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
-    model = work / "model.onnx"
-    model.symlink_to(source.resolve())
     converted = work / "converted"
     chatter = io.StringIO()
     loggers = [logging.getLogger(name) for name in ("ort_format_model.utils", "ort_format_model")]
@@ -140,14 +142,14 @@ def _run_converter(source: Path, work: Path) -> tuple[Path, Path]:
         for lg in loggers:
             lg.setLevel(logging.WARNING)
         with contextlib.redirect_stdout(chatter):
-            convert_onnx_models_to_ort(model, output_dir=converted, optimization_styles=[OptimizationStyle.Fixed])
+            convert_onnx_models_to_ort(source, output_dir=converted, optimization_styles=[OptimizationStyle.Fixed])
     except Exception as e:  # onnxruntime's pybind errors, or the converter's own
         raise ConversionError(f"onnxruntime's converter failed on {source} ({first_line(e)}); "
                               "rerun with AR_DEBUG=1 for details") from None
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
-    ort_files, configs = sorted(converted.glob(f"*{ORT_SUFFIX}")), sorted(converted.glob(f"*{CONFIG_SUFFIX}"))
+    ort_files, configs = sorted(converted.glob(f"*{ORT_SUFFIX}")), sorted(converted.glob("*.config"))
     if len(ort_files) != 1 or len(configs) != 1:
         raise ConversionError(f"onnxruntime's converter wrote {[p.name for p in converted.iterdir()]} for {source}, "
                               "not one .ort and its config; rerun with AR_DEBUG=1 for details")
