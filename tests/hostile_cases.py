@@ -965,7 +965,127 @@ MISC_CASES = [
 ]
 
 
+# ------------------------------------------------------------------------------------------------
+# Out-of-tree families that break the protocol (broken_families.py): whichever command reaches the broken
+# member answers in one line naming the family and what to fix; nothing is written
+
+@functools.lru_cache(maxsize=None)
+def _decay_step_bytes() -> bytes:
+    """tiny_family.Decay's step graph (unverified): what the broken families would export, were they sound."""
+    import torch
+
+    from arexport import DataInfo, export_model
+    from broken_families import ALPHABET
+    from tiny_family import Decay, DecayConfig
+
+    torch.manual_seed(0)
+    out = _SHARED / "decay-step.onnx"
+    export_model(Decay(DecayConfig(vocab_size=len(ALPHABET))), DataInfo("my-text.txt", "text", len(ALPHABET),
+                 alphabet=ALPHABET), out, verify=False)
+    return out.read_bytes()
+
+
+def _broken(c: Ctx, name: str) -> str:
+    """A checkpoint of the broken family class ``name`` (broken_families.py) in the case's folder."""
+    import broken_families
+
+    return broken_families.checkpoint(getattr(broken_families, name), c.tmp / "ckpt")
+
+
+def _broken_onnx(c: Ctx, name: str) -> str:
+    """The Decay step graph with ar.family set to the broken family ``name``'s: the file its checkpoint would give."""
+    import broken_families
+
+    proto = onnx.load_from_string(_decay_step_bytes())
+    for prop in proto.metadata_props:
+        if prop.key == "ar.family":
+            prop.value = getattr(broken_families, name).family
+    return c.file("step.onnx", proto.SerializeToString())
+
+
+def _entry_points(c: Ctx, points: dict[str, str]) -> None:
+    """Install a distribution declaring ``points`` (name -> module:Class) in the group artrain.families, as pip
+    would (a .dist-info folder on sys.path), without pip; sys.path is restored after the case."""
+    site = Path(tempfile.mkdtemp(prefix="ar-plugin-", dir=_SHARED))
+    info = site / "broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[artrain.families]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()))
+    c.mp.syspath_prepend(str(site))
+
+
+PLUGINS = {"broken_missing_module": "no_such_plugin_module:Model", "broken_missing_class": "broken_families:NoSuchClass",
+           "broken_not_a_family": "broken_families:checkpoint", "broken_misnamed": "broken_families:StepRaises"}
+FIX_FAMILY = alt("fix the family", "docs/families.md")
+STEP_FAULTS = {  # broken_families class -> what the line must say
+    "StepRaises": ("broken_step_raises", "ValueError", "in step", "the decay factor is not set", FIX_FAMILY),
+    "StepWrongShape": ("broken_step_shape", "(2, 12)", "(2, 11)", "width", FIX_FAMILY),
+    "StateNotReturned": ("broken_state_missing", "'h'", "state_spec()", "'hidden'", FIX_FAMILY),
+    "StateUndeclared": ("broken_state_undeclared", "'count'", "does not declare", FIX_FAMILY),
+}
+
+
+def _plugin_fit(name: str):
+    def build(c: Ctx) -> list:
+        _entry_points(c, PLUGINS)
+        return c.fit(family=name, cfg=c.cfg(raw="{}"))
+    return build
+
+
+def _plugin_eval(name: str):
+    def build(c: Ctx) -> list:
+        _entry_points(c, PLUGINS)
+        ckpt = _broken(c, "StepRaises")
+        c.edit_json(os.path.join(ckpt, "config.json"), lambda cfg: {k: v for k, v in {**cfg, "family": name}.items()
+                                                                      if k != "family_import"})
+        return ["eval", ckpt, "--data", c.data("text")]
+    return build
+
+
+FAMILY_CASES = [
+    *(Case(f"family-{cls}-export-{graph}", "arexport", lambda c, cls=cls: ["onnx", _broken(c, cls), f"--{graph}-graph"],
+           1, frags, note="the family is probed before it is traced")
+      for cls, frags in STEP_FAULTS.items() for graph in ("step",)),
+    *(Case(f"family-{cls}-verify", "arexport", lambda c, cls=cls: ["verify", _broken_onnx(c, cls), _broken(c, cls)],
+           1, frags) for cls, frags in STEP_FAULTS.items()),
+    Case("family-StepRaises-export-no-verify", "arexport", lambda c: ["onnx", _broken(c, "StepRaises"), "--step-graph",
+         "--no-verify"], 1, STEP_FAULTS["StepRaises"]),
+    Case("family-ForwardRaises-export-full", "arexport", lambda c: ["onnx", _broken(c, "ForwardRaises"),
+         "--full-graph"], 1, ("broken_forward_raises", "RuntimeError", "sequence_logits", "not compiled", FIX_FAMILY)),
+    Case("family-ForwardRaises-export-step", "arexport", lambda c: ["onnx", _broken(c, "ForwardRaises"),
+         "--step-graph"], 1, ("broken_forward_raises", "RuntimeError", "sequence_logits", FIX_FAMILY),
+         note="the step is sound: verification's forward reaches the fault"),
+    Case("family-ForwardRaises-eval", "artrain", lambda c: ["eval", _broken(c, "ForwardRaises"), "--data",
+         c.data("text")], 1, ("broken_forward_raises", "RuntimeError", "sequence_logits", FIX_FAMILY)),
+    Case("family-ForwardRaises-fit", "artrain", lambda c: c.fit(family="broken_families:ForwardRaises",
+         cfg=c.cfg(raw="{}")), 1, ("broken_forward_raises", "RuntimeError", "not compiled", FIX_FAMILY),
+         forbid=NO_CHECKPOINT_CLAIM, log_ok=True),
+    Case("family-ForwardWrongShape-fit", "artrain", lambda c: c.fit(family="broken_families:ForwardWrongShape",
+         cfg=c.cfg(raw="{}")), 1, ("broken_forward_shape", "sequence_logits", ", 16)", ", 17)", FIX_FAMILY),
+         forbid=NO_CHECKPOINT_CLAIM, log_ok=True),
+    Case("family-ForwardWrongShape-eval", "artrain", lambda c: ["eval", _broken(c, "ForwardWrongShape"), "--data",
+         c.data("text")], 1, ("broken_forward_shape", "sequence_logits", ", 10)", ", 11)", FIX_FAMILY)),
+    Case("family-import-path-missing-class", "artrain", lambda c: c.fit(family="broken_families:NoSuchClass",
+         cfg=c.cfg(raw="{}")), 2, ("broken_families:NoSuchClass", "ARModel")),
+    Case("family-import-path-missing-module", "artrain", lambda c: c.fit(family="no_such_plugin_module:Model",
+         cfg=c.cfg(raw="{}")), 2, ("no_such_plugin_module", "install")),
+    Case("family-entry-point-module-missing-fit", "artrain", _plugin_fit("broken_missing_module"), 2,
+         ("broken_missing_module", "no_such_plugin_module", "ModuleNotFoundError", "reinstall")),
+    Case("family-entry-point-class-missing-fit", "artrain", _plugin_fit("broken_missing_class"), 2,
+         ("broken_missing_class", "NoSuchClass", "reinstall")),
+    Case("family-entry-point-not-a-class-fit", "artrain", _plugin_fit("broken_not_a_family"), 2,
+         ("broken_not_a_family", "not an ARModel subclass", "pyproject.toml")),
+    Case("family-entry-point-misnamed-fit", "artrain", _plugin_fit("broken_misnamed"), 2,
+         ("broken_misnamed", "broken_step_raises", "name the entry point")),
+    Case("family-entry-point-module-missing-eval", "artrain", _plugin_eval("broken_missing_module"), 2,
+         ("broken_missing_module", "no_such_plugin_module", "reinstall")),
+    Case("family-entry-point-module-missing-export", "arexport", lambda c: ["onnx", _plugin_eval(
+         "broken_missing_module")(c)[1], "--step-graph"], 2, ("broken_missing_module", "no_such_plugin_module",
+         "reinstall")),
+]
+
+
 ALL_CASES = (META_CASES + ORT_CASES + BOMB_CASES + OUT_CASES + SAMPLING_CASES + SCORE_CASES + ARTRAIN_CASES
-             + AREXPORT_CASES + PARSE_CASES + MISC_CASES)
+             + AREXPORT_CASES + PARSE_CASES + MISC_CASES + FAMILY_CASES)
 _ids = [c.id for c in ALL_CASES]
 assert len(_ids) == len(set(_ids)), sorted({i for i in _ids if _ids.count(i) > 1})
