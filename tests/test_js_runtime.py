@@ -141,3 +141,17 @@ def test_js_runtime_refuses_what_arrun_refuses(tmp_path):
     assert _metadata_refusal(tmp_path, _set("ar.vocab_size", "18")) == (
         "ContractError: the graph of changed.onnx disagrees with its metadata (logits has shape [batch,17], "
         "expected [B,18]); re-export it with `arexport onnx`")
+
+
+def test_js_runtime_samples_ort_files_as_their_onnx(tmp_path):
+    """An ORT-format file (`arexport ort`): its metadata read from the FlatBuffer (ortmeta.mjs), sampled by the JS
+    runtime with the same elements as arrun samples the .onnx."""
+    import subprocess
+    ort_file = tmp_path / "step.ort"
+    subprocess.run([sys.executable, "-m", "arexport", "ort", str(ROOT / "models/digits-pixelcnn/step.onnx"),
+                    "--out", str(ort_file)], check=True, capture_output=True)
+    job = dict(kind="generate", model="models/digits-pixelcnn/step.onnx", samples=3, batch=3, length=64, seed=5,
+               prompts=[], condition=7, features=None, temperature=1.0, topK=0, topP=1.0, uniforms=None)
+    expected = node_driver.arrun_tokens(job)
+    got = node_driver.run_jobs([dict(job, model=str(ort_file))], tmp_path)[0]["tokens"]
+    assert got == expected

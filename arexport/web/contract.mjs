@@ -40,7 +40,11 @@ export async function readMetadata(bytes, source = 'the model') {
       throw new ContractError(`${source} is an ORT file and this runtime has no reader for it (ortmeta.mjs); ` +
                               'give the .onnx file');
     }
-    return (ortmeta.readOrtMetadata ?? ortmeta.readMetadata ?? ortmeta.default)(bytes, source);
+    try {
+      return ortmeta.readOrtMetadata(bytes);
+    } catch (e) {
+      throw new ContractError(`${source}: ${e.message}`);
+    }
   }
   return readOnnxMetadata(bytes, source);
 }
