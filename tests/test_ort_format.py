@@ -222,3 +222,14 @@ def test_refuses_a_folder_it_cannot_write(tmp_path):
     finally:
         subprocess.run(["umount", str(readonly)], capture_output=True)
     assert os.listdir(readonly) == []
+
+
+def test_refusals_come_before_torch_and_onnx(tmp_path):
+    """onnxruntime's converter imports onnx, and torch where it is installed; a refusal is said before it."""
+    from test_errors_before_torch import run_cli
+
+    stale = with_metadata(exported("pixelcnn", "step"), tmp_path / "v5.onnx", **{"ar.format_version": "5"})
+    for args, fragment in [(["missing.onnx"], "missing.onnx"), ([stale.name], "format version 5"),
+                           ([stale.name, "--out", "x.onnx"], "does not end in .ort")]:
+        code, stderr, imported = run_cli("arexport", "ort", *args, cwd=tmp_path)
+        assert (code, imported) == (2, []) and fragment in stderr, stderr
