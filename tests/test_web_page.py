@@ -271,3 +271,31 @@ def test_vocoder_page_turns_a_features_npy_into_arrun_wav(driver, tmp_path):
         page_samples, ref_samples = page_wav.readframes(10**7), ref_wav.readframes(10**7)
     assert page_samples == ref_samples
     assert len(np.unique(np.frombuffer(page_samples, "<i2"))) > 50  # sound, not silence
+
+
+def test_vocoder_page_computes_arrun_features_from_a_wav(driver, tmp_path):
+    """A WAV uploaded to the vocoder's page: the page's log-mel frames are arrun vocode's, to float rounding,
+    and it resynthesises the clip's length."""
+    import wave
+
+    from arrun.contract.codecs import read_wav_tokens
+    from arrun.contract.features import mulaw_features
+
+    model = ROOT / "models" / "speech-vocoder" / "chunk.onnx"
+    info = webpage.check_web_model(model)
+    with wave.open(str(model.with_name("clip-0-zero-original.wav"))) as source, \
+            wave.open(str(tmp_path / "clip.wav"), "wb") as clip:  # its first 0.15 s
+        clip.setparams(source.getparams())
+        clip.writeframes(source.readframes(info.sample_rate * 15 // 100))
+    expected = mulaw_features(read_wav_tokens(tmp_path / "clip.wav", info.vocab_size, info.sample_rate),
+                              info.features, info.vocab_size)  # (F, M)
+    assert invoke(model, "--out", tmp_path / "vocoder").exit_code == 0
+    with browser.serving(tmp_path / "vocoder") as url:
+        assert browser.open_page(driver, url, until=("ready", "error"))["state"] == "ready"
+        driver.find_element("id", "features").send_keys(str(tmp_path / "clip.wav"))
+        driver.find_element("id", "sample").click()
+        page = browser.wait_for(driver)
+    assert (page["state"], page["error"]) == ("done", None)
+    shown = np.array(page["features"], np.float32).reshape(expected.shape)
+    assert np.abs(shown - expected).max() < 5e-5, np.abs(shown - expected).max()  # 7.6e-6 measured
+    assert len(page["tokens"][0]) == info.sample_rate * 15 // 100

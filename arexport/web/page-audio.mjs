@@ -1,6 +1,9 @@
-// The audio view of page.mjs: the length in seconds (or, for a vocoder, a features .npy of log-mel frames),
-// then the sample played with Web Audio, drawn as a waveform and offered as a WAV. Elements decode as
-// docs/contract.md sections 11.3 (mu-law) and 11.4 (16-bit linear) say; the WAV is mono 16-bit PCM.
+// The audio view of page.mjs: the length in seconds (or, for a vocoder, a features .npy of log-mel frames,
+// or a WAV whose features the page computes: page-features.mjs), then the sample played with Web Audio,
+// drawn as a waveform and offered as a WAV. Elements decode as docs/contract.md sections 11.3 (mu-law) and
+// 11.4 (16-bit linear) say; the WAV is mono 16-bit PCM.
+
+import { featuresOfWav } from './page-features.mjs';
 
 const MAX_SECONDS = 60;
 
@@ -8,8 +11,8 @@ export function audioView(info, { output, field }) {
   const vocoder = Boolean(info.features);
   const rate = info.sampleRate;
   const fields = vocoder
-    ? [field('features', `Log-mel frames (.npy, frames x ${info.features.n_mels}, as arrun vocode takes)`,
-             { type: 'file', accept: '.npy', wide: true })]
+    ? [field('features', `A WAV to resynthesise (${rate} Hz), or its log-mel frames (.npy, frames x ` +
+             `${info.features.n_mels}, as arrun sample --features takes)`, { type: 'file', accept: '.wav,.npy', wide: true })]
     : [field('seconds', 'Seconds', { type: 'number', min: 0.01, max: MAX_SECONDS, step: 'any', value: 1 }),
        // a chunk graph samples inside the graph, at temperature 1 only
        ...(info.graph === 'step' ? [field('temperature', 'Temperature', { type: 'number', min: 0, step: 'any', value: 1 })] : [])];
@@ -23,8 +26,14 @@ export function audioView(info, { output, field }) {
     async request(values) {
       if (vocoder) {
         const file = values.features;
-        if (!(file instanceof File) || !file.size) throw new Error('choose a features .npy file first');
-        const frames = readFeatures(await file.arrayBuffer(), info.features.n_mels);
+        if (!(file instanceof File) || !file.size) throw new Error('choose a WAV or a features .npy file first');
+        const bytes = await file.arrayBuffer();
+        if (new TextDecoder('latin1').decode(bytes.slice(0, 4)) === 'RIFF') { // as arrun vocode: the clip's length
+          const { samples, ...features } = featuresOfWav(bytes, info);
+          window.arPage.features = Array.from(features.data);
+          return { batch: 1, length: samples, features };
+        }
+        const frames = readFeatures(bytes, info.features.n_mels);
         return { batch: 1, length: frames.frames * info.features.hop, features: frames };
       }
       const seconds = Number(values.seconds);
