@@ -110,7 +110,7 @@ def clip_order(n_items: int) -> list[tuple[int, int]]:
     return [(i, v) for i in range(n_items) for v in range(len(VARIANTS))]
 
 
-def test_clips(words: tuple[str, ...] = SPEECH_WORDS,
+def held_out_clips(words: tuple[str, ...] = SPEECH_WORDS,
                sentences: tuple[str, ...] = SENTENCES) -> list[tuple[str, Variant]]:
     """(text, variant) of each clip of the test split, in its order: what ``load_voices().test`` says."""
     texts = items(words, sentences)

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/quality.p
 from quality import distances, flac_bits, griffin_lim, resynthesise  # noqa: E402
 
 from artrain.data import SPEECH_WORDS, Split  # noqa: E402
-from artrain.voices import HELD_OUT_VOICE, SENTENCES, load_voices, test_clips  # noqa: E402
+from artrain.voices import HELD_OUT_VOICE, SENTENCES, held_out_clips, load_voices  # noqa: E402
 from arrun.contract.codecs import mulaw_decode, to_pcm16  # noqa: E402
 from arrun.contract.features import mulaw_features  # noqa: E402
 from arrun.session import open_model  # noqa: E402
@@ -144,11 +144,16 @@ class Column:
     cells: dict[str, str] = field(default_factory=dict)     # figures measured once (bits, speed)
 
 
+def label(chunk: Path) -> str:
+    """A vocoder's column name: its folder and file, e.g. speech-vocoder/chunk.onnx."""
+    return f"{chunk.parent.name}/{chunk.name}"
+
+
 def selection(scope: str) -> list[tuple[int, str, bool]]:
     """(test index, text, is a word) of the clips measured: 'all' every held-out clip; 'bench' those of
     ``BENCH_WORDS`` and ``BENCH_SENTENCES`` (both speeds); 'quick' 4 words and 1 sentence at speed 1."""
     texts = {"all": None, "bench": (*BENCH_WORDS, *BENCH_SENTENCES), "quick": (*BENCH_WORDS[:4], BENCH_SENTENCES[0])}[scope]
-    return [(i, text, text in SPEECH_WORDS) for i, (text, variant) in enumerate(test_clips())
+    return [(i, text, text in SPEECH_WORDS) for i, (text, variant) in enumerate(held_out_clips())
             if texts is None or (text in texts and (scope != "quick" or variant.speed == 1.0))]
 
 
@@ -194,22 +199,23 @@ def run(chunks: list[Path], fulls: list[Path | None], scope: str) -> tuple[dict[
     models = [open_model(chunk, threads=1) for chunk in chunks]
     spec, levels = models[0].info.features, models[0].info.vocab_size
     recognise = Recogniser(BENCH_WORDS)
-    columns = {"original": Column(), "Griffin-Lim": Column(), **{str(chunk): Column() for chunk in chunks}}
+    names = [label(chunk) for chunk in chunks]
+    columns = {"original": Column(), "Griffin-Lim": Column(), **{name: Column() for name in names}}
     audio_seconds, start = 0.0, time.perf_counter()
     for i, text, _ in chosen:
         original = test.sequence(i)                                                   # (T,)
         frames = mulaw_features(original, spec, levels)                               # (F, M)
         rebuilt = {"original": original, "Griffin-Lim": griffin_lim(frames, spec, len(original), i, levels)}
-        for chunk, model in zip(chunks, models):
-            rebuilt[str(chunk)] = resynthesise(model, frames, len(original), seed=i)[0]
+        for name, model in zip(names, models):
+            rebuilt[name] = resynthesise(model, frames, len(original), seed=i)[0]
         for name, codes in rebuilt.items():
             measure(columns[name], recognise, codes, original, text, spec.hop, spec, levels)
         audio_seconds += len(original) / RATE
     codes = np.concatenate([test.sequence(i) for i, _, _ in chosen])
     columns["original"].cells = {"xz": f"{xz_bits(codes):.3f}",
                                  "flac": f"{flac_bits(Split(codes, np.array([0, len(codes)]), None), RATE, 256):.3f}"}
-    for chunk, full in zip(chunks, fulls):
-        columns[str(chunk)].cells = speed_cells(chunk, full, test, chosen, 1 if quick else 3, 2000 if quick else 8000)
+    for name, chunk, full in zip(names, chunks, fulls):
+        columns[name].cells = speed_cells(chunk, full, test, chosen, 1 if quick else 3, 2000 if quick else 8000)
     facts = {"clips": len(chosen), "seconds": audio_seconds, "wall": time.perf_counter() - start}
     return columns, facts
 
@@ -257,6 +263,8 @@ def main() -> None:
     fulls = args.full if args.full is not None else [chunk.parent / "full.onnx" for chunk in args.chunks]
     if len(fulls) != len(args.chunks):
         parser.error(f"--full gives {len(fulls)} graphs for {len(args.chunks)} chunk graphs; give one per chunk graph")
+    if len({label(chunk) for chunk in args.chunks}) != len(args.chunks):
+        parser.error("two chunk graphs share a folder and file name; give each its own folder")
     columns, facts = run(args.chunks, fulls, "quick" if args.quick else "all" if args.all else "bench")
     print(f"Held-out voice {HELD_OUT_VOICE} of `voices`: {facts['clips']} clips, {facts['seconds']:.1f} s of audio; "
           f"{date.today()}, {platform.processor() or platform.machine()}, {facts['wall']:.0f} s for resynthesis and "

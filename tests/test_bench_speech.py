@@ -67,7 +67,7 @@ def test_grammar_lists_each_word_once():
 def test_recogniser_hears_a_held_out_word_and_not_noise(tmp_path):
     from arrun.contract.codecs import mulaw_decode
     data = bench.load_voices(tmp_path, words=("seven", "yes"), sentences=())
-    clips = bench.test_clips(("seven", "yes"), ())
+    clips = bench.held_out_clips(("seven", "yes"), ())
     recognise = bench.Recogniser(bench.BENCH_WORDS)
     i = next(k for k, (text, variant) in enumerate(clips) if text == "seven" and variant.speed == 1.0)
     assert recognise(mulaw_decode(data.test.sequence(i)).astype(np.float64)) == "seven"

@@ -44,7 +44,7 @@ def test_test_split_is_exactly_the_held_out_voice(tiny):
     n_items, n_variants = len(WORDS) + len(SENTENCES), len(voices.VARIANTS)
     held = [v for v in voices.VARIANTS if v.voice == voices.HELD_OUT_VOICE]
     assert len(data.test) == n_items * len(held) == 6
-    assert [variant.voice for _, variant in voices.test_clips(WORDS, SENTENCES)] == [voices.HELD_OUT_VOICE] * 6
+    assert [variant.voice for _, variant in voices.held_out_clips(WORDS, SENTENCES)] == [voices.HELD_OUT_VOICE] * 6
     assert len(data.train) + len(data.val) + len(data.test) == n_items * n_variants
     assert len(data.val) >= 1 and len(data.train) > 10 * len(data.val) // 2
 
@@ -53,7 +53,7 @@ def test_labels_are_word_ids_then_the_sentence_class(tiny):
     data, _, _ = tiny
     assert data.class_names[:len(SPEECH_WORDS)] == SPEECH_WORDS
     assert data.class_names[data.test.labels[-1]] == voices.SENTENCE_CLASS
-    texts = [text for text, _ in voices.test_clips(WORDS, SENTENCES)]
+    texts = [text for text, _ in voices.held_out_clips(WORDS, SENTENCES)]
     assert [data.class_names[label] for label in data.test.labels[:4]] == texts[:4] == ["seven", "seven", "stop", "stop"]
 
 
