@@ -132,6 +132,12 @@ def test_js_runtime_refuses_what_arrun_refuses(tmp_path):
     assert _metadata_refusal(tmp_path, _set("ar.vocab_size", " 17")).startswith(
         "ContractError: metadata 'ar.vocab_size' of changed.onnx is malformed (' 17' is not a base-10 integer)")
 
+    assert _metadata_refusal(tmp_path, _set("ar.data.kind", "video")).startswith(
+        "ContractError: metadata 'ar.data.kind' of changed.onnx is not usable here (no data kind 'video'")
+    assert _metadata_refusal(tmp_path, _set("ar.data.kind", "utf8")) == (
+        "ContractError: inconsistent metadata in changed.onnx: a utf8 model has 256 levels, not 17; "
+        "re-export it with `arexport onnx`")
+
     def add_input(model):
         import onnx
         model.graph.input.append(onnx.helper.make_tensor_value_info("extra", onnx.TensorProto.INT64, ["batch"]))

@@ -13,7 +13,7 @@ const GRAPH_IO = {  // stateful: state and position; sequence: (B, T) inputs; sa
 };
 const PRECISIONS = ['fp32', 'fp16', 'int8'];
 const DTYPE_BYTES = {float32: 4, float16: 2, float64: 8};
-const DATA_KINDS = ['image', 'text', 'audio'];
+const DATA_KINDS = ['image', 'text', 'utf8', 'audio'];
 const FEATURE_FIELDS = {kind: 'str', sample_rate: 'int', n_fft: 'int', hop: 'int', win_length: 'int', window: 'str',
                         n_mels: 'int', fmin: 'float', fmax: 'float', power: 'float', log_floor: 'float'};
 const BUILT_IN_DATA_KEYS = new Set(['ar.data.kind', 'ar.data.image_shape', 'ar.data.name', 'ar.data.alphabet',
@@ -212,6 +212,8 @@ function dataKindProblem(info) {
     const points = [...info.alphabet];
     if (points.length !== info.vocabSize) return `the alphabet has ${points.length} characters for ${info.vocabSize} tokens`;
     if (new Set(points).size !== points.length) return 'the alphabet repeats a character';
+  } else if (info.dataKind === 'utf8') {
+    if (info.vocabSize !== 256) return `a utf8 model has 256 levels, not ${info.vocabSize}`;
   } else if (!(info.sampleRate > 0 && info.sampleRate <= MAX_SAMPLE_RATE)) {
     return `an audio model needs a sample rate of 1..${MAX_SAMPLE_RATE} Hz, not ${info.sampleRate}`;
   }
@@ -281,10 +283,12 @@ function argProblem(argName, arg, dtype, shape) {
   return null;
 }
 
-// ---- text (section 11.2) ----
+// ---- text (sections 11.2 and 11.7) ----
 
-/** text -> element ids (element i is the alphabet's i-th code point); UsageError on a character outside it. */
+/** text -> element ids: the alphabet's code points (text), or the UTF-8 bytes (utf8); UsageError on a
+ * character outside the alphabet. */
 export function encodeText(info, text) {
+  if (info.dataKind === 'utf8') return Array.from(new TextEncoder().encode(text));
   const index = new Map([...info.alphabet].map((c, i) => [c, i]));
   return [...text].map((c) => {
     if (!index.has(c)) {
@@ -294,8 +298,9 @@ export function encodeText(info, text) {
   });
 }
 
-/** element ids -> text. */
+/** element ids -> text (utf8: decoded with U+FFFD for each invalid sequence). */
 export function decodeText(info, tokens) {
+  if (info.dataKind === 'utf8') return new TextDecoder('utf-8').decode(Uint8Array.from(tokens));
   const points = [...info.alphabet];
   return Array.from(tokens, (t) => points[t]).join('');
 }

@@ -375,7 +375,7 @@ function checkSampling(info, {temperature, topK, topP}) {
 
 function promptTokens(info, prompt) {
   if (prompt === undefined || prompt === null || prompt === '') return [];
-  if (info.dataKind !== 'text' && prompt.length) throw new UsageError(`a prompt is for text models and this one generates ${info.dataKind}; drop it`);
+  if (!['text', 'utf8'].includes(info.dataKind) && prompt.length) throw new UsageError(`a prompt is for text models and this one generates ${info.dataKind}; drop it`);
   const tokens = typeof prompt === 'string' ? encodeText(info, prompt) : Array.from(prompt);
   for (const t of tokens) {
     if (!Number.isInteger(t) || t < 0 || t >= info.vocabSize) throw new UsageError(`prompt element ${t} is not in 0..${info.vocabSize - 1}`);
@@ -386,7 +386,7 @@ function promptTokens(info, prompt) {
 function defaultLength(info, P, features) {
   if (info.maxLength) return info.maxLength - P;
   if (info.features) return (Array.isArray(features) ? features[0] : features)?.frames * info.features.hop;
-  return info.dataKind === 'text' ? 256 : info.sampleRate;
+  return ['text', 'utf8'].includes(info.dataKind) ? 256 : info.sampleRate;
 }
 
 /** Row b's uniforms: uniforms[b] in order (a Float64Array), or the contract's stream (seed, index). */
