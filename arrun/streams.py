@@ -20,8 +20,8 @@ drew from its last outputs (``tokens[slot]``). Free slots idle at position 0 and
 Rows are independent (contract format 6), so a stream's outputs, and the tokens drawn from them with the same
 uniforms, are the same whether it runs alone or joins a batch midway.
 
-Joining a full batch, leaving a slot that is not running, or stepping a stream past what its model or its
-features allow raise ``StreamError`` (a ValueError, and a UsageError that the CLI prints as one line).
+Joining a full batch, leaving a slot that is not running, stepping with tokens that are not one level per
+slot, or stepping a stream past what its model or its features allow raise ``StreamError`` (a ValueError, and a UsageError that the CLI prints as one line).
 """
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ class Streams:
     def step(self, tokens: np.ndarray | None = None) -> np.ndarray:
         """One element for every running stream -> outputs (slots, W), a view the next step overwrites.
         tokens (slots,) int64: for each slot in ``sampling`` after the last step, the element drawn from its
-        row of the last outputs (the other entries are not read)."""
+        row of the last outputs (the other entries are not read, but the shape is checked whenever tokens are
+        given). StreamError for tokens of another shape or not integers, or a sampling slot's outside 0..V-1."""
         at_end = self.running & (self.position >= self._limit)
         if at_end.any():
             slot = int(np.flatnonzero(at_end)[0])
@@ -128,13 +129,28 @@ class Streams:
         index = np.minimum(self.position, self._inputs.shape[1] - 1)
         self._feed[:] = self._inputs[np.arange(self.slots), index]
         take = self.running & ~forced
-        if take.any():
-            if tokens is None or np.shape(tokens) != (self.slots,):
-                raise StreamError(f"step takes tokens ({self.slots},): the element each sampling slot drew, "
-                                  f"got {None if tokens is None else np.shape(tokens)}")
-            self._feed[take] = np.asarray(tokens)[take]
+        if tokens is not None or take.any():
+            self._feed[take] = self._drawn(tokens, take)[take]
         self._stepped[:] = np.where(self.running, self.position, 0)  # free slots idle at position 0
         outputs = self._stepper.step(self._feed, self._stepped)
         self.sampling[:] = self.running & (self.position + 1 >= self._forced)  # output at position >= P
         self.position += self.running
         return outputs
+
+    def _drawn(self, tokens, take: np.ndarray) -> np.ndarray:
+        """``step``'s tokens checked: one integer per slot, a level 0..V-1 in each slot of ``take`` (slots,) bool."""
+        shape = None if tokens is None else np.shape(tokens)
+        if shape != (self.slots,):
+            raise StreamError(f"step takes one token per slot, an int64 array of shape ({self.slots},) holding the "
+                              f"element each sampling slot drew, got {'none' if tokens is None else shape}; pass "
+                              f"np.zeros({self.slots}, np.int64) with the sampling slots' draws set")
+        tokens = np.asarray(tokens)
+        if not np.issubdtype(tokens.dtype, np.integer):
+            raise StreamError(f"step takes integer tokens (levels 0..{self.info.vocab_size - 1}), got {tokens.dtype}; "
+                              "pass the levels drawn, not the outputs")
+        bad = take & ((tokens < 0) | (tokens >= self.info.vocab_size))
+        if bad.any():
+            slot = int(np.flatnonzero(bad)[0])
+            raise StreamError(f"the token for slot {slot} is {int(tokens[slot])}, outside the levels "
+                              f"0..{self.info.vocab_size - 1}; pass the level drawn from its outputs")
+        return tokens

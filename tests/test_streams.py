@@ -120,6 +120,42 @@ def test_joining_a_full_batch_or_leaving_twice_is_one_line(request):
     assert streams.join() == a  # the free slot again
 
 
+def test_leaving_a_slot_never_joined_is_one_line(request):
+    model, _ = model_of("transformer", request)
+    streams = Streams(model, 3)
+    streams.join()
+    for slot in (1, 2, -1):  # in the batch but never joined, and before its first slot
+        with pytest.raises(StreamError, match=rf"slot {slot} has no stream \(it left already, or never joined\); "
+                                              "leave each stream once") as e:
+            streams.leave(slot)
+        assert "\n" not in str(e.value)
+    assert streams.running.tolist() == [True, False, False] and streams.free == [1, 2]  # nothing changed
+
+
+def test_stepping_with_tokens_that_are_not_one_level_per_slot_is_one_line(request):
+    model, _ = model_of("transformer", request)  # 11 levels
+    streams = Streams(model, 3)
+    streams.join()
+    streams.join(prompt=[1, 2])
+    refusals = [(np.zeros(2, np.int64), r"one token per slot, an int64 array of shape \(3,\).*got \(2,\); pass "
+                                         r"np.zeros\(3, np.int64\)"),
+                (np.zeros((3, 1), np.int64), r"got \(3, 1\)")]
+    for tokens, message in refusals:  # the first step reads no token, but a wrong shape is still a caller's bug
+        with pytest.raises(StreamError, match=message) as e:
+            streams.step(tokens)
+        assert "\n" not in str(e.value)
+    assert streams.position.tolist() == [0, 0, 0]  # a refused step changes nothing
+    streams.step(np.zeros(3, np.int64))  # slot 0 now samples, slot 1 is inside its prompt, slot 2 is free
+    for tokens, message in [(None, r"shape \(3,\).*got none"), (np.full(3, 0.5), "integer tokens.*got float64"),
+                            (np.array([11, 0, 0]), r"the token for slot 0 is 11, outside the levels 0..10"),
+                            (np.array([-1, 0, 0]), r"slot 0 is -1")]:
+        with pytest.raises(StreamError, match=message):
+            streams.step(tokens)
+    assert streams.position.tolist() == [1, 1, 0]
+    streams.step(np.array([3, 99, -1]))  # only the sampling slot's token is read and checked
+    assert streams.position.tolist() == [2, 2, 0]
+
+
 def test_a_stream_past_its_end_and_bad_joins_are_refused(request):
     model, _ = model_of("pixelcnn", request)  # 20 positions, conditional
     streams = Streams(model, 2)
