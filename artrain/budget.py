@@ -9,7 +9,7 @@ extra (it is what `artrain eval` prints). The plan:
   2. total steps = the steps that fit in what is left, after the EVALUATIONS validation passes (estimated
      from the validation size and the training rate until one is timed) and a SAFETY share of the budget;
      warm-up = min(--warmup, total / 10); evaluation i (1..EVALUATIONS) once i / EVALUATIONS of the planned
-     steps are done, so a plan that shrinks never adds an evaluation;
+     steps are done and half a period after the last, so a plan that shrinks adds no evaluation;
   3. re-plan when the rate of recent steps drifts by more than DRIFT from the planned one, and after every
      evaluation (its real cost); stop at once when one more step would eat into the final checkpoint's time.
 """
@@ -42,6 +42,7 @@ class Budget:
         self.first_step = step
         self.evaluation_seconds: float | None = None  # measured, once one has run
         self.evaluations = 0
+        self.last_evaluation = step
         self.window: tuple[float, int] | None = None  # (time, step) where the rate is measured from
         self.window_pause = 0.0                        # evaluation time inside the window (not stepping)
         self.rate = 0.0                                # planned steps per second
@@ -68,15 +69,17 @@ class Budget:
         """Whether the step that just ended is followed by a validation pass and a checkpoint."""
         if not self.planned:
             return False
+        period = (self.opts.steps - self.first_step) / EVALUATIONS
         share = (step - self.first_step) / max(1, self.opts.steps - self.first_step)
-        return step >= self.opts.steps or share >= (self.evaluations + 1) / EVALUATIONS
+        spaced = step - self.last_evaluation >= period / 2  # a plan that shrank does not evaluate twice in a row
+        return step >= self.opts.steps or (share >= (self.evaluations + 1) / EVALUATIONS and spaced)
 
     def evaluation_done(self, step: int, seconds: float, now: float) -> FitOptions:
         """An evaluation and its checkpoint took ``seconds`` (not counted in the step rate): re-plan with its
         real cost."""
         self.window_pause += seconds
         self.evaluation_seconds = seconds if self.evaluation_seconds is None else max(seconds, self.evaluation_seconds)
-        self.evaluations += 1
+        self.evaluations, self.last_evaluation = self.evaluations + 1, step
         if self.planned and step < self.opts.steps:
             self._plan(step, now, self.rate)
         return self.opts
