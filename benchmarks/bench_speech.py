@@ -1,6 +1,6 @@
 """Speech a listener could use (issue 25): vocoders against Griffin-Lim and the originals on the held-out voice.
 
-    python benchmarks/bench_speech.py [CHUNK.onnx ...] [--full FULL.onnx ...] [--quick | --all]
+    python benchmarks/bench_speech.py [CHUNK.onnx ...] [--full FULL.onnx ...] [--quick | --all] [--figures DIR]
 
 Data: the test split of the `voices` dataset, every clip of the Festival voice ``artrain.voices.HELD_OUT_VOICE``
 (ked_diphone, never heard in training), at 8-bit mu-law 16 kHz: by default the clips of ``BENCH_WORDS`` and
@@ -20,7 +20,8 @@ inverts the same frames. In one run, all against the original:
   (without training context);
 - real-time factor: ``arrun bench`` of the chunk graph (batch 1, one thread, best of three) and ``arrun vocode``
   end to end on the first held-out sentence.
-``--quick``: 4 words and 1 sentence, one bench round, for a smoke run.
+``--quick``: 4 words and 1 sentence, one bench round, for a smoke run. ``--figures DIR``: the first held-out
+sentence as WAVs (original, Griffin-Lim, each vocoder) and their spectrograms stacked in one PNG.
 """
 from __future__ import annotations
 
@@ -40,11 +41,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/quality.py, run as a script or imported
-from quality import distances, flac_bits, griffin_lim, resynthesise  # noqa: E402
+from quality import distances, flac_bits, griffin_lim, log_power, resynthesise  # noqa: E402
 
 from artrain.data import SPEECH_WORDS, Split  # noqa: E402
 from artrain.voices import HELD_OUT_VOICE, SENTENCES, held_out_clips, load_voices  # noqa: E402
-from arrun.contract.codecs import mulaw_decode, to_pcm16  # noqa: E402
+from arrun.contract.codecs import mulaw_decode, png_encode, to_pcm16  # noqa: E402
 from arrun.contract.features import mulaw_features  # noqa: E402
 from arrun.session import open_model  # noqa: E402
 
@@ -192,8 +193,34 @@ def speed_cells(chunk: Path, full: Path | None, test: Split, chosen: list, round
     return cells
 
 
-def run(chunks: list[Path], fulls: list[Path | None], scope: str) -> tuple[dict[str, Column], dict]:
-    """Every figure of the table over the clips of ``selection(scope)`` -> (method name -> Column, facts)."""
+def spectrogram_png(panels: list[np.ndarray], spec) -> bytes:
+    """Mu-law codes (T,) of each method -> one grayscale PNG: a spectrogram per method stacked top to bottom
+    (low frequencies at the bottom of each, white = loud: 10 log10 power from 90 dB below the loudest bin of
+    the first panel up to it), a white line between them."""
+    powers = [log_power(mulaw_decode(codes), spec).T[::-1] for codes in panels]      # (K, F) each, high bins first
+    top = powers[0].max()
+    gray = [np.clip((p - top + 90) / 90 * 255, 0, 255).astype(np.uint8) for p in powers]
+    line = np.full((2, gray[0].shape[1]), 255, np.uint8)
+    return png_encode(np.concatenate([x for g in gray for x in (g, line)][:-1]))        # (n K + 2 (n - 1), F)
+
+
+def write_figures(folder: Path, name: str, rebuilt: dict[str, np.ndarray], spec) -> list[Path]:
+    """One clip as each method made it: folder/NAME-METHOD.wav, and folder/NAME-spectrogram.png with the
+    methods top to bottom in ``rebuilt``'s order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for method, codes in rebuilt.items():
+        paths.append(folder / f"{name}-{method.replace('/', '-')}.wav")
+        write_wav(paths[-1], codes)
+    paths.append(folder / f"{name}-spectrogram.png")
+    paths[-1].write_bytes(spectrogram_png(list(rebuilt.values()), spec))
+    return paths
+
+
+def run(chunks: list[Path], fulls: list[Path | None], scope: str,
+        figures: Path | None = None) -> tuple[dict[str, Column], dict]:
+    """Every figure of the table over the clips of ``selection(scope)`` -> (method name -> Column, facts).
+    ``figures``: write the first chosen sentence's WAVs and spectrograms there (``write_figures``)."""
     test = load_voices().test
     chosen, quick = selection(scope), scope == "quick"
     models = [open_model(chunk, threads=1) for chunk in chunks]
@@ -202,12 +229,15 @@ def run(chunks: list[Path], fulls: list[Path | None], scope: str) -> tuple[dict[
     names = [label(chunk) for chunk in chunks]
     columns = {"original": Column(), "Griffin-Lim": Column(), **{name: Column() for name in names}}
     audio_seconds, start = 0.0, time.perf_counter()
+    first_sentence = next((k for k, _, word in chosen if not word), None)
     for i, text, _ in chosen:
         original = test.sequence(i)                                                   # (T,)
         frames = mulaw_features(original, spec, levels)                               # (F, M)
         rebuilt = {"original": original, "Griffin-Lim": griffin_lim(frames, spec, len(original), i, levels)}
         for name, model in zip(names, models):
             rebuilt[name] = resynthesise(model, frames, len(original), seed=i)[0]
+        if figures is not None and i == first_sentence:
+            write_figures(figures, f"held-out-{i:03d}", rebuilt, spec)
         for name, codes in rebuilt.items():
             measure(columns[name], recognise, codes, original, text, spec.hop, spec, levels)
         audio_seconds += len(original) / RATE
@@ -259,13 +289,16 @@ def main() -> None:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--quick", action="store_true", help="4 words, 1 sentence, 1 bench round: a smoke run.")
     scope.add_argument("--all", action="store_true", help="Every held-out clip (all 60 items, both speeds).")
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="Write the first held-out sentence here: a WAV per method and their spectrograms (PNG).")
     args = parser.parse_args()
     fulls = args.full if args.full is not None else [chunk.parent / "full.onnx" for chunk in args.chunks]
     if len(fulls) != len(args.chunks):
         parser.error(f"--full gives {len(fulls)} graphs for {len(args.chunks)} chunk graphs; give one per chunk graph")
     if len({label(chunk) for chunk in args.chunks}) != len(args.chunks):
         parser.error("two chunk graphs share a folder and file name; give each its own folder")
-    columns, facts = run(args.chunks, fulls, "quick" if args.quick else "all" if args.all else "bench")
+    columns, facts = run(args.chunks, fulls, "quick" if args.quick else "all" if args.all else "bench",
+                         args.figures)
     print(f"Held-out voice {HELD_OUT_VOICE} of `voices`: {facts['clips']} clips, {facts['seconds']:.1f} s of audio; "
           f"{date.today()}, {platform.processor() or platform.machine()}, {facts['wall']:.0f} s for resynthesis and "
           f"measures.\n")

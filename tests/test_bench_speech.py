@@ -92,3 +92,18 @@ def test_selection_matches_the_held_out_clips():
     assert [text for _, text, _ in quick] == [*bench.BENCH_WORDS[:4], bench.BENCH_SENTENCES[0]]
     assert [word for _, _, word in quick] == [True] * 4 + [False]
     assert set(default) <= set(every) and set(quick) <= set(default)
+
+
+def test_spectrogram_png_stacks_one_panel_per_method(tmp_path):
+    from arrun.contract.codecs import mulaw_encode, png_decode
+    from arrun.contract.features import FeatureSpec
+    spec = FeatureSpec()                                                      # 512-point STFT, hop 128
+    tone = mulaw_encode(loud_then_quiet(40, 0))                               # 440 Hz: bin 14 of 257
+    silence = mulaw_encode(np.zeros(len(tone)))
+    paths = bench.write_figures(tmp_path / "figs", "clip", {"original": tone, "a/b.onnx": silence}, spec)
+    assert [p.name for p in paths] == ["clip-original.wav", "clip-a-b.onnx.wav", "clip-spectrogram.png"]
+    gray = png_decode(paths[-1].read_bytes(), "test")                         # (2 * 257 + 2, F)
+    assert gray.shape == (2 * 257 + 2, spec.frames(len(tone)))
+    tone_row = 256 - 14                                                       # bins run top (high) to bottom (low)
+    assert gray[tone_row, 5:-5].min() >= 250 and gray[tone_row - 50, 5:-5].max() < 100   # the tone, not bin 64
+    assert gray[257:259].min() == 255 and gray[259:].mean() < 5                        # the line; the quiet panel
