@@ -7,15 +7,16 @@ import { featuresOfWav } from './page-features.mjs';
 
 const MAX_SECONDS = 60;
 
-export function audioView(info, { output, field }) {
+export function audioView(info, { output, field, classField }) {
   const vocoder = Boolean(info.features);
   const rate = info.sampleRate;
-  const fields = vocoder
+  const [classes, conditionOf] = classField(info);
+  const fields = [...classes, ...(vocoder
     ? [field('features', `A WAV to resynthesise (${rate} Hz), or its log-mel frames (.npy, frames x ` +
              `${info.features.n_mels}, as arrun sample --features takes)`, { type: 'file', accept: '.wav,.npy', wide: true })]
     : [field('seconds', 'Seconds', { type: 'number', min: 0.01, max: MAX_SECONDS, step: 'any', value: 1 }),
        // a chunk graph samples inside the graph, at temperature 1 only
-       ...(info.graph === 'step' ? [field('temperature', 'Temperature', { type: 'number', min: 0, step: 'any', value: 1 })] : [])];
+       ...(info.graph === 'step' ? [field('temperature', 'Temperature', { type: 'number', min: 0, step: 'any', value: 1 })] : [])])];
   const waveform = Object.assign(document.createElement('canvas'), { id: 'waveform', width: 800, height: 120 });
   const actions = document.createElement('p');
   output.replaceChildren(waveform, actions);
@@ -31,10 +32,10 @@ export function audioView(info, { output, field }) {
         if (new TextDecoder('latin1').decode(bytes.slice(0, 4)) === 'RIFF') { // as arrun vocode: the clip's length
           const { samples, ...features } = featuresOfWav(bytes, info);
           window.arPage.features = Array.from(features.data);
-          return { batch: 1, length: samples, features };
+          return { batch: 1, length: samples, features, condition: conditionOf(values) };
         }
         const frames = readFeatures(bytes, info.features.n_mels);
-        return { batch: 1, length: frames.frames * info.features.hop, features: frames };
+        return { batch: 1, length: frames.frames * info.features.hop, features: frames, condition: conditionOf(values) };
       }
       const seconds = Number(values.seconds);
       if (!(seconds > 0 && seconds <= MAX_SECONDS)) throw new Error(`the length must be 0 to ${MAX_SECONDS} seconds`);
@@ -42,7 +43,7 @@ export function audioView(info, { output, field }) {
       if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new Error('the temperature must be a number >= 0');
       const length = Math.max(1, Math.round(seconds * rate));
       if (info.maxLength && length > info.maxLength) throw new Error(`the model makes at most ${info.maxLength} samples`);
-      return { batch: 1, length, temperature };
+      return { batch: 1, length, temperature, condition: conditionOf(values) };
     },
     start() {
       actions.replaceChildren();

@@ -13,7 +13,7 @@
 // was ready and when the first element was sampled. The body's data-state mirrors state.
 
 import * as ort from './ort.wasm.min.mjs';
-import { readMetadata, parseInfo, loadModel, decodeText } from './runtime.mjs';
+import { readMetadata, parseInfo, loadModel } from './runtime.mjs';
 import { imageView } from './page-image.mjs';
 import { audioView } from './page-audio.mjs';
 
@@ -53,7 +53,7 @@ async function main() {
   const model = await loadModel(ort, bytes, { source: MODEL_URL, threads: 1, bindOutputs: false });
   report.loadMs = performance.now();
   if (params.get('profile') === '1') timeCalls(model.session);
-  const view = makeView(info, { output: $('output'), field, params, decodeText, wholeNumber, samplerOptions });
+  const view = makeView(info, { output: $('output'), field, params, wholeNumber, samplerOptions, classField });
   const form = $('controls');
   form.append(...view.fields, field('seed', 'Seed', { type: 'number', min: 0, step: 1, value: 0 }),
               button('Sample'));
@@ -106,9 +106,12 @@ async function run(model, view, form) {
 const VIEWS = { text: textView, image: imageView, audio: audioView };
 
 /** Text: a prompt box, the length and the samplers' options; the text streams in as it is sampled. */
-function textView(info, { output, field, decodeText }) {
+function textView(info, { output, field, classField }) {
+  const [classes, conditionOf] = classField(info);
+  const points = Array.from(info.alphabet); // element i is the alphabet's i-th code point
   const fields = [
     field('prompt', 'Prompt', { tag: 'textarea', value: '', wide: true }),
+    ...classes,
     field('length', 'Characters to generate', { type: 'number', min: 1, step: 1, value: 200 }),
     field('temperature', 'Temperature', { type: 'number', min: 0, step: 'any', value: 1 }),
     field('top_k', 'Top-k (0: all)', { type: 'number', min: 0, step: 1, value: 0 }),
@@ -124,7 +127,7 @@ function textView(info, { output, field, decodeText }) {
       const room = info.maxLength ? info.maxLength - Array.from(prompt).length : Infinity;
       const length = Math.min(wholeNumber(values.length, 'the length', 1), room);
       if (!(length >= 1)) throw new Error(`the prompt leaves no room in the model's ${info.maxLength} positions; shorten it`);
-      return { batch: 1, length, prompts: [prompt], ...samplerOptions(values) };
+      return { batch: 1, length, prompts: [prompt], condition: conditionOf(values), ...samplerOptions(values) };
     },
     start(request) {
       const shown = Object.assign(document.createElement('span'), { className: 'prompt', textContent: request.prompts[0] });
@@ -133,10 +136,18 @@ function textView(info, { output, field, decodeText }) {
       text.replaceChildren(shown, generated);
     },
     step(from, to, tokens) { // elements from..to-1 of the sample, after the prompt
-      generated.appendData(decodeText(info, tokens[0].subarray(promptLength + from, promptLength + to)));
+      for (let t = promptLength + from; t < promptLength + to; t++) generated.appendData(points[tokens[0][t]]);
     },
     finish() {},
   };
+}
+
+/** A conditional model's class choice -> [the fields (none for an unconditional model), values -> the
+ * condition generate() takes (undefined when unconditional)]. */
+function classField(info) {
+  if (!info.numClasses) return [[], () => undefined];
+  const names = Array.from({ length: info.numClasses }, (_, c) => [c, info.classNames[c] ?? String(c)]);
+  return [[field('class', 'Class', { choices: names, value: 0 })], (values) => Number(values.class)];
 }
 
 /** The sampler options of a form (temperature, top-k, top-p), checked as arrun checks them. */
