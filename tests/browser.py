@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
 import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -63,20 +65,25 @@ def serving(folder: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def chromium(width: int = 1200, height: int = 900):
-    """A headless Chromium driven by selenium through Debian's chromedriver, quit on exit."""
+    """A headless Chromium driven by selenium through Debian's chromedriver, with a fresh profile (nothing
+    cached), quit on exit; its profile and the singleton files it puts in $TMP live in one temporary folder,
+    removed after it."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--disable-extensions", f"--window-size={width},{height}", "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(shutil.which(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    with tempfile.TemporaryDirectory(prefix="ar-chromium-") as scratch:
+        options = webdriver.ChromeOptions()
+        options.binary_location = shutil.which(CHROMIUM)
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                         "--disable-extensions", f"--window-size={width},{height}", f"--user-data-dir={scratch}/profile",
+                         "--autoplay-policy=no-user-gesture-required"):
+            options.add_argument(argument)
+        service = Service(shutil.which(CHROMEDRIVER), env={**os.environ, "TMPDIR": scratch})
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 def open_page(driver, url: str, until=("done", "error"), timeout: float = 300.0) -> dict:
