@@ -7,7 +7,8 @@ Node (onnxruntime-node, the native CPU provider, one intra-op thread; arrun like
 - "sample": the sampling loop that ships on each side at batch 1, temperature 1 (arrun's ``generate``:
   IO binding, numpy sampler, feedback; the JS runtime's ``Model.generate``: preallocated outputs, the same
   sampler in JS, feedback), N elements (an image model: N // 64 images), the model loaded beforehand;
-- "step": the step call alone, token 0 fed back, N calls (arrun's ``Stepper.step``, the runtime's ``Model.step``).
+- "step": the step call alone, token 0 fed back, N calls (arrun's ``Stepper.step``, the runtime's ``Model.step``);
+- a chunk graph where the model has one: its sampling loop (1,024 elements drawn in the graph per call).
 Rounds alternate (arrun, Node, arrun, Node, ...) R times; the table gives each side's median steps/s and
 the ratio Node / arrun (the goal: >= 0.8), by the wall clock and by each process's CPU time (steps per CPU
 second: what the figures are on a machine other jobs share). Needs node and `npm ci --prefix arexport/web`.
@@ -74,28 +75,40 @@ def _arrun_step(model, steps: int) -> tuple[float, float]:
 
 
 def node_table(names: list[str], steps: int, repeats: int, folder: Path) -> list[str]:
-    rows = ["| graph | loop | arrun steps/s | JS (Node) steps/s | ratio | arrun per CPU s | JS per CPU s | CPU ratio |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| graph | state KiB/row | loop | arrun steps/s | JS (Node) steps/s | ratio | arrun per CPU s | JS per CPU s "
+            "| CPU ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for name in names:
-        path = f"models/{name}/step.onnx"
-        model = open_model(ROOT / path, threads=1)
-        sample = _sample_job(path, model.info, steps)
-        bench = dict(kind="bench", model=path, batch=1, steps=steps, repeats=1,
-                     condition=0 if model.info.num_classes else None)
-        figures = {(loop, side): [] for loop in ("sample", "step") for side in ("arrun", "node")}
-        for _ in range(repeats):
-            figures["sample", "arrun"].append(_arrun_sample(model, sample))
-            result = node_driver.run_jobs([sample], folder)[0]
-            elements = sum(len(t) for t in result["tokens"])
-            figures["sample", "node"].append((elements / result["seconds"], elements / result["cpu_seconds"]))
+        for graph in ("step", "chunk"):
+            path = f"models/{name}/{graph}.onnx"
+            if (ROOT / path).exists():
+                rows += _node_rows(path, steps, repeats, folder)
+    return rows
+
+
+def _node_rows(path: str, steps: int, repeats: int, folder: Path) -> list[str]:
+    """The sampling loop (and, for a step graph, the step call alone) of both runtimes on one graph."""
+    model = open_model(ROOT / path, threads=1)
+    state_kib = sum(np.prod(s.shape) * np.dtype(s.dtype).itemsize for s in model.info.state) / 1024
+    sample = _sample_job(path, model.info, steps)
+    bench = dict(kind="bench", model=path, batch=1, steps=steps, repeats=1,
+                 condition=0 if model.info.num_classes else None)
+    loops = ("sample", "step") if model.info.graph == "step" else ("sample",)
+    figures = {(loop, side): [] for loop in loops for side in ("arrun", "node")}
+    for _ in range(repeats):
+        figures["sample", "arrun"].append(_arrun_sample(model, sample))
+        result = node_driver.run_jobs([sample], folder)[0]
+        elements = sum(len(t) for t in result["tokens"])
+        figures["sample", "node"].append((elements / result["seconds"], elements / result["cpu_seconds"]))
+        if "step" in loops:
             figures["step", "arrun"].append(_arrun_step(model, steps))
             result = node_driver.run_jobs([bench], folder)[0]
             figures["step", "node"].append((result["steps_per_second"][0], result["cpu_steps_per_second"][0]))
-        for loop in ("sample", "step"):
-            (a, a_cpu), (n, n_cpu) = ([statistics.median(f[i] for f in figures[loop, side]) for i in (0, 1)]
-                                      for side in ("arrun", "node"))
-            rows.append(f"| {name} | {loop} | {a:,.0f} | {n:,.0f} | {n / a:.2f}x | {a_cpu:,.0f} | {n_cpu:,.0f} | "
-                        f"{n_cpu / a_cpu:.2f}x |")
+    rows = []
+    for loop in loops:
+        (a, a_cpu), (n, n_cpu) = ([statistics.median(f[i] for f in figures[loop, side]) for i in (0, 1)]
+                                  for side in ("arrun", "node"))
+        rows.append(f"| {path.removeprefix('models/')} | {state_kib:,.0f} | {loop} | {a:,.0f} | {n:,.0f} | {n / a:.2f}x "
+                    f"| {a_cpu:,.0f} | {n_cpu:,.0f} | {n_cpu / a_cpu:.2f}x |")
     return rows
 
 
