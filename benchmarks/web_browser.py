@@ -11,7 +11,8 @@ Prints three markdown tables, every figure measured in this run:
   rounds alternate (arrun, page, arrun, page, ...), the median of R each. The page's share spent inside
   ``session.run`` is measured by the page itself (``?profile=1``), so what is left is the JS side's.
 - cold start: a fresh Chromium each time (nothing cached) loads the page with ``?run=1``: ms from the
-  navigation's start to the model ready, and to the first sampled element (median of R).
+  navigation's start to model.onnx fetched, to the model ready (onnxruntime-web's 15 MB wasm fetched and
+  compiled, the session created), and to the first sampled element (median of R).
 - the folder `arexport web` writes per shipped graph: what a user uploads to a static host.
 - where the time goes (``--profile``): onnxruntime's own profiler on the same step graph and the same
   sampling loop, onnxruntime-web's wasm build under Node (benchmarks/web_profile.mjs, the binary the page
@@ -88,18 +89,21 @@ def _page_rate(driver, url: str, steps: int) -> tuple[float, float]:
 
 
 def cold_start_table(repeats: int, folder: Path) -> list[str]:
-    rows = ["| page (fresh Chromium, ?run=1) | model ready, ms | first element, ms |", "|---|---|---|"]
+    rows = ["| page (fresh Chromium, ?run=1) | model.onnx fetched, ms | model ready, ms | first element, ms |",
+            "|---|---|---|---|"]
     for name, (query, _) in SPEED_MODELS.items():
-        ready, first = [], []
+        fetched, ready, first = [], [], []
         with browser.serving(folder / name) as url:
             for _ in range(repeats):
                 with browser.chromium() as driver:  # a new profile: nothing cached
                     page = browser.open_page(driver, url + query(16) + "&run=1")
                 if page["state"] != "done":
                     raise RuntimeError(f"the {name} page failed: {page['error']}")
+                fetched.append(page["fetchedMs"])
                 ready.append(page["loadMs"])
                 first.append(page["firstElementMs"])
-        rows.append(f"| {name} | {statistics.median(ready):,.0f} | {statistics.median(first):,.0f} |")
+        rows.append(f"| {name} | {statistics.median(fetched):,.0f} | {statistics.median(ready):,.0f} | "
+                    f"{statistics.median(first):,.0f} |")
     return rows
 
 

@@ -9,8 +9,9 @@
 // and ?profile=1 times every onnxruntime-web call (runMs: the run's ms inside session.run).
 // window.arPage reports what the page did, for scripts: {state: 'loading' | 'ready' | 'running' | 'done' |
 // 'error', error, kind, graph, batch, steps, elements, seconds, stepsPerSecond, loadMs, firstElementMs,
-// runMs, tokens}; loadMs and firstElementMs are performance.now() (ms from the navigation's start) when the model
-// was ready and when the first element was sampled. The body's data-state mirrors state.
+// fetchedMs, runMs, tokens}; fetchedMs, loadMs and firstElementMs are performance.now() (ms from the
+// navigation's start) when model.onnx was fetched, when the model was ready (onnxruntime-web's wasm compiled,
+// the session created) and when the first element was sampled. The body's data-state mirrors state.
 
 import * as ort from './ort.wasm.min.mjs';
 import { readMetadata, parseInfo, loadModel } from './runtime.mjs';
@@ -23,7 +24,8 @@ const PAINT_EVERY_MS = 100; // how often a run yields to the browser to repaint 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 const report = (window.arPage = { state: 'loading', error: null, kind: null, graph: null, batch: 0, steps: 0,
-  elements: 0, seconds: null, stepsPerSecond: null, loadMs: null, firstElementMs: null, runMs: null, tokens: null });
+  elements: 0, seconds: null, stepsPerSecond: null, fetchedMs: null, loadMs: null, firstElementMs: null, runMs: null,
+  tokens: null });
 
 window.addEventListener('unhandledrejection', (event) => showError('Failed', event.reason));
 main().catch((error) => showError('This page cannot run model.onnx', error));
@@ -34,6 +36,7 @@ async function main() {
   ort.env.wasm.proxy = false;
   ort.env.logLevel = 'error';
   const bytes = await fetchModel();
+  report.fetchedMs = performance.now();
   await checkWasm();
   const info = parseInfo(await readMetadata(bytes), MODEL_URL);
   const makeView = VIEWS[info.dataKind];
@@ -72,6 +75,7 @@ async function run(model, view, form) {
   const seed = wholeNumber(values.seed, 'the seed');
   const batch = request.batch ?? 1;
   form.querySelector('button').disabled = true;
+  $('error').hidden = true; // a previous run's error
   setState('running');
   Object.assign(report, { batch, steps: 0, elements: 0, firstElementMs: null, tokens: null, error: null,
                           runMs: report.runMs === null ? null : 0 });
