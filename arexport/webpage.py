@@ -96,7 +96,7 @@ def _sampled_sibling(path: Path) -> str:
     """What to give instead of a full graph: the step or chunk graph beside it, or how to export one."""
     for name in ("step.onnx", "chunk.onnx"):
         if (path.parent / name).is_file():
-            return f"{path.parent / name}"
+            return str(path.parent / name)
     return "the step graph (`arexport onnx CHECKPOINT_DIR --graph step`)"
 
 
