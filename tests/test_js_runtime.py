@@ -161,3 +161,18 @@ def test_js_runtime_samples_ort_files_as_their_onnx(tmp_path):
     expected = node_driver.arrun_tokens(job)
     got = node_driver.run_jobs([dict(job, model=str(ort_file))], tmp_path)[0]["tokens"]
     assert got == expected
+
+
+def test_js_runtime_on_onnxruntime_web_samples_arrun_tokens(tmp_path):
+    """The same runtime on onnxruntime-web's wasm build (what the page runs), under Node: arrun's elements for
+    an image (an If in the graph), text prompts of three lengths and a conditional WaveNet, batch 3."""
+    from arrun.session import open_model
+    jobs = []
+    for name, length in (("digits-pixelcnn", 64), ("pydoc-transformer", 24), ("speech-wavenet", 48)):
+        info = open_model(ROOT / f"models/{name}/step.onnx").info
+        jobs.append(dict(kind="generate", model=f"models/{name}/step.onnx", backend="web", samples=3, batch=3,
+                         length=length, seed=2, prompts=PROMPTS if info.data_kind == "text" else [],
+                         condition=1 if info.num_classes else None, features=None, temperature=1.0, topK=0,
+                         topP=1.0, uniforms=None))
+    for job, result in zip(jobs, node_driver.run_jobs(jobs, tmp_path)):
+        assert result["tokens"] == node_driver.arrun_tokens(job), job["model"]

@@ -9,7 +9,7 @@
 //                                        file's metadata_props. Throws ContractError for a file that is neither.
 //   parseInfo(meta, source)              -> the typed contract (ModelInfo, contract.mjs), read strictly as arrun
 //                                        reads it: ContractError naming the first missing or malformed key.
-//   await loadModel(ort, bytes, {source, threads = 1, executionProviders, sessionOptions})
+//   await loadModel(ort, bytes, {source, threads = 1, executionProviders, sessionOptions, bindOutputs})
 //                                        -> Model, after the metadata and the graph's inputs and outputs are
 //                                        checked against each other (ContractError, one line, otherwise).
 //   model.meta, model.info               the raw strings and the typed contract; model.session the ort session
@@ -58,10 +58,13 @@ export const CHUNK = 1024;  // elements per call of a chunk graph, as arrun's ge
 /** bytes of a .onnx file -> Model, the metadata read strictly and the graph checked against it.
  * options: source (the name messages use), threads (intra-op, default 1), executionProviders (default the
  * ort's own: 'cpu' under Node, 'wasm' in the browser), sessionOptions (merged into ort's), bindOutputs
- * (default true: state and outputs are written into preallocated buffers, in place where the metadata says
- * `in_place`; false: every call returns new tensors, whose references are swapped). */
+ * (true: state and outputs are written into preallocated buffers, in place where the metadata says
+ * `in_place`; false: every call returns new tensors, whose references are swapped). bindOutputs defaults to
+ * true on onnxruntime-node only: onnxruntime-web 1.31.1 (wasm) fills preallocated outputs wrongly (other
+ * elements than arrun's from the first step), while the tensors it returns give arrun's elements. */
 export async function loadModel(ort, bytes, options = {}) {
-  const {source = 'the model', threads = 1, executionProviders, sessionOptions = {}, bindOutputs = true} = options;
+  const {source = 'the model', threads = 1, executionProviders, sessionOptions = {}} = options;
+  const bindOutputs = options.bindOutputs ?? Boolean(ort.env?.versions?.node);
   bytes = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const meta = await readMetadata(bytes, source);
   const info = parseInfo(meta, source);

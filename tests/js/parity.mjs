@@ -8,7 +8,8 @@
 //    "topK": k, "topP": p, "prompts": [[ids], ..], "condition": c | null, "seed": s,
 //    "features": {"path": F32_FILE, "frames": F} | null, "uniforms": F64_FILE | null}
 //        -> {"tokens": n lists (prompt, then samples), "seconds": generate's own time, "cpu_seconds": the process's CPU time around it}: sequences 0..n-1 in batches of B as arrun makes them;
-//        uniforms: n rows of L float64, row-major (sequence i's draws), else the streams (seed, i).
+//        uniforms: n rows of L float64, row-major (sequence i's draws), else the streams (seed, i);
+//        "backend": "node" (onnxruntime-node, the default) or "web" (onnxruntime-web's wasm under Node).
 //   {"kind": "bench", "model": PATH, "batch": B, "steps": N, "condition": c | null, "repeats": R}
 //        -> {"steps_per_second": [R figures], "cpu_steps_per_second": [R figures, by the process's CPU time]}: N step calls fed back greedy-free (the token 0), one thread.
 //   {"kind": "samplers", "logits": F32_FILE, "rows": N, "width": W, "uniforms": F64_FILE, "head": {...},
@@ -21,19 +22,27 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { loadModel, sampleHead } from '../../arexport/web/runtime.mjs';
 
 const require = createRequire(new URL('../../arexport/web/package.json', import.meta.url));
-const ort = require('onnxruntime-node');
+const backends = {  // a job's "backend": onnxruntime-node (native, the default) or onnxruntime-web (wasm) under Node
+  node: async () => require('onnxruntime-node'),
+  web: async () => {
+    const ort = await import(new URL('../../arexport/web/node_modules/onnxruntime-web/dist/ort.node.min.mjs', import.meta.url));
+    ort.env.wasm.numThreads = 1;
+    return ort;
+  },
+};
 
 const f32 = (path) => { const b = readFileSync(path); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
 const f64 = (path) => { const b = readFileSync(path); return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)); };
 
 const models = new Map();
-async function model(path) {
-  if (!models.has(path)) models.set(path, await loadModel(ort, readFileSync(path), {source: path, threads: 1}));
-  return models.get(path);
+async function model(path, backend = 'node') {
+  const key = `${backend}:${path}`;
+  if (!models.has(key)) models.set(key, await loadModel(await backends[backend](), readFileSync(path), {source: path, threads: 1}));
+  return models.get(key);
 }
 
 async function generate(job) {
-  const m = await model(job.model);
+  const m = await model(job.model, job.backend);
   const features = job.features && {data: f32(job.features.path), frames: job.features.frames};
   const all = job.uniforms && f64(job.uniforms), L = job.length, tokens = [];
   let seconds = 0, cpu = 0;
