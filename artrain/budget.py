@@ -6,10 +6,10 @@ final validation pass and checkpoint are written before it ends; the test evalua
 extra (it is what `artrain eval` prints). The plan:
 
   1. train MEASURE_STEPS steps on the options' own warm-up, timing them;
-  2. total steps = the steps that fit in what is left, after the EVALUATIONS validation passes (estimated
-     from the validation size and the training rate until one is timed) and a SAFETY share of the budget;
-     warm-up = min(--warmup, total / 10); evaluation i (1..EVALUATIONS) once i / EVALUATIONS of the planned
-     steps are done and half a period after the last, so a plan that shrinks adds no evaluation;
+  2. total steps = the steps that fit in what is left, after the validation passes (estimated from the
+     validation size and the training rate until one is timed) and a SAFETY share of the budget; there are
+     EVALUATIONS passes, or as many as fit in EVALUATION_SHARE of the budget (at least the last one);
+     warm-up = min(--warmup, total / 10); the passes still planned split the steps left evenly;
   3. re-plan when the rate of recent steps drifts by more than DRIFT from the planned one, and after every
      evaluation (its real cost); stop at once when one more step would eat into the final checkpoint's time.
 """
@@ -22,6 +22,7 @@ from .options import FitOptions
 
 MEASURE_STEPS = 5      # steps timed before the first plan
 EVALUATIONS = 4        # validation passes, each followed by a checkpoint; the last one ends the run
+EVALUATION_SHARE = 0.2  # of the budget the validation passes may take; fewer of them when they cost more
 DRIFT = 0.15           # a relative change of the step rate that re-plans
 SAFETY = 0.03          # of the budget, kept free besides the final evaluation and checkpoint
 FORWARD_SHARE = 0.5    # a validation element's cost over a training element's, before one is timed (forward
@@ -41,7 +42,8 @@ class Budget:
         self.opts = replace(opts, steps=UNPLANNED, eval_every=UNPLANNED)
         self.first_step = step
         self.evaluation_seconds: float | None = None  # measured, once one has run
-        self.evaluations = 0
+        self.evaluations = 0   # middle ones done
+        self.middle = 0        # middle ones still planned
         self.last_evaluation = step
         self.window: tuple[float, int] | None = None  # (time, step) where the rate is measured from
         self.window_pause = 0.0                        # evaluation time inside the window (not stepping)
@@ -69,10 +71,10 @@ class Budget:
         """Whether the step that just ended is followed by a validation pass and a checkpoint."""
         if not self.planned:
             return False
-        period = (self.opts.steps - self.first_step) / EVALUATIONS
-        share = (step - self.first_step) / max(1, self.opts.steps - self.first_step)
-        spaced = step - self.last_evaluation >= period / 2  # a plan that shrank does not evaluate twice in a row
-        return step >= self.opts.steps or (share >= (self.evaluations + 1) / EVALUATIONS and spaced)
+        if step >= self.opts.steps:
+            return True
+        period = (self.opts.steps - self.last_evaluation) / (self.middle + 1)  # the passes left split the steps
+        return self.middle > 0 and step - self.last_evaluation >= period
 
     def evaluation_done(self, step: int, seconds: float, now: float) -> FitOptions:
         """An evaluation and its checkpoint took ``seconds`` (not counted in the step rate): re-plan with its
@@ -95,8 +97,11 @@ class Budget:
         return self._evaluation_cost(rate) + SAFETY * self.seconds
 
     def _plan(self, step: int, now: float, rate: float) -> None:
-        middle = max(0, EVALUATIONS - 1 - self.evaluations)  # evaluations still due before the last
-        free = self.deadline - now - self._reserve(rate) - middle * self._evaluation_cost(rate)
+        cost = self._evaluation_cost(rate)
+        affordable = int(EVALUATION_SHARE * self.seconds / cost)  # passes in all, the last one included
+        middle = max(0, min(EVALUATIONS, affordable) - 1 - self.evaluations)  # still due before the last
+        free = self.deadline - now - self._reserve(rate) - middle * cost
+        self.middle = middle
         total = step + max(0, int(rate * free))
         self.rate, self.planned = rate, True
         self.window, self.window_pause = (now, step), 0.0

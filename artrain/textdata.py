@@ -4,10 +4,12 @@ A byte model takes any file, so nothing is refused for a character it has not se
 trains as bytes by default (``text_as="characters"`` keeps the older character-alphabet kind ``text``).
 
 ``pystdlib`` is the Python standard library's own sources (with their docstrings) beside pydoc's topics,
-all installed with Python, so nothing is downloaded. Held out of training, as validation and test:
-  * the last 10 % of pydoc's topics (the characters ``text``'s test split holds, as UTF-8 bytes), and
-  * the modules in ``HELD_OUT_MODULES``, whole.
-The corpus depends on the Python it is read from (``sysconfig``'s stdlib folder; 3.11 here). numpy and the standard library only.
+all installed with Python, so nothing is downloaded. Held out of training:
+  * the last 10 % of pydoc's topics (the characters ``text``'s test split holds, as UTF-8 bytes): the
+    validation split (evaluated during training, so kept small), and the test split's first sequence;
+  * the modules in ``HELD_OUT_MODULES``, whole: the rest of the test split.
+The corpus depends on the Python it is read from (``sysconfig``'s stdlib folder; 3.11 here). numpy and the
+standard library only.
 """
 from __future__ import annotations
 
@@ -88,7 +90,7 @@ def held_out_sources(root: Path | None = None) -> list[Path]:
 
 def pystdlib_dataset():
     """The ``pystdlib`` corpus as bytes: train = pydoc's first 90 % + every stdlib source except the held-out
-    modules (one sequence per file); val = test = pydoc's last 10 % + the held-out modules (one each)."""
+    modules (one sequence per file); val = pydoc's last 10 %; test = that + the held-out modules (one each)."""
     from .data import Dataset, _split
 
     text = pydoc_text()
@@ -97,6 +99,7 @@ def pystdlib_dataset():
     as_tokens = lambda raw: np.frombuffer(raw, np.uint8).astype(np.int64)  # noqa: E731  (L,)
     train = [as_tokens(text[:cut].encode("utf-8"))]
     train += [as_tokens(p.read_bytes()) for p in stdlib_sources() if p not in held_out]
-    held = _split([as_tokens(text[cut:].encode("utf-8"))] + [as_tokens(p.read_bytes()) for p in held_out], None)
-    return Dataset("pystdlib", UTF8, BYTE_LEVELS, _split(train, None), held, held)
+    pydoc_tail = as_tokens(text[cut:].encode("utf-8"))
+    test = _split([pydoc_tail] + [as_tokens(p.read_bytes()) for p in held_out], None)
+    return Dataset("pystdlib", UTF8, BYTE_LEVELS, _split(train, None), _split([pydoc_tail], None), test)
 

@@ -62,9 +62,15 @@ def test_fit_text_file(tmp_path, family, text_file):
                     "--config", tiny_config(tmp_path, family))
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["data"]["alphabet"] == "".join(sorted(set(text_file.read_text())))
+    assert (config["data"]["kind"], config["data"]["levels"], config["data"]["alphabet"]) == ("utf8", 256, None)
     result = invoke("eval", out, "--split", "val", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["split"] == "val"
+    chars = tmp_path / "chars"
+    result = invoke("fit", "--model", family, "--data", text_file, "--steps", 2, "--seq-len", 16, "--out", chars,
+                    "--text-as", "characters", "--config", tiny_config(tmp_path, family))
+    assert result.exit_code == 0, result.output
+    config = json.loads((chars / "config.json").read_text())
+    assert config["data"]["alphabet"] == "".join(sorted(set(text_file.read_text())))
 
 
 def test_fit_is_deterministic(tmp_path):
@@ -87,11 +93,11 @@ def error_line(result, code):
 
 def test_bad_input(tmp_path, text_file):
     cfg = tiny_config(tmp_path, "pixelcnn")
-    assert "digits, text, speech" in error_line(invoke("fit", "--model", "wavenet", "--data", "nonsense", "--config", cfg), 2)
+    assert "digits, text, pystdlib, speech" in error_line(invoke("fit", "--model", "wavenet", "--data", "nonsense", "--config", cfg), 2)
     assert "nor an existing path" in error_line(invoke("fit", "--model", "wavenet", "--data", tmp_path / "missing.txt"), 2)
     bad_text = tmp_path / "latin1.txt"
     bad_text.write_bytes("caf\xe9".encode("latin-1") * 10)
-    assert "UTF-8" in error_line(invoke("fit", "--model", "transformer", "--data", bad_text), 2)
+    assert "UTF-8" in error_line(invoke("fit", "--model", "transformer", "--data", bad_text, "--text-as", "characters"), 2)
     empty_wavs = tmp_path / "wavs"
     empty_wavs.mkdir()
     for name in ("a.wav", "b.wav", "c.wav"):

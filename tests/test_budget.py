@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from artrain.budget import EVALUATIONS, MEASURE_STEPS, SAFETY, Budget
+from artrain.budget import EVALUATION_SHARE, EVALUATIONS, MEASURE_STEPS, SAFETY, Budget
 from artrain.options import FitOptions, resolve_options, size_parameters
 from arrun.contract.errors import UsageError
 
@@ -50,6 +50,16 @@ def test_a_rate_that_halves_is_replanned_and_still_ends_in_time():
     steady, *_ = simulate(lambda step: 0.1)
     assert ended <= deadline and opts.steps < steady.steps
     assert len(evaluated) <= EVALUATIONS and evaluated[-1] == opts.steps
+
+
+def test_costly_evaluations_are_fewer_and_the_last_one_stays():
+    """Validation passes of 20 s in a 5-minute budget: as many as fit in EVALUATION_SHARE of it (3), the last at
+    the end; the steps get the rest."""
+    opts, evaluated, ended, deadline = simulate(lambda step: 0.1, minutes=5, evaluation=20.0)
+    assert ended <= deadline and len(evaluated) == int(EVALUATION_SHARE * 300 / 20.0) and evaluated[-1] == opts.steps
+    # 1 minute: the estimate (from the training rate) let one middle pass run; once timed, none more
+    opts, evaluated, ended, deadline = simulate(lambda step: 0.1, minutes=1, evaluation=20.0)
+    assert ended <= deadline and len(evaluated) == 2 and evaluated[-1] == opts.steps
 
 
 def test_a_budget_shorter_than_the_first_steps_stops_after_one():

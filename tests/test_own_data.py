@@ -53,7 +53,7 @@ def test_text_file(tmp_path, monkeypatch):
     text = tmp_path / "book.txt"
     rng = np.random.default_rng(0)
     text.write_text("".join(rng.choice(list("abcdefgh .\n"), 3000)))
-    run = fit_export(tmp_path, "transformer", text, seq_len=24)
+    run = fit_export(tmp_path, "transformer", text, seq_len=24, text_as="characters")  # skip/replace: characters
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["name"] == str(text.resolve())  # stored resolved: eval works from anywhere
     monkeypatch.chdir(tmp_path / "run")

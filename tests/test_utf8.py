@@ -99,6 +99,7 @@ def test_pystdlib_holds_out_pydocs_tail_and_the_named_modules():
     held_out = [p.read_bytes() for p in textdata.held_out_sources()]
     assert data.kind == "utf8" and len(held_out) == len(textdata.HELD_OUT_MODULES) >= 12
     assert bytes(data.test.sequence(0).astype(np.uint8)) == textdata.pydoc_held_out()
+    assert len(data.val) == 1 and bytes(data.val.tokens.astype(np.uint8)) == textdata.pydoc_held_out()
     assert [bytes(data.test.sequence(i + 1).astype(np.uint8)) for i in range(len(held_out))] == held_out
     train = bytes(data.train.tokens.astype(np.uint8))
     assert textdata.pydoc_held_out()[:2000] not in train
