@@ -224,6 +224,8 @@ def run(chunks: list[Path], fulls: list[Path | None], scope: str,
     test = load_voices().test
     chosen, quick = selection(scope), scope == "quick"
     models = [open_model(chunk, threads=1) for chunk in chunks]
+    if missing := [str(chunk) for chunk, model in zip(chunks, models) if not model.info.features]:
+        raise SystemExit(f"{', '.join(missing)} takes no features: give vocoder graphs (exported with mel_bins > 0)")
     spec, levels = models[0].info.features, models[0].info.vocab_size
     recognise = Recogniser(BENCH_WORDS)
     names = [label(chunk) for chunk in chunks]
@@ -295,6 +297,8 @@ def main() -> None:
     fulls = args.full if args.full is not None else [chunk.parent / "full.onnx" for chunk in args.chunks]
     if len(fulls) != len(args.chunks):
         parser.error(f"--full gives {len(fulls)} graphs for {len(args.chunks)} chunk graphs; give one per chunk graph")
+    if missing := [str(chunk) for chunk in args.chunks if not chunk.is_file()]:
+        parser.error(f"no such graph: {', '.join(missing)}")
     if len({label(chunk) for chunk in args.chunks}) != len(args.chunks):
         parser.error("two chunk graphs share a folder and file name; give each its own folder")
     columns, facts = run(args.chunks, fulls, "quick" if args.quick else "all" if args.all else "bench",
