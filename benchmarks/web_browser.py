@@ -8,8 +8,10 @@ Prints three markdown tables, every figure measured in this run:
   as it shows it: the JS loop, onnxruntime-web's calls, the sampler and the drawing) against arrun's
   ``generate`` (its sampling loop, onnxruntime CPU, one intra-op thread) on the same step graph: the
   Transformer generating N characters with no prompt, the PixelCNN N // 64 images of class 0 one at a time;
-  rounds alternate (arrun, page, arrun, page, ...), the median of R each. The page's share spent inside
-  ``session.run`` is measured by the page itself (``?profile=1``), so what is left is the JS side's.
+  rounds alternate (arrun, page, arrun, page, ...), the median of R each; also per CPU second (arrun's process
+  time, the renderer process's CPU time from Chromium's Performance.getMetrics), what the figures are on a
+  machine other jobs share. The page's share spent inside ``session.run`` is measured by the page itself
+  (``?profile=1``), so what is left is the JS side's.
 - cold start: a fresh Chromium each time (nothing cached) loads the page with ``?run=1``: ms from the
   navigation's start to model.onnx fetched, to the model ready (onnxruntime-web's 15 MB wasm fetched and
   compiled, the session created), and to the first sampled element (median of R).
@@ -20,6 +22,9 @@ Prints three markdown tables, every figure measured in this run:
   of each operator type, and the rest of ``model_run`` (binding the inputs, copying the outputs out).
   The profiler's own cost inflates both sides, the wasm side many times over (a Transformer step took 89 ms
   profiled against 5.5 ms unprofiled in one run): read its shares per operator, not its wasm / native ratios.
+  Then V8's sampling profiler (``node --cpu-prof``) on the same loop without onnxruntime's: the CPU shares of
+  the wasm kernels, onnxruntime-web's JavaScript around each call (the inputs copied into the wasm heap, the
+  outputs out), the runtime's loop and samplers, and the garbage collector.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,38 +60,52 @@ SIZE_GRAPHS = ("step.onnx", "chunk.onnx")
 
 
 def speed_table(steps: int, repeats: int, folder: Path) -> list[str]:
-    rows = ["| graph (batch 1) | arrun steps/s | page steps/s | page / arrun | in session.run |", "|---|---|---|---|---|"]
+    rows = ["| graph (batch 1) | arrun steps/s | page steps/s | page / arrun | arrun per CPU s | page per CPU s "
+            "| CPU ratio | in session.run |", "|---|---|---|---|---|---|---|---|"]
     with browser.chromium() as driver:
         for name, (query, options) in SPEED_MODELS.items():
             path = ROOT / "models" / name / "step.onnx"
             write_web_page(path, folder / name)
             model = open_model(path, threads=1)
             plan = make_plan(options(steps), model.info)
-            arrun, page, shares = [], [], []
+            figures = {"arrun": [], "page": [], "arrun_cpu": [], "page_cpu": [], "share": []}
             with browser.serving(folder / name) as url:
                 for _ in range(repeats):
+                    cpu = time.process_time()
                     stats = generate(model, plan, SamplingOptions(), 0, Sink())
-                    arrun.append(stats.tokens / stats.seconds)
-                    rate, share = _page_rate(driver, url + query(steps) + "&profile=1", steps)
-                    page.append(rate)
-                    shares.append(share)
-            a, p = statistics.median(arrun), statistics.median(page)
-            rows.append(f"| {name} step | {a:,.0f} | {p:,.0f} | {p / a:.2f}x | {100 * statistics.median(shares):.0f} % |")
+                    figures["arrun"].append(stats.tokens / stats.seconds)
+                    figures["arrun_cpu"].append(stats.tokens / (time.process_time() - cpu))
+                    rate, per_cpu, share = _page_rate(driver, url + query(steps) + "&profile=1", steps)
+                    figures["page"].append(rate)
+                    figures["page_cpu"].append(per_cpu)
+                    figures["share"].append(share)
+            a, p, a_cpu, p_cpu, share = (statistics.median(figures[k]) for k in ("arrun", "page", "arrun_cpu", "page_cpu", "share"))
+            rows.append(f"| {name} step | {a:,.0f} | {p:,.0f} | {p / a:.2f}x | {a_cpu:,.0f} | {p_cpu:,.0f} | "
+                        f"{p_cpu / a_cpu:.2f}x | {100 * share:.0f} % |")
     return rows
 
 
-def _page_rate(driver, url: str, steps: int) -> tuple[float, float]:
-    """Runs of the page until ``steps`` elements (its own steps and seconds summed) -> (steps/s, the share of
-    the time inside session.run)."""
+def _page_rate(driver, url: str, steps: int) -> tuple[float, float, float]:
+    """Runs of the page until ``steps`` elements (its own steps and seconds summed) -> (steps/s, steps per CPU
+    second of the renderer process, the share of the time inside session.run)."""
     page = browser.open_page(driver, url, until=("ready", "error"))
-    done = seconds = run_ms = 0.0
+    driver.execute_cdp_cmd("Performance.enable", {})
+    done = seconds = run_ms = cpu = 0.0
     while page["state"] != "error" and done < steps:
+        before = _process_time(driver)
         driver.find_element("id", "sample").click()
         page = browser.wait_for(driver)
+        cpu += _process_time(driver) - before
         done, seconds, run_ms = done + page["steps"], seconds + page["seconds"], run_ms + page["runMs"]
     if page["state"] == "error":
         raise RuntimeError(f"the page failed: {page['error']}")
-    return done / seconds, run_ms / 1000 / seconds
+    return done / seconds, done / cpu, run_ms / 1000 / seconds
+
+
+def _process_time(driver) -> float:
+    """CPU seconds of the page's renderer process so far (Chromium's Performance.getMetrics 'ProcessTime')."""
+    metrics = driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]
+    return next(m["value"] for m in metrics if m["name"] == "ProcessTime")
 
 
 def cold_start_table(repeats: int, folder: Path) -> list[str]:
@@ -141,6 +161,33 @@ def profile_table(name: str, steps: int, top: int = 6) -> list[str]:
     return rows
 
 
+CPU_GROUPS = (("wasm (onnxruntime's kernels and executor)", lambda name, url: name.startswith("wasm-function")),
+              ("onnxruntime-web's JavaScript", lambda name, url: url.startswith("ort")),
+              ("the runtime's loop and samplers", lambda name, url: url.endswith(".mjs")),
+              ("garbage collector", lambda name, url: name == "(garbage collector)"))
+
+
+def cpu_table(name: str, steps: int) -> list[str]:
+    """V8's CPU profile of ``steps`` elements sampled by the runtime on onnxruntime-web (wasm) under Node."""
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(["node", "--cpu-prof", f"--cpu-prof-dir={folder}", str(Path(__file__).with_name("web_profile.mjs")),
+                        str(ROOT / "models" / name / "step.onnx"), str(steps), "plain"],
+                       capture_output=True, check=True, timeout=1800)
+        profile = json.loads(next(Path(folder).glob("*.cpuprofile")).read_text())
+    frames = {node["id"]: node["callFrame"] for node in profile["nodes"]}
+    shares = collections.Counter()
+    for sample, micros in zip(profile["samples"], profile["timeDeltas"]):
+        frame = frames[sample]
+        if frame["functionName"] == "(idle)":
+            continue
+        group = next((label for label, match in CPU_GROUPS
+                      if match(frame["functionName"], frame["url"].rsplit("/", 1)[-1])), "other (loading included)")
+        shares[group] += micros
+    total = sum(shares.values())
+    return [f"| {name} step on onnxruntime-web (Node, V8's CPU profile) | CPU share |", "|---|---|",
+            *(f"| {label} | {100 * shares[label] / total:.0f} % |" for label, _ in (*CPU_GROUPS, ("other (loading included)", None)))]
+
+
 def _native_profile(path: Path, steps: int) -> list[dict]:
     """arrun's generate on a session with onnxruntime's profiler on -> the profile's events."""
     import onnxruntime as ort
@@ -178,7 +225,7 @@ def browser_tables(steps: int, repeats: int, cold: int, profile: int = 0) -> lis
         tables = [*speed_table(steps, repeats, Path(folder)), "", *cold_start_table(cold, Path(folder)), "",
                   *size_table(Path(folder))]
     for name in SPEED_MODELS if profile else ():
-        tables += ["", *profile_table(name, profile)]
+        tables += ["", *profile_table(name, profile), "", *cpu_table(name, 3 * profile)]
     return tables
 
 
