@@ -28,11 +28,11 @@ export function pairwiseSum(a, start = 0, n = a.length - start) {
 
 /** The largest float64 below t, for a finite t > 0 (numpy's nextafter(t, 0)). */
 export function nextBelow(t) {
-  const view = new DataView(new ArrayBuffer(8));
-  view.setFloat64(0, t);
-  view.setBigUint64(0, view.getBigUint64(0) - 1n);
-  return view.getFloat64(0);
+  BITS.setFloat64(0, t);
+  BITS.setBigUint64(0, BITS.getBigUint64(0) - 1n);
+  return BITS.getFloat64(0);
 }
+const BITS = new DataView(new ArrayBuffer(8));
 
 function argmax(x) {
   let best = 0;
@@ -106,8 +106,8 @@ export function drawsUniform({temperature = 1} = {}) {
 export function sampleSoftmax(row, {temperature = 1, topK = 0, topP = 1} = {}, u = 0) {
   if (!drawsUniform({temperature})) return argmax(row);
   const T = f32(temperature);
-  let x = temperature === 1 ? Float64Array.from(row) : Float64Array.from(row, (l) => f32(l / T));
-  const overflow = x.some((v) => !Number.isFinite(v));
+  let x = temperature === 1 ? row : Float64Array.from(row, (l) => f32(l / T));  // float32 values either way
+  const overflow = !x.every(Number.isFinite);
   if (overflow) x = new Float64Array(x.length);
   x = topPFilter(topKFilter(x, topK), topP);
   const pick = sampleCategorical(x, u);
