@@ -176,3 +176,13 @@ def test_js_runtime_on_onnxruntime_web_samples_arrun_tokens(tmp_path):
                          topP=1.0, uniforms=None))
     for job, result in zip(jobs, node_driver.run_jobs(jobs, tmp_path)):
         assert result["tokens"] == node_driver.arrun_tokens(job), job["model"]
+
+
+def test_js_runtime_refuses_to_sample_a_full_graph(tmp_path):
+    job = dict(kind="generate", model="models/digits-pixelcnn/full.onnx", samples=1, batch=1, length=64, seed=0,
+               prompts=[], condition=0, features=None, temperature=1.0, topK=0, topP=1.0, uniforms=None)
+    with pytest.raises(RuntimeError) as failure:
+        node_driver.run_jobs([job], tmp_path)
+    assert str(failure.value).endswith(
+        "UsageError: models/digits-pixelcnn/full.onnx is a full graph and this call needs the step graph; "
+        "export it with `arexport onnx CHECKPOINT_DIR --step-graph`")
