@@ -1,5 +1,5 @@
 """The JavaScript runtime (arexport/web/runtime.mjs) under Node on onnxruntime-node against arrun: for every
-shipped step and chunk graph, the same sequences (seed and sequence index, or the same uniforms written to a
+shipped step and chunk graph (and the int8 variants, at one setting), the same sequences (seed and sequence index, or the same uniforms written to a
 file) give exactly arrun's tokens, at batch 1 and 3, at temperature 1 and with a truncation (or another
 temperature for the mixture head), prompts of different lengths included for text. Also the contract's
 refusals in one line each: another format version, a missing key, a graph that disagrees with its metadata.
@@ -26,6 +26,8 @@ def _settings(path: str) -> list[dict]:
     from arrun.session import open_model
     info = open_model(ROOT / path).info
     plain = dict(temperature=1.0, topK=0, topP=1.0)
+    if info.precision == "int8":  # the variants: the same loop on another graph, one setting
+        return [dict(plain, batch=3)]
     if info.graph == "chunk":
         return [dict(plain, batch=1), dict(plain, batch=3), dict(plain, batch=3, uniforms=True)]
     if info.head.kind == "softmax":
@@ -35,7 +37,8 @@ def _settings(path: str) -> list[dict]:
             dict(plain, batch=1, temperature=0.0)]
 
 
-GRAPHS = sorted(str(p.relative_to(ROOT)) for pattern in ("models/*/step.onnx", "models/*/chunk.onnx")
+GRAPHS = sorted(str(p.relative_to(ROOT)) for pattern in ("models/*/step.onnx", "models/*/chunk.onnx",
+                                                         "models/*/step.int8.onnx")
                 for p in ROOT.glob(pattern))
 
 
