@@ -5,7 +5,7 @@
 //
 // API (everything a page or a script needs; contract.mjs and sampling.mjs hold the parts it re-exports):
 //
-//   await readMetadata(bytes)            Uint8Array of a .onnx (or .ort) file -> {key: value} strings, the
+//   await readMetadata(bytes, source)    Uint8Array of a .onnx (or .ort) file -> {key: value} strings, the
 //                                        file's metadata_props. Throws ContractError for a file that is neither.
 //   parseInfo(meta, source)              -> the typed contract (ModelInfo, contract.mjs), read strictly as arrun
 //                                        reads it: ContractError naming the first missing or malformed key.
@@ -16,8 +16,10 @@
 //   model.newState(batch, {condition, features})
 //                                        -> State: every state tensor at its `init`, by name, for `batch` rows;
 //                                        condition: one class id or one per row; features: {data: Float32Array
-//                                        (F*M), frames: F} shared by every row (a vocoder).
-//   state.reset(), state.resetRows(rows) every row / the given rows back to `init` (the others run on)
+//                                        (F*M), frames: F} shared by every row, or an array of one per row.
+//   state.reset(), state.resetRows(rows, {condition, features})
+//                                        every row / the given rows back to `init` (the others run on), the
+//                                        rows' condition and features replaced where given.
 //   await model.step(state, tokens, position)
 //                                        tokens (B) ints, position (B) ints -> Float32Array (B*W) outputs
 //                                        (W = V logits or 3K mixture parameters), valid until the next call.
@@ -31,12 +33,15 @@
 //                                        (B*n) -> Int32Array (B*n) elements drawn inside the graph.
 //   await model.generate({batch, length, temperature = 1, topK = 0, topP = 1, prompts, condition, features,
 //                         seed = 0, indices, uniforms, onStep})
-//                                        -> {tokens: B Int32Arrays (prompt + generated), steps, seconds}.
+//                                        -> {tokens: B Int32Arrays (prompt + generated), steps, seconds}; length
+//                                        defaults as arrun's (an image's H*W, 256 for text, a second of audio,
+//                                        all the features describe for a vocoder).
 //                                        Row b is sequence i = indices[b] (default b): prompt prompts[i % k] (token
-//                                        arrays, or strings encoded with the text alphabet), uniforms from the
+//                                        arrays, or strings: encodeText), uniforms from the
 //                                        contract's generator (seed, i) (section 8), or uniforms[b]
-//                                        (a Float64Array, one per drawn element) when given. onStep(t, tokens) is
-//                                        called after each element (await-ed if it returns a promise).
+//                                        (a Float64Array, one per drawn element) when given. onStep(done, tokens)
+//                                        is called after each element (a chunk graph: each call) with the number
+//                                        of elements done per row, and awaited.
 //
 //   Samplers (sampling.mjs): sampleSoftmax(row, options, u), sampleMixture(row, K, V, T, u), sampleCategorical,
 //   topKFilter, topPFilter, pairwiseSum, Stream(seed, index) - pure functions of (outputs, uniform), float64,
