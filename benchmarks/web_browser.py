@@ -79,7 +79,8 @@ def speed_table(steps: int, repeats: int, folder: Path) -> list[str]:
                     figures["page"].append(rate)
                     figures["page_cpu"].append(per_cpu)
                     figures["share"].append(share)
-            a, p, a_cpu, p_cpu, share = (statistics.median(figures[k]) for k in ("arrun", "page", "arrun_cpu", "page_cpu", "share"))
+            a, p, a_cpu, p_cpu, share = (statistics.median(figures[key])
+                                         for key in ("arrun", "page", "arrun_cpu", "page_cpu", "share"))
             rows.append(f"| {name} step | {a:,.0f} | {p:,.0f} | {p / a:.2f}x | {a_cpu:,.0f} | {p_cpu:,.0f} | "
                         f"{p_cpu / a_cpu:.2f}x | {100 * share:.0f} % |")
     return rows
@@ -149,15 +150,15 @@ def profile_table(name: str, steps: int, top: int = 6) -> list[str]:
                           capture_output=True, text=True, check=True, timeout=1800).stdout.splitlines()
     done = json.loads(wasm[-1].removeprefix("AR-RESULT "))["steps"]
     web = _per_step([json.loads(line.strip().rstrip(",")) for line in wasm if line.startswith('{"cat"')], done)
-    native = _per_step(_native_profile(path, steps), steps)
+    native = _per_step(*_native_profile(path, steps))
     ops = sorted(web["kernels"], key=web["kernels"].get, reverse=True)
     rows = [f"| {name} step, µs per step (profiler on) | wasm | share | native | share | wasm / native |",
             "|---|---|---|---|---|---|"]
     for label, w, n in ([("model_run", web["run"], native["run"]), ("all kernels", web["all"], native["all"]),
                          ("outside the kernels", web["run"] - web["all"], native["run"] - native["all"])]
                         + [(op, web["kernels"][op], native["kernels"].get(op, 0.0)) for op in ops[:top]]):
-        rows.append(f"| {label} | {w:,.0f} | {100 * w / web['run']:.0f} % | {n:,.0f} | {100 * n / native['run']:.0f} % | "
-                    f"{w / n if n else float('inf'):.1f}x |")
+        rows.append(f"| {label} | {w:,.0f} | {100 * w / web['run']:.0f} % | {n:,.0f} | "
+                    f"{100 * n / native['run']:.0f} % | {w / n if n else float('inf'):.1f}x |")
     return rows
 
 
@@ -170,26 +171,28 @@ CPU_GROUPS = (("wasm (onnxruntime's kernels and executor)", lambda name, url: na
 def cpu_table(name: str, steps: int) -> list[str]:
     """V8's CPU profile of ``steps`` elements sampled by the runtime on onnxruntime-web (wasm) under Node."""
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.run(["node", "--cpu-prof", f"--cpu-prof-dir={folder}", str(Path(__file__).with_name("web_profile.mjs")),
-                        str(ROOT / "models" / name / "step.onnx"), str(steps), "plain"],
+        subprocess.run(["node", "--cpu-prof", f"--cpu-prof-dir={folder}",
+                        str(Path(__file__).with_name("web_profile.mjs")), str(ROOT / "models" / name / "step.onnx"),
+                        str(steps), "plain"],
                        capture_output=True, check=True, timeout=1800)
         profile = json.loads(next(Path(folder).glob("*.cpuprofile")).read_text())
     frames = {node["id"]: node["callFrame"] for node in profile["nodes"]}
-    shares = collections.Counter()
+    shares, other = collections.Counter(), "other (loading included)"
     for sample, micros in zip(profile["samples"], profile["timeDeltas"]):
         frame = frames[sample]
         if frame["functionName"] == "(idle)":
             continue
         group = next((label for label, match in CPU_GROUPS
-                      if match(frame["functionName"], frame["url"].rsplit("/", 1)[-1])), "other (loading included)")
+                      if match(frame["functionName"], frame["url"].rsplit("/", 1)[-1])), other)
         shares[group] += micros
     total = sum(shares.values())
     return [f"| {name} step on onnxruntime-web (Node, V8's CPU profile) | CPU share |", "|---|---|",
-            *(f"| {label} | {100 * shares[label] / total:.0f} % |" for label, _ in (*CPU_GROUPS, ("other (loading included)", None)))]
+            *(f"| {label} | {100 * shares[label] / total:.0f} % |" for label in [*(g[0] for g in CPU_GROUPS), other])]
 
 
-def _native_profile(path: Path, steps: int) -> list[dict]:
-    """arrun's generate on a session with onnxruntime's profiler on -> the profile's events."""
+def _native_profile(path: Path, steps: int) -> tuple[list[dict], int]:
+    """arrun's generate of about ``steps`` elements (whole images) on a session with onnxruntime's profiler on
+    -> (the profile's events, the elements sampled)."""
     import onnxruntime as ort
 
     model = open_model(path, threads=1)
@@ -197,12 +200,14 @@ def _native_profile(path: Path, steps: int) -> list[dict]:
     options.intra_op_num_threads, options.inter_op_num_threads, options.enable_profiling = 1, 1, True
     with tempfile.TemporaryDirectory() as folder:
         options.profile_file_prefix = str(Path(folder) / "native")
-        model = dataclasses.replace(model, session=ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
-        length = min(steps, model.info.max_length or steps)
-        plan = make_plan(SampleOptions(num_samples=max(1, steps // length), batch_size=1, length=None if model.info.max_length else length,
-                                       condition=0 if model.info.num_classes else None), model.info)
-        generate(model, plan, SamplingOptions(), 0, Sink())
-        return json.loads(Path(model.session.end_profiling()).read_text())
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        model, info = dataclasses.replace(model, session=session), model.info
+        length = min(steps, info.max_length or steps)
+        plan = make_plan(SampleOptions(num_samples=max(1, steps // length), batch_size=1,
+                                       length=None if info.max_length else length,
+                                       condition=0 if info.num_classes else None), info)
+        stats = generate(model, plan, SamplingOptions(), 0, Sink())
+        return json.loads(Path(model.session.end_profiling()).read_text()), stats.tokens
 
 
 def _per_step(events: list[dict], steps: int) -> dict:

@@ -28,8 +28,8 @@ def missing() -> str | None:
     """What the browser tests need and this machine lacks, in one line, or None."""
     from arexport.webpage import ORT_FILES, ORT_WEB_DIST, WEB_SOURCES
 
-    lacks = [f"{name} (Debian's {package})" for name, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver"))
-             if not shutil.which(name)]
+    lacks = [f"{name} (Debian's {package})" for name, package in (
+        (CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")) if not shutil.which(name)]
     try:
         import selenium  # noqa: F401
     except ImportError:
@@ -75,8 +75,8 @@ def chromium(width: int = 1200, height: int = 900):
         options = webdriver.ChromeOptions()
         options.binary_location = shutil.which(CHROMIUM)
         for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                         "--disable-extensions", f"--window-size={width},{height}", f"--user-data-dir={scratch}/profile",
-                         "--autoplay-policy=no-user-gesture-required"):
+                         "--disable-extensions", f"--window-size={width},{height}",
+                         f"--user-data-dir={scratch}/profile", "--autoplay-policy=no-user-gesture-required"):
             options.add_argument(argument)
         service = Service(shutil.which(CHROMEDRIVER), env={**os.environ, "TMPDIR": scratch})
         driver = webdriver.Chrome(service=service, options=options)
