@@ -146,7 +146,10 @@ def _check_out(out: Path, force: bool) -> None:
 def _write_folder(out: Path, files: dict[str, Path]) -> Path:
     """Copy ``files`` (name in the folder -> source) into a hidden sibling of ``out``, fsync them, and rename it
     onto ``out`` (an existing ``out`` is set aside first and removed once the new folder is in place)."""
-    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".building"))
+    try:
+        building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".building"))
+    except OSError as e:  # a read-only or special filesystem: nothing was written
+        raise UsageError(f"cannot write to {out.parent} ({e.strerror or e}); choose another --out") from None
     aside = None
     try:
         os.chmod(building, _ORDINARY_DIR_MODE & ~_umask())
