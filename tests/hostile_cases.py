@@ -1085,7 +1085,114 @@ FAMILY_CASES = [
 ]
 
 
+# ------------------------------------------------------------------------------------------------
+# arexport web and ort: graphs they cannot take, outputs that exist or cannot be written, other versions
+
+def _ort_web_stand_ins(c: Ctx) -> None:
+    """onnxruntime-web's three files as stand-ins (the checks before writing never read them), so a case does
+    not depend on `npm ci` having run."""
+    from arexport import webpage
+
+    dist = Path(c.dir("ort-dist", {name: f"stand-in for {name}" for name in webpage.ORT_FILES}))
+    c.mp.setattr(webpage, "ORT_WEB_DIST", dist)
+
+
+def _page(c: Ctx) -> str:
+    """A folder `arexport web` wrote before (its three marker files): --force may replace it."""
+    return c.dir("page", {"index.html": "<p>old</p>", "page.mjs": "old", "model.onnx": "old"})
+
+
+def _web(id, args, code, frags, **kw):
+    return Case(f"web-{id}", "arexport", lambda c: ["web", *args(c)], code, frags, forbid=NOT_A_BUG,
+                patch=_ort_web_stand_ins, **kw)
+
+
+def _ort(id, args, code, frags, **kw):
+    return Case(f"ort-convert-{id}", "arexport", lambda c: ["ort", *args(c)], code, frags, forbid=NOT_A_BUG, **kw)
+
+
+def _locked(c: Ctx) -> str:
+    """A folder its owner may not write (root may: such cases run as another user only)."""
+    d = c.dir("locked")
+    os.chmod(d, 0o500)
+    c.cleanups.append(lambda: os.chmod(d, 0o700))
+    return d
+
+
+V5 = ("format version 5", "re-export")
+WEB_OUT_CASES = [
+    _web("full-graph", lambda c: [_after(c.file("m/step.onnx", _model_bytes("text", "step")))(
+         c.file("m/full.onnx", _model_bytes("text", "full"))), "--out", c.p("site")], 2,
+         ("full graph", "step or chunk graph", os.path.join("m", "step.onnx"))),
+    _web("full-graph-alone", lambda c: [c.model_copy("text", "full", "model.onnx"), "--out", c.p("site")], 2,
+         ("full graph", "arexport onnx", "--graph step")),
+    _web("other-format-version", lambda c: [c.meta("v5.onnx", "text", ar__format_version="5"), "--out", c.p("site")],
+         2, V5),
+    _web("missing-model", lambda c: [c.p("gone.onnx"), "--out", c.p("site")], 2, ("gone.onnx",)),
+    _web("model-is-a-folder", lambda c: [c.dir("m.onnx"), "--out", c.p("site")], 2, ("m.onnx",)),
+    _web("checkpoint-not-graph", lambda c: [c.ckpt("transformer"), "--out", c.p("site")], 2, ("ckpt",)),
+    _web("out-exists-without-force", lambda c: [c.model("text"), "--out", _page(c)], 2, ("exists", "--force")),
+    _web("out-is-a-file", lambda c: [c.model("text"), "--out", c.file("site", "the user's file")], 2,
+         ("exists", "--force")),
+    _web("out-is-a-file-force", lambda c: [c.model("text"), "--out", c.file("site", "the user's file"), "--force"], 2,
+         ("not a folder",)),
+    _web("out-user-folder-force", lambda c: [c.model("text"), "--out", c.dir("mine", {"notes.txt": "mine"}),
+         "--force"], 2, ("did not write", "another --out")),
+    _web("out-parent-missing", lambda c: [c.model("text"), "--out", c.p("no", "site")], 2, ("does not exist",)),
+    _web("out-readonly-fs", lambda c: [c.model("text"), "--out", os.path.join(c.ro_dir(), "site")], (1, 2),
+         (alt("read-only", "cannot write"),), root=True),
+    _web("out-readonly-fs-force-over-page", lambda c: [c.model("image"), "--out", _ro_page(c), "--force"], (1, 2),
+         (alt("read-only", "cannot write"),), root=True),
+    _web("out-locked-folder", lambda c: [c.model("text"), "--out", os.path.join(_locked(c), "site")], (1, 2),
+         (alt("permission", "cannot write"),), nonroot=True),
+    _web("out-under-proc", lambda c: [c.model("text"), "--out", "/proc/ar-hostile-site"], (1, 2), ("/proc",)),
+]
+
+
+def _ro_page(c: Ctx) -> str:
+    """An old page folder on a read-only filesystem: --force cannot set it aside."""
+    ro = c.ro_dir()
+    subprocess.run(["mount", "-o", "remount,rw", ro], check=True, capture_output=True)
+    for name in ("index.html", "page.mjs", "model.onnx"):
+        Path(ro, "page").mkdir(exist_ok=True)
+        Path(ro, "page", name).write_text("old")
+    subprocess.run(["mount", "-o", "remount,ro", ro], check=True, capture_output=True)
+    return os.path.join(ro, "page")
+
+
+ORT_OUT_CASES = [
+    _ort("other-format-version", lambda c: [c.meta("v5.onnx", "text", ar__format_version="5"), "--out",
+         c.p("m.ort")], 2, V5),
+    _ort("missing-model", lambda c: [c.p("gone.onnx"), "--out", c.p("m.ort")], 2, ("gone.onnx",)),
+    _ort("not-onnx-suffix", lambda c: [c.file("m.txt", _model_bytes("text", "step")), "--out", c.p("m.ort")], 2,
+         (".onnx",)),
+    _ort("already-ort", lambda c: [c.file("m.ort", b"\x00" * 64)], 2, (".onnx",)),
+    _ort("out-exists-without-force", lambda c: [c.model("text"), "--out", c.file("m.ort", "the user's m.ort")], 2,
+         ("m.ort", "--force")),
+    _ort("config-exists-without-force", lambda c: [c.model("text"), "--out", _after(c.file(
+         "m.required_operators.config", "mine"))(c.p("m.ort"))], 2, ("m.required_operators.config", "--force")),
+    _ort("out-is-a-folder", lambda c: [c.model("text"), "--out", c.dir("m.ort")], 2, ("directory",)),
+    _ort("out-not-ort-suffix", lambda c: [c.model("text"), "--out", c.p("m.onnx")], 2, (".ort",)),
+    _ort("out-parent-missing", lambda c: [c.model("text"), "--out", c.p("no", "m.ort")], 2, ("does not exist",)),
+    _ort("out-readonly-fs", lambda c: [c.model("text"), "--out", os.path.join(c.ro_dir(), "m.ort")], (1, 2),
+         (alt("read-only", "cannot write"),), root=True),
+    _ort("out-locked-folder", lambda c: [c.model("text"), "--out", os.path.join(_locked(c), "m.ort")], (1, 2),
+         (alt("permission", "cannot write"),), nonroot=True),
+    _ort("default-out-beside-readonly-model", lambda c: [_ro_model(c)], (1, 2), (alt("read-only", "cannot write"),),
+         root=True),
+]
+
+
+def _ro_model(c: Ctx) -> str:
+    """A model on a read-only filesystem: the default output beside it cannot be written."""
+    ro = c.ro_dir()
+    subprocess.run(["mount", "-o", "remount,rw", ro], check=True, capture_output=True)
+    Path(ro, "m.onnx").write_bytes(_model_bytes("text", "step"))
+    subprocess.run(["mount", "-o", "remount,ro", ro], check=True, capture_output=True)
+    return os.path.join(ro, "m.onnx")
+
+
 ALL_CASES = (META_CASES + ORT_CASES + BOMB_CASES + OUT_CASES + SAMPLING_CASES + SCORE_CASES + ARTRAIN_CASES
-             + AREXPORT_CASES + PARSE_CASES + MISC_CASES + FAMILY_CASES)
+             + AREXPORT_CASES + PARSE_CASES + MISC_CASES + FAMILY_CASES + WEB_OUT_CASES + ORT_OUT_CASES)
 _ids = [c.id for c in ALL_CASES]
 assert len(_ids) == len(set(_ids)), sorted({i for i in _ids if _ids.count(i) > 1})
