@@ -49,7 +49,7 @@ def test_unknown_split_and_name():
     ds = load_dataset("digits")
     with pytest.raises(UsageError, match="train, val, test, all"):
         ds.split("dev")
-    with pytest.raises(UsageError, match="digits, text, speech, or a path"):
+    with pytest.raises(UsageError, match="digits, text, pystdlib, speech, voices, or a path"):
         load_dataset("no-such-dataset-or-file")
 
 
