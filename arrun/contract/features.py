@@ -212,3 +212,68 @@ def read_features(path: Path, spec: FeatureSpec) -> np.ndarray:
         raise UsageError(f"{path} has {len(bad)} frames with NaN or infinite values (the first is frame {bad[0]}); "
                          "compute the features again")
     return frames
+
+
+# ---------------------------------------------------------------- linear prediction from the features
+# A source-filter vocoder (LPCNet, Valin and Skoglund 2019) predicts each sample from the last `order` ones
+# with coefficients read off the frame's spectral envelope. The exporter computes the same numbers in the graph
+# (artrain/source_filter.py, float64, from ``lpc_constants``); tests/test_lpc.py holds the two equal.
+LPC_PREEMPHASIS = 0.85      # the predictor works on e_t = s_t - 0.85 s_{t-1} (LPCNet's pre-emphasis)
+LPC_LAG_WINDOW_HZ = 60.0    # Gaussian lag window: the envelope smoothed by a 60 Hz-wide Gaussian
+LPC_NOISE_FLOOR = 1e-9      # added to every bin of the power spectrum: an all-floor frame gives a white one
+LPC_WHITE_NOISE = 1e-4      # r_0 *= 1 + 1e-4 (a -40 dB white floor): keeps Levinson-Durbin well conditioned
+
+
+def lpc_constants(spec: FeatureSpec, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fixed parts of ``lpc_from_log_mel``, float64: the filterbank's pseudo-inverse (n_fft // 2 + 1, M),
+    the pre-emphasis filter's power response per bin (n_fft // 2 + 1,) and the lag window (order + 1,)."""
+    if not 1 <= order < spec.n_fft // 2:
+        raise ValueError(f"LPC order {order} is not in 1 .. {spec.n_fft // 2 - 1}")
+    inverse = np.linalg.pinv(mel_filterbank(spec))                                   # (F, M)
+    w = 2 * np.pi * np.fft.rfftfreq(spec.n_fft)                                      # (F,) rad/sample
+    emphasis = 1 + LPC_PREEMPHASIS**2 - 2 * LPC_PREEMPHASIS * np.cos(w)              # (F,) |1 - 0.85 z^-1|^2
+    lags = np.arange(order + 1)
+    lag_window = np.exp(-0.5 * (2 * np.pi * LPC_LAG_WINDOW_HZ * lags / spec.sample_rate) ** 2)  # (order+1,)
+    lag_window[0] *= 1 + LPC_WHITE_NOISE
+    return inverse, emphasis, lag_window
+
+
+def lpc_power_spectrum(frames: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Log-mel frames (F, M) -> the pre-emphasised power spectrum they describe (F, n_fft // 2 + 1), float64:
+    exp, the filterbank's pseudo-inverse, negatives clipped to 0, squared for a magnitude spec, times the
+    pre-emphasis response, plus LPC_NOISE_FLOOR."""
+    inverse, emphasis, _ = lpc_constants(spec, 1)
+    linear = np.maximum(np.exp(np.asarray(frames, np.float64)) @ inverse.T, 0.0)    # (F, bins)
+    return linear ** (2 / spec.power) * emphasis + LPC_NOISE_FLOOR                  # (F, bins)
+
+
+def levinson_durbin(r: np.ndarray) -> np.ndarray:
+    """Autocorrelations (F, p + 1) -> predictor coefficients a (F, p), x_t ~ sum_k a[:, k-1] x_{t-k}: the
+    solution of the Toeplitz system R a = r[1:]. Stable (every reflection coefficient inside (-1, 1)) when R is
+    positive definite, which the noise floor and the white-noise correction of ``lpc_from_log_mel`` ensure."""
+    r = np.asarray(r, np.float64)
+    a = np.zeros((r.shape[0], 0))                                                    # (F, i)
+    error = r[:, 0]                                                                  # (F,)
+    for i in range(r.shape[1] - 1):
+        k = (r[:, i + 1] - (a * r[:, i:0:-1]).sum(-1)) / error                      # (F,) reflection i+1
+        a = np.concatenate([a - k[:, None] * a[:, ::-1], k[:, None]], axis=1)       # (F, i + 1)
+        error = error * (1 - k * k)
+    return a
+
+
+def lpc_from_log_mel(frames: np.ndarray, spec: FeatureSpec, order: int = 16) -> np.ndarray:
+    """Log-mel frames (F, M) of ``spec`` -> predictor coefficients (F, order) float64 of the pre-emphasised
+    signal e_t = s_t - LPC_PREEMPHASIS s_{t-1}: e_t ~ sum_k a[f, k-1] e_{t-k} for a sample t of frame f.
+    Mel -> power spectrum (``lpc_power_spectrum``) -> autocorrelation (inverse real FFT) -> lag window and
+    white-noise correction (``lpc_constants``) -> Levinson-Durbin. Finite frames always give a stable
+    predictor (an all-floor, silent frame: the whitening filter of the floor's own spectrum; the prediction
+    of a silent past is 0, so silence is a legitimate input). Frames with NaN or
+    infinite values raise ValueError (``read_features`` refuses them first)."""
+    frames = np.asarray(frames, np.float64)
+    if frames.ndim != 2 or frames.shape[1] != spec.n_mels:
+        raise ValueError(f"lpc_from_log_mel takes frames (F, {spec.n_mels}), got shape {frames.shape}")
+    if not np.isfinite(frames).all():
+        raise ValueError("lpc_from_log_mel takes finite frames; NaN or infinite values give no predictor")
+    _, _, lag_window = lpc_constants(spec, order)
+    r = np.fft.irfft(lpc_power_spectrum(frames, spec), n=spec.n_fft, axis=-1)[:, :order + 1]  # (F, order+1)
+    return levinson_durbin(r * lag_window)
