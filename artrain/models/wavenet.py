@@ -34,6 +34,7 @@ from arrun.contract.features import FeatureSpec
 from arrun.contract.schema import StateSpec
 
 from .base import ARModel, gate, shift_right
+from ..source_filter import LPCAnalysis, mulaw_compress, prediction, sample_table
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,13 @@ class WaveNetConfig:
     residual_channels: int = 64
     skip_channels: int = 128
     mixtures: int = 0                # K > 0: a discretized mixture of K logistics over the levels in place of the softmax
+    lpc_order: int = 0               # > 0: a source-filter vocoder, each sample predicted from this many (0: none)
 
     def __post_init__(self):
         if self.kernel_size < 2:
             raise ValueError(f"kernel_size must be >= 2, got {self.kernel_size}")
+        if self.lpc_order and (not self.mel_bins or self.mixtures):
+            raise ValueError("lpc_order > 0 (a source-filter vocoder) needs mel_bins > 0 and the softmax (mixtures 0)")
 
     @property
     def dilations(self) -> list[int]:
@@ -91,7 +95,15 @@ class WaveNet(ARModel):
         self.skip = nn.Linear(L * C, c.skip_channels)  # every layer's skip projection, side by side
         self.class_bias = nn.Embedding(c.num_classes, L * 2 * C) if c.num_classes else None
         self.local = nn.Sequential(  # the conditioning network: one frame -> every layer's gate biases
-            nn.Linear(c.mel_bins, c.mel_hidden), nn.Tanh(), nn.Linear(c.mel_hidden, L * 2 * C)) if c.mel_bins else None
+            nn.Linear(c.mel_bins, c.mel_hidden), nn.Tanh(),
+            nn.Linear(c.mel_hidden, L * 2 * C + bool(c.lpc_order))) if c.mel_bins else None  # [+ the prior's precision]
+        if c.lpc_order:  # source-filter: the frame's predictor, and the prediction as a second input
+            self.lpc = LPCAnalysis(self.feature_spec, c.lpc_order)
+            self.prediction_input = nn.Linear(1, C)
+            self.prior_scale = nn.Parameter(torch.tensor(2.0))  # beta = softplus(2) ~ 2.1 at the start
+            self.register_buffer("sample_values", sample_table(c.vocab_size), persistent=False)  # (V+1,) decoded
+            self.register_buffer("code_values", torch.linspace(-1.0, 1.0, c.vocab_size, dtype=torch.float64),
+                                 persistent=False)  # (V,) each code's mu-law value
         self.head = nn.Sequential(
             nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, self.output_width)
         )
@@ -107,14 +119,33 @@ class WaveNet(ARModel):
 
     @property
     def state_period(self) -> int:
-        return max(n for n, _ in self._rings)
+        return max(max(n for n, _ in self._rings), self.config.lpc_order + 1)
 
     def state_spec(self) -> tuple[StateSpec, ...]:
-        return (StateSpec("queue", (sum(n for n, _ in self._rings), self.config.residual_channels)),)
+        queue = StateSpec("queue", (sum(n for n, _ in self._rings), self.config.residual_channels))
+        # source-filter: the last order + 1 decoded samples, s_{p-1} in slot (p - 1) mod (order + 1)
+        return (queue, StateSpec("samples", (self.config.lpc_order + 1,))) if self.config.lpc_order else (queue,)
 
     def frame_vectors(self, features: torch.Tensor) -> torch.Tensor:
-        """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C)."""
-        return self.local(features)
+        """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C) [source-filter: then
+        the log-precision of the prediction's prior and the frame's predictor, (B, ..., L*2C + 1 + order)]."""
+        if not self.config.lpc_order:
+            return self.local(features)
+        return torch.cat([self.local(features), self.lpc(features)], dim=-1)
+
+    def _source_filter(self, past: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """past (..., order+1) s_{t-1} .. s_{t-order-1}, frame vectors (..., D) -> (the prediction's input to layer
+        0 (..., C), the prior it adds to the logits (..., V)): -beta log(1 + exp(8 + rho) (v_c - mu(p_t))^2), a
+        Student-t on the mu-law scale centred on the prediction (heavy-tailed like an excitation), its width
+        (about 2 codes at rho = 0) set by the frame, beta > 0 learned; bounded (|prior| < 16 beta), so float32
+        keeps the logits' differences exact enough for step = forward."""
+        c = self.config
+        n = len(self.convs) * 2 * c.residual_channels
+        rho, coeffs = vectors[..., n], vectors[..., n + 1:]                            # (...), (..., order)
+        u = mulaw_compress(prediction(past, coeffs), c.vocab_size)[..., None]         # (..., 1) mu(p_t), float64
+        precision = torch.exp(8.0 + rho.double().clamp(-12.0, 6.0))[..., None]        # (..., 1)
+        prior = -F.softplus(self.prior_scale).double() * torch.log1p(precision * (self.code_values - u) ** 2)
+        return self.prediction_input(u.float()), prior.float()                        # (..., C), (..., V)
 
     def _biases(self, cond: torch.Tensor | None, local: torch.Tensor | None,
                 constant: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,12 +166,20 @@ class WaveNet(ARModel):
         """x (B, T) int64 levels [, cond (B,), features (B, F, M) frames, F >= ceil(T / hop)] -> logits (B, T, V);
         logits[:, t] predicts x_t from x_<t and the conditions."""
         T, C, k = x.shape[1], self.config.residual_channels, self.config.kernel_size
-        local = None
+        local, n = None, len(self.convs) * 2 * C
         if self.local is not None:
             rows = torch.arange(T, device=x.device) // self.feature_spec.hop  # (T,) the frame of each sample
-            local = self.frame_vectors(features)[:, rows]  # (B, T, L*2C)
-        biases = self._biases(cond, local).split(2 * C, dim=-1)  # L x (B, T, 2C), (B, 2C) or (2C,)
-        h = self.embed(shift_right(x, self.config.vocab_size))  # (B, T, C)
+            local = self.frame_vectors(features)[:, rows]  # (B, T, D)
+        biases = self._biases(cond, local if local is None else local[..., :n]).split(2 * C, dim=-1)  # L x (B, T, 2C)..
+        previous = shift_right(x, self.config.vocab_size)  # (B, T)
+        h = self.embed(previous)  # (B, T, C)
+        prior = 0.0
+        if self.config.lpc_order:
+            P = self.config.lpc_order + 1
+            s = F.pad(self.sample_values[previous], (P - 1, 0))  # (B, P-1+T) s_{t-1}, zeros before
+            past = torch.stack([s[:, P - 1 - j:P - 1 - j + T] for j in range(P)], dim=-1)  # (B, T, P) s_{t-1-j}
+            extra, prior = self._source_filter(past, local)  # (B, T, C), (B, T, V)
+            h = h + extra
         gated = []
         for i, d in enumerate(self.config.dilations):
             taps = [F.pad(h, (0, 0, j * d, 0))[:, :T] for j in range(k - 1, 0, -1)]  # x_{t-jd}, zeros before 0
@@ -149,12 +188,15 @@ class WaveNet(ARModel):
             gated.append(z)
             if i < len(self.residuals):
                 h = h + self.residuals[i](z)
-        return self.head(self.skip(torch.cat(gated, dim=-1)))  # (B, T, W)
+        return self.head(self.skip(torch.cat(gated, dim=-1))) + prior  # (B, T, W)
 
     def step(self, token, pos, state, cond=None, features=None):
         """token (B,) x_{pos-1} or the start symbol, per row; pos (B,) int64, row b at position pos[b]; features
-        (B, L*2C): ``frame_vectors`` of the frame of each row's sample. Rows are independent."""
+        (B, D): ``frame_vectors`` of the frame of each row's sample. Rows are independent."""
         c, queue = self.config, state["queue"]  # (B, R, C)
+        vectors = features
+        if c.lpc_order:
+            features = features[:, :len(self.convs) * 2 * c.residual_channels]  # (B, L*2C) the gate biases
         C, L, k, R = c.residual_channels, len(self.convs), c.kernel_size, queue.shape[1]
         lag, size, first = (torch.tensor(v, device=queue.device).view(L, 1, k - 1) for v in zip(*self._taps))
         base = torch.arange(pos.shape[0], device=queue.device).view(1, -1, 1) * R  # (1, B, 1) row b's ring in the flat queue
@@ -167,6 +209,9 @@ class WaveNet(ARModel):
         shift_bias = torch.cat([s @ w for s, w in zip(shifts, current)])  # (L*2C,) s_i's share of the gates
         biases = (past + self._biases(cond, features, shift_bias)).split(2 * C, dim=-1)  # L x (B, 2C)
         h = self.embed(token)  # (B, C) layer 0's input; below, layer i's input less s_i
+        new_state, prior = {}, 0.0
+        if c.lpc_order:
+            h, prior, new_state["samples"] = self._step_source_filter(token, pos, state["samples"], vectors, h)
         inputs, gated = [], []
         for i, w in enumerate(current):
             inputs.append(h)
@@ -180,8 +225,19 @@ class WaveNet(ARModel):
         batch = torch.arange(pos.shape[0], device=queue.device)[:, None].expand_as(write)  # (B, L)
         # the one write (a ScatterND of B*L rows of C): it depends through the gates on the taps read above, so
         # it cannot overtake them when in.queue and out.queue are one buffer
-        new_queue = queue.index_put((batch, write), inputs)  # (B, R, C)
-        return self.head(self.skip(torch.cat(gated, dim=-1))), {"queue": new_queue}
+        new_state["queue"] = queue.index_put((batch, write), inputs)  # (B, R, C)
+        return self.head(self.skip(torch.cat(gated, dim=-1))) + prior, new_state
+
+    def _step_source_filter(self, token, pos, samples, vectors, h):
+        """The step's source-filter part: token (B,) x_{pos-1}, samples (B, P) the ring -> (layer 0's input (B, C),
+        the logits' prior (B, V), the new ring). s_{pos-1} is written into slot (pos - 1) mod P first (one
+        ScatterND into the state as given) and the past read from the written ring, so one buffer may serve."""
+        P, rows = samples.shape[1], torch.arange(pos.shape[0], device=pos.device)
+        new_samples = samples.index_put((rows, (pos - 1) % P), self.sample_values[token])  # (B, P)
+        lags = torch.arange(1, P + 1, device=pos.device)  # (P,) s_{pos-1} .. s_{pos-P}
+        past = new_samples.gather(1, (pos[:, None] - lags) % P)  # (B, P)
+        extra, prior = self._source_filter(past, vectors)  # (B, C), (B, V)
+        return h + extra, prior, new_samples
 
     def _residual_shifts(self) -> torch.Tensor:
         """(L, C): s_i, the sum of the residual biases below layer i. The step carries each layer's input less s_i,
