@@ -107,3 +107,21 @@ def test_spectrogram_png_stacks_one_panel_per_method(tmp_path):
     tone_row = 256 - 14                                                       # bins run top (high) to bottom (low)
     assert gray[tone_row, 5:-5].min() >= 250 and gray[tone_row - 50, 5:-5].max() < 100   # the tone, not bin 64
     assert gray[257:259].min() == 255 and gray[259:].mean() < 5                        # the line; the quiet panel
+
+
+def test_table_puts_goals_beside_each_method():
+    original = bench.Column(words=[True] * 8 + [False] * 2, run=16,
+                            cells={"xz": "4.700", "flac": "5.400"})
+    griffin = bench.Column(words=[True] * 10, pesq=[4.0, 4.2], stoi=[0.9, 0.8], run=32, lsd=[60.0], frames=10)
+    vocoder = bench.Column(words=[True] * 5 + [False] * 5, pesq=[1.0, float("nan")], stoi=[0.5, 0.7], run=3200,
+                           lsd=[150.0], frames=10, cells={"bits": "4.791", "bench": "2.46", "vocode": "2.60"})
+    lines = bench.table({"original": original, "Griffin-Lim": griffin, "v/chunk.onnx": vocoder},
+                        {"clips": 3}).splitlines()
+    assert lines[0] == "| figure | goal | original | Griffin-Lim | v/chunk.onnx |"
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:]}
+    assert rows["words recognised (10 clips)"] == ["≥ 72% (90 % of the originals')", "80%", "100%", "50% |"]
+    assert rows["wide-band PESQ (2 sentence clips)"][2:] == ["4.10", "1.00 |"]   # PESQ's NaN left out of the mean
+    assert rows["STOI"][0].startswith("≥ 0.80") and rows["STOI"][2:] == ["0.85", "0.60 |"]
+    assert rows["longest run of one sample where the original has sound (3 clips)"][1:] == ["1.0 ms", "2.0 ms", "200.0 ms |"]
+    assert rows["log-spectral distance (not a goal)"][2:] == ["6.00 dB", "15.00 dB |"]
+    assert "below xz -9e 4.700 and FLAC -8 5.400" in rows["bits/sample given the features (`arrun score`)"][0]
