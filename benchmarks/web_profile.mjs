@@ -17,7 +17,8 @@ const { loadModel } = await import(path.join(web, 'runtime.mjs'));
 const [modelPath, steps, plain] = [process.argv[2], Number(process.argv[3]), process.argv[4] === 'plain'];
 ort.env.wasm.numThreads = 1;
 const model = await loadModel(ort, new Uint8Array(fs.readFileSync(modelPath)), {
-  source: modelPath, bindOutputs: false, sessionOptions: { enableProfiling: !plain } });
+  source: modelPath, bindOutputs: false,  // as the page loads it (arexport/web/page.mjs, sessions())
+  sessionOptions: { enableProfiling: !plain, freeDimensionOverrides: { batch: 1 } } });
 const length = model.info.maxLength ? Math.min(steps, model.info.maxLength) : steps;
 let done = 0, seconds = 0;
 while (done < steps) {
