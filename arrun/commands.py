@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .bench import bench as run_bench
-from .contract.codecs import audio_encode, read_wav, resample_poly
+from .contract.codecs import read_wav_tokens
 from .contract.errors import ARError, Interrupted, UsageError, first_line
 from .contract.features import mulaw_features, read_features
 from .generate import SampleOptions, check_condition, check_memory, class_id, generate, make_plan
@@ -69,7 +69,7 @@ def read_prompts(path: Path) -> tuple[str, ...]:
 
 def vocode(model_path: Path, wav: Path, *, seed: int = 0, provider: str = "cpu", threads: int = 1,
            out: Path | None = None, progress: bool = False) -> dict:
-    """Analyse ``wav`` (any rate and channels, resampled and coded as for training: mu-law, or 16-bit samples) into the vocoder's
+    """Analyse ``wav`` (PCM or mu-law, any rate and channels: coded as ``read_wav_tokens`` says) into the vocoder's
     features and synthesise them -> the summary record; the output has the input's length at the model's rate.
     Its real-time factor is end to end: reading, resampling, analysis, synthesis and writing, per second of
     audio."""
@@ -79,8 +79,7 @@ def vocode(model_path: Path, wav: Path, *, seed: int = 0, provider: str = "cpu",
         raise UsageError(f"{model_path} is not a vocoder (it takes no features); give one exported from a checkpoint "
                          "trained with mel_bins > 0, e.g. models/speech-vocoder/chunk.onnx")
     start = time.perf_counter()
-    audio, rate = read_wav(Path(wav))  # an empty WAV is refused here
-    codes = audio_encode(resample_poly(audio, rate, info.sample_rate, str(wav)), info.vocab_size)  # (T,)
+    codes = read_wav_tokens(Path(wav), info.vocab_size, info.sample_rate)  # (T,); an empty WAV is refused here
     frames = mulaw_features(codes, info.features, info.vocab_size)  # (F, M)
     analysis = time.perf_counter() - start
     options = SampleOptions(seed=seed, length=len(codes), features=frames)

@@ -144,7 +144,7 @@ def test_bad_score_data(tmp_path):
         (text, tmp_path / "none.txt", [], "does not exist"),
         (text, tmp_path, [], "is a folder"),
         (image, tmp_path, ["--condition", "0"], "holds no .png files"),
-        (exported(KIND["audio"]), tmp_path / "a.wav", [], "not a readable PCM WAV"),
+        (exported(KIND["audio"]), tmp_path / "a.wav", [], "not a readable WAV file"),
     ]
     for model, data, args, fragment in cases:
         assert_error(["score", model, data, *args], 2, fragment)

@@ -46,8 +46,9 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return kind + struct.pack("<I", len(data)) + data + b"\0" * (len(data) % 2)
 
 
-def wav(samples: bytes, *, rate=SAMPLE_RATE, bits=8, before=b"", after=b"") -> bytes:
-    fmt = chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, rate, rate * bits // 8, bits // 8, bits))
+def wav(samples: bytes, *, rate=SAMPLE_RATE, bits=8, before=b"", after=b"", tag=1) -> bytes:
+    """A mono WAV: PCM (format tag 1) or, with tag 7, mu-law bytes."""
+    fmt = chunk(b"fmt ", struct.pack("<HHIIHH", tag, 1, rate, rate * bits // 8, bits // 8, bits))
     body = b"WAVE" + fmt + before + chunk(b"data", samples) + after
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
@@ -69,7 +70,7 @@ def test_text_round_trips(tmp_path, text, options):
 ])
 def test_wav_round_trips(tmp_path, samples, before, after):
     path = tmp_path / "a.wav"
-    path.write_bytes(wav(samples, before=before, after=after) + b"trailing")
+    path.write_bytes(wav(samples, before=before, after=after, tag=7) + b"trailing")  # mu-law bytes
     assert round_trip(exported(KIND["audio"]), path)["elements"] == len(samples)
 
 
@@ -92,7 +93,7 @@ def test_16_bit_wav_round_trips(tmp_path, wavenet16):
     assert (record["elements"], record["digits"]) == (120, 2)
     path.write_bytes(wav(bytes(30)))
     refused = invoke("compress", wavenet16, path, "--out", tmp_path / "b.arz")
-    assert refused.exit_code == 2 and "is 8-bit PCM; this model codes 16-bit PCM WAVs" in refused.stderr
+    assert refused.exit_code == 2 and "is 8-bit linear PCM, not mu-law; this model codes 16-bit PCM WAVs" in refused.stderr
 
 
 @pytest.mark.parametrize("array", [IMAGES[:0].astype(np.uint8), IMAGES[:1].astype(np.uint8), IMAGES.astype(np.uint8),
@@ -184,10 +185,10 @@ def test_errors_are_one_line_and_leave_no_file(tmp_path, case):
         args, code, words = ["compress", text_model, tmp_path / "in"], 2, "'z' at position 5 (line 2)"
     else:
         rate, bits = (2 * SAMPLE_RATE, 8) if case == "sample-rate" else (SAMPLE_RATE, 16)
-        (tmp_path / "in").write_bytes(wav(bytes(40), rate=rate, bits=bits))
+        (tmp_path / "in").write_bytes(wav(bytes(40), rate=rate, bits=bits, tag=7 if case == "sample-rate" else 1))
         model = exported_vocoder() if case == "vocoder" else exported(KIND["audio"])
         args, code = ["compress", model, tmp_path / "in"], 2
-        words = {"16-bit-wav": "is 16-bit PCM; this model codes 8-bit mu-law", "sample-rate": "16000 Hz",
+        words = {"16-bit-wav": "samples that are not this mu-law model's levels", "sample-rate": "-r 8000",
                  "vocoder": "vocoder"}[case]
     before = sorted(tmp_path.iterdir())
     result = invoke(*args, "--out", tmp_path / "out.arz")

@@ -1,14 +1,13 @@
 """How data becomes tokens and back, shared by artrain (training data) and arrun (scoring, outputs):
-mu-law, 8-bit grayscale PNG (zlib + struct), PCM WAV (stdlib ``wave``), .npy images and UTF-8 text
+mu-law, 8-bit grayscale PNG (zlib + struct), PCM and mu-law WAV (parsed here), .npy images and UTF-8 text
 through an alphabet. numpy and the standard library only; bad input raises UsageError naming the file."""
 from __future__ import annotations
 
-import io
 import struct
 import warnings
-import wave
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ MAX_PIXELS = 1 << 26        # one decoded PNG
 def read_bytes(path: Path, what: str = "file") -> bytes:
     """A regular file of at most MAX_INPUT_BYTES, read whole; UsageError otherwise (a FIFO would block)."""
     path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist; give a {what}")
     if not path.is_file():
         raise UsageError(f"{path} is not a regular file; give a {what}")
     size = path.stat().st_size
@@ -170,32 +171,132 @@ def _paeth(a: int, b: int, c: int) -> int:
 
 
 # ---------------------------------------------------------------- WAV
+# arrun parses RIFF/WAVE itself (the stdlib ``wave`` reads neither mu-law nor WAVE_FORMAT_EXTENSIBLE on 3.11).
+# Linear PCM (format tag 1) of 8 (unsigned), 16, 24 or 32 bits, and G.711 mu-law (tag 7, 8 bits, as
+# `sox IN -e mu-law OUT.wav` writes it), each also inside WAVE_FORMAT_EXTENSIBLE (tag 0xFFFE, the subformat's
+# first two bytes). Anything else is refused naming the file.
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """A PCM WAV (8/16/24/32-bit, any channels) -> ((T,) float64 mono in [-1, 1], sample rate)."""
-    try:
-        with wave.open(io.BytesIO(read_bytes(path, "PCM WAV file")), "rb") as w:
-            width, channels, rate, frames = w.getsampwidth(), w.getnchannels(), w.getframerate(), w.getnframes()
-            raw = w.readframes(frames)
-    except (wave.Error, EOFError) as e:
-        raise UsageError(f"{path} is not a readable PCM WAV file ({e}); re-save it as 16-bit PCM WAV") from None
-    if width not in (1, 2, 3, 4) or channels < 1 or rate < 1:
-        raise UsageError(f"{path} has an unsupported format ({8 * width}-bit, {channels} channels, {rate} Hz); "
-                         "re-save it as 16-bit PCM WAV")
-    if len(raw) < frames * width * channels:
-        raise UsageError(f"{path} is truncated: its header declares {frames:,} frames and it holds "
-                         f"{len(raw) // (width * channels):,}; re-save it")
-    raw = raw[:len(raw) - len(raw) % (width * channels)]
-    if not raw:
-        raise UsageError(f"{path} holds no audio; give a WAV file with some samples")
-    if width == 1:  # 8-bit WAV is unsigned
-        x = (np.frombuffer(raw, np.uint8) - 128.0) / 128.0
-    elif width == 3:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+WAV_PCM, WAV_MULAW, WAV_EXTENSIBLE = 1, 7, 0xFFFE
+WAV_TAG_NAMES = {3: "32-bit float", 6: "A-law", 0x11: "IMA ADPCM", 0x55: "MP3"}
+
+
+@dataclass(frozen=True)
+class WavLayout:
+    """Where a WAV's samples are: ``raw[start:end]`` holds whole frames of ``channels`` samples of ``bits``
+    each, coded as ``coding`` ('pcm': linear, 8-bit unsigned or signed little-endian; 'mulaw': G.711 bytes);
+    ``declared`` is the data size the header states (more than ``end - start`` when the file is cut short)."""
+    coding: str
+    bits: int
+    channels: int
+    rate: int
+    start: int
+    end: int
+    declared: int
+
+    @property
+    def frames(self) -> int:
+        return (self.end - self.start) // (self.bits // 8 * self.channels)
+
+
+def parse_wav(raw: bytes, source: str) -> WavLayout:
+    """A RIFF/WAVE file's bytes -> the layout of its first data chunk (after a fmt chunk); UsageError naming
+    ``source`` for anything that is not a mono or multi-channel PCM or mu-law WAV arrun reads."""
+    if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise UsageError(f"{source} is not a readable WAV file (no RIFF/WAVE header); give a PCM or mu-law WAV, "
+                         "or convert it, e.g. `sox IN -b 16 OUT.wav`")
+    pos, fmt = 12, None
+    while pos + 8 <= len(raw):
+        kind, size = struct.unpack_from("<4sI", raw, pos)
+        body = pos + 8
+        if kind == b"fmt ":
+            fmt = raw[body:body + size]
+        elif kind == b"data":
+            coding, channels, rate, bits = _wav_format(fmt, source)
+            block = bits // 8 * channels
+            end = body + (min(body + size, len(raw)) - body) // block * block  # whole frames
+            return WavLayout(coding, bits, channels, rate, body, end, size)
+        pos = body + size + (size & 1)  # chunks are padded to even sizes
+    raise UsageError(f"{source} is not a readable WAV file (no {'data' if fmt else 'fmt'} chunk); re-save it as a "
+                     "16-bit PCM WAV")
+
+
+def _wav_format(fmt: bytes | None, source: str) -> tuple[str, int, int, int]:
+    """A fmt chunk -> (coding, channels, rate, bits); UsageError for what arrun does not read."""
+    if fmt is None or len(fmt) < 16:
+        raise UsageError(f"{source} is not a readable WAV file (no complete fmt chunk before its data); re-save it "
+                         "as a 16-bit PCM WAV")
+    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
+    if tag == WAV_EXTENSIBLE and len(fmt) >= 26:
+        tag = struct.unpack_from("<H", fmt, 24)[0]  # the subformat GUID's first two bytes
+    if tag not in (WAV_PCM, WAV_MULAW):
+        name = WAV_TAG_NAMES.get(tag, f"format tag {tag}")
+        raise UsageError(f"{source} is {name} audio; arrun reads PCM and mu-law WAVs: convert it, e.g. "
+                         "`sox IN -b 16 OUT.wav`")
+    if (bits not in (8, 16, 24, 32) or tag == WAV_MULAW and bits != 8) or channels < 1 or rate < 1:
+        raise UsageError(f"{source} has an unsupported format ({bits}-bit {'mu-law' if tag == WAV_MULAW else 'PCM'}, "
+                         f"{channels} channels, sample rate {rate} Hz); re-save it as a 16-bit PCM WAV")
+    return ("mulaw" if tag == WAV_MULAW else "pcm"), channels, rate, bits
+
+
+def g711_mulaw_decode(codes: np.ndarray) -> np.ndarray:
+    """G.711 mu-law bytes (WAV format tag 7) -> int64 samples on the 16-bit scale, -32124..32124 (ITU-T
+    G.711: the byte inverted; sign, 3-bit exponent e, 4-bit mantissa m; magnitude ((m << 3) + 132) << e - 132).
+    Bytes 0x7F and 0xFF both decode to 0."""
+    u = ~np.asarray(codes, dtype=np.int64) & 0xFF
+    magnitude = (((u & 0x0F) << 3) + 0x84 << ((u >> 4) & 7)) - 0x84
+    return np.where(u & 0x80, -magnitude, magnitude)
+
+
+def g711_levels(codes: np.ndarray) -> np.ndarray:
+    """G.711 mu-law bytes <-> levels 0..255 in the order of their values (its own inverse): bytes 0..127
+    (negative, rising to -0) stay, bytes 255..128 (+0 rising to the largest) become 128..255. A 256-level
+    mu-law model codes a mu-law WAV's bytes as these levels: they are its mu-law codes, each within one level
+    of ``mulaw_encode`` of the byte's value, and the map is one to one, so a file comes back byte for byte."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return np.where(codes < 128, codes, 383 - codes)
+
+
+def wav_samples(raw: bytes, layout: WavLayout) -> np.ndarray:
+    """The (frames, channels) float64 samples in [-1, 1] of ``raw`` laid out as ``layout``: 8-bit PCM as
+    (b - 128) / 128, signed PCM as s / 2^(bits - 1), mu-law as its G.711 value / 32768."""
+    data = np.frombuffer(raw, np.uint8, layout.end - layout.start, layout.start)
+    if layout.coding == "mulaw":
+        x = g711_mulaw_decode(data) / 32768.0
+    elif layout.bits == 8:  # 8-bit PCM is unsigned
+        x = (data - 128.0) / 128.0
+    elif layout.bits == 24:
+        b = data.reshape(-1, 3).astype(np.int32)
         x = ((b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16) << 8 >> 8) / 2.0 ** 23  # sign-extend 24 bits
     else:
-        x = np.frombuffer(raw, f"<i{width}") / 2.0 ** (8 * width - 1)
-    return x.reshape(-1, channels).mean(axis=1), rate
+        x = np.frombuffer(data.tobytes(), f"<i{layout.bits // 8}") / 2.0 ** (layout.bits - 1)
+    return x.reshape(-1, layout.channels)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A PCM (8/16/24/32-bit) or mu-law WAV of any channels -> ((T,) float64 mono in [-1, 1], sample rate)."""
+    raw = read_bytes(path, "WAV file")
+    layout = parse_wav(raw, str(path))
+    block = layout.bits // 8 * layout.channels
+    if layout.declared > layout.end - layout.start:
+        raise UsageError(f"{path} is truncated: its header declares {layout.declared // block:,} frames and it holds "
+                         f"{layout.frames:,}; re-save it")
+    if not layout.frames:
+        raise UsageError(f"{path} holds no audio; give a WAV file with some samples")
+    return wav_samples(raw, layout).mean(axis=1), layout.rate
+
+
+def read_wav_tokens(path: Path, levels: int, rate: int) -> np.ndarray:
+    """A WAV -> the (T,) int64 tokens of an audio model of ``levels`` levels at ``rate`` Hz. A mono mu-law
+    WAV at ``rate`` for a 256-level model: its bytes as levels (``g711_levels``), exactly what ``arrun
+    compress`` codes; anything else: decoded (``read_wav``), resampled to ``rate`` and encoded
+    (``audio_encode``); a 16-bit WAV written by ``arrun sample`` gives back the codes it was written from."""
+    raw = read_bytes(path, "WAV file")
+    layout = parse_wav(raw, str(path))
+    if (layout.coding, layout.channels, layout.rate, levels) == ("mulaw", 1, rate, 256) \
+            and layout.declared == layout.end - layout.start and layout.frames:
+        return g711_levels(np.frombuffer(raw, np.uint8, layout.frames, layout.start))
+    x, source_rate = read_wav(path)
+    return audio_encode(resample_poly(x, source_rate, rate, str(path)), levels)
 
 
 MAX_SAMPLES = 1 << 28  # samples of one clip after resampling
@@ -284,6 +385,8 @@ def encode_text(text: str, alphabet: str, source: str, unknown: str = "error") -
 def read_npy_images(path: Path) -> np.ndarray:
     """A .npy of images (N, H, W), N >= 1, of non-negative integer levels; never unpickles, and reads the
     header first (memory-mapped), so a header declaring more than the file holds allocates nothing."""
+    if not Path(path).exists():
+        raise UsageError(f"{path} does not exist; give a .npy of images")
     if not Path(path).is_file():
         raise UsageError(f"{path} is not a regular file; give a .npy of images")
     try:

@@ -1,14 +1,16 @@
 """Audio: 8-bit mu-law or 16-bit linear PCM samples at the model's rate; samples as growing 16-bit WAVs;
-scoring data as WAVs (any rate, resampled); compression of a PCM WAV's samples, every other byte kept."""
+scoring data as PCM or mu-law WAVs (any rate, resampled; a mu-law WAV at the model's rate read as its codes);
+compression of a WAV's samples (mu-law bytes, or 16-bit samples), every other byte kept."""
 from __future__ import annotations
 
-import struct
+import shlex
 import wave
 from pathlib import Path
 
 import numpy as np
 
-from ..contract.codecs import audio_bits, audio_encode, audio_pcm16, read_wav, resample_poly
+from ..contract.codecs import (PCM16_LEVELS, WavLayout, audio_bits, audio_pcm16, g711_levels, parse_wav,
+                               read_wav_tokens)
 from ..contract.errors import UsageError
 from ..contract.files import PendingFile, commit_together
 from ..contract.schema import ModelInfo
@@ -22,7 +24,7 @@ CODED_LEVELS = (256, 65536)  # what arrun compress codes: one byte of mu-law, or
 
 class AudioKind(DataKind):
     name, unit, suffixes = "audio", "sample", (".wav",)
-    expected = "a PCM WAV file or a folder of WAV files"
+    expected = "a PCM or mu-law WAV file or a folder of WAV files"
     default_out = Path("samples.wav")
     layout_format = "wav"
     compress_chunk = 16384  # 1 s at 16 kHz, 16 receptive fields of the shipped WaveNet
@@ -55,54 +57,86 @@ class AudioKind(DataKind):
         return info.sample_rate
 
     def read(self, path, info):
-        x, rate = read_wav(path)
-        return [audio_encode(resample_poly(x, rate, info.sample_rate, str(path)), info.vocab_size)]
+        return [read_wav_tokens(path, info.vocab_size, info.sample_rate)]
 
     def frame(self, raw, path, info):
-        """A RIFF/WAVE file: the samples of its first data chunk are the elements; every other byte stays as it is."""
-        width = audio_bits(info.vocab_size) // 8  # the contract's rule: 65,536 levels are 16-bit, else mu-law
+        """A RIFF/WAVE file: the samples of its first data chunk are the elements; every other byte stays as it
+        is. A 256-level mu-law model codes a mu-law WAV's bytes (as ``g711_levels``) or a 16-bit WAV whose
+        every sample is one of its codes as ``arrun sample`` writes them (``audio_pcm16``); a 16-bit model
+        codes a 16-bit PCM WAV's samples (token = sample + 32768). Anything else is refused naming the
+        conversion that fits."""
         if info.vocab_size not in CODED_LEVELS:
             raise UsageError(f"this audio model has {info.vocab_size} levels; arrun compress codes 256-level mu-law "
-                             "models (8-bit WAVs) and 65536-level ones (16-bit WAVs)")
-        if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
-            raise UsageError(f"{path} is not a RIFF/WAVE file; give a PCM WAV")
-        pos, fmt = 12, None
-        while pos + 8 <= len(raw):
-            kind, size = struct.unpack_from("<4sI", raw, pos)
-            body = pos + 8
-            if kind == b"fmt ":
-                fmt = raw[body:body + size]
-            elif kind == b"data":
-                _check_fmt(fmt, path, info, width)
-                end = body + (min(body + size, len(raw)) - body) // width * width  # whole samples; the rest is kept
-                samples = np.frombuffer(raw[body:end], "<u1" if width == 1 else "<i2").astype(np.int64)  # (n,)
-                tokens = samples + (0 if width == 1 else 32768)  # (n,)
-                return Framed(tokens, raw[:body], raw[end:], {"format": "wav", "width": width})
-            pos = body + size + (size & 1)  # chunks are padded to even sizes
-        raise UsageError(f"{path} has no {'data' if fmt else 'fmt'} chunk; give a PCM WAV")
+                             "models and 65536-level (16-bit) ones")
+        layout = parse_wav(raw, str(path))
+        _check_layout(layout, path, info)
+        data = raw[layout.start:layout.end]
+        if layout.coding == "mulaw":  # only for a mu-law model (_check_layout)
+            tokens, coding = g711_levels(np.frombuffer(data, np.uint8)), "mulaw"  # (n,)
+        else:
+            samples = np.frombuffer(data, "<i2").astype(np.int64)  # (n,)
+            tokens, coding = (samples + 32768, "pcm") if info.vocab_size == PCM16_LEVELS else \
+                (_grid_codes(samples, path, info), "grid")
+        return Framed(tokens, raw[:layout.start], raw[layout.end:],
+                      {"format": "wav", "width": layout.bits // 8, "coding": coding})
 
     def unframe(self, elements, layout, info):
-        return (elements.astype("<u1") if layout["width"] == 1 else (elements - 32768).astype("<i2")).tobytes()
+        coding = layout.get("coding", "pcm" if layout["width"] == 2 else "bytes")  # archives before "coding"
+        if coding == "mulaw":
+            return g711_levels(elements).astype("<u1").tobytes()
+        if coding == "grid":
+            return audio_pcm16(elements, info.vocab_size)
+        if coding == "bytes":  # old archives: an 8-bit WAV's bytes taken as the codes themselves
+            return elements.astype("<u1").tobytes()
+        return (elements - 32768).astype("<i2").tobytes()
 
 
-def _check_fmt(fmt: bytes | None, path: Path, info: ModelInfo, width: int) -> None:
-    """The fmt chunk describes what the model codes: mono PCM of ``width`` bytes at the model's rate."""
-    if fmt is None or len(fmt) < 16:
-        raise UsageError(f"{path} has no complete fmt chunk before its data; give a PCM WAV")
-    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
-    if tag == 0xFFFE and len(fmt) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the subformat's first two bytes
-        tag = struct.unpack_from("<H", fmt, 24)[0]
-    wanted = ("8-bit mu-law WAVs (each byte one mu-law code)" if width == 1 else
-              "16-bit PCM WAVs (token = sample + 32768)")
-    if tag != 1:
-        raise UsageError(f"{path} is not PCM (format tag {tag}); this model codes {wanted}")
-    if bits != 8 * width:
-        raise UsageError(f"{path} is {bits}-bit PCM; this model codes {wanted}")
-    if channels != 1:
-        raise UsageError(f"{path} has {channels} channels; this model codes mono {wanted}")
-    if rate != info.sample_rate:
-        raise UsageError(f"{path} is at {rate} Hz and the model at {info.sample_rate} Hz; lossless compression "
-                         "cannot resample: give audio at the model's rate")
+def _mulaw_grid(levels: int) -> np.ndarray:
+    """The 16-bit sample ``arrun sample`` writes for each code of a mu-law model, (levels,) int64, rising."""
+    return np.frombuffer(audio_pcm16(np.arange(levels), levels), "<i2").astype(np.int64)
+
+
+def _grid_codes(samples: np.ndarray, path: Path, info: ModelInfo) -> np.ndarray:
+    """16-bit samples (n,) that all lie on the model's mu-law grid -> their codes (n,); UsageError otherwise."""
+    grid = _mulaw_grid(info.vocab_size)  # (V,)
+    codes = np.minimum(np.searchsorted(grid, samples), len(grid) - 1)  # (n,)
+    off = np.flatnonzero(grid[codes] != samples)
+    if off.size:
+        i = int(off[0])
+        raise UsageError(f"{path} holds 16-bit samples that are not this mu-law model's levels (sample {i:,} is "
+                         f"{int(samples[i])}); lossless compression needs mu-law audio: convert it with "
+                         f"`sox {_quoted(path)} -e mu-law OUT.wav` (lossy), or compress it with a 16-bit model "
+                         "(65536 levels, e.g. models/speech16-wavenet/step.onnx)")
+    return codes
+
+
+def _quoted(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
+def _check_layout(layout: WavLayout, path: Path, info: ModelInfo) -> None:
+    """The WAV holds what the model codes losslessly: mono, at the model's rate, mu-law or 16-bit PCM for a
+    mu-law model, 16-bit PCM for a 16-bit one; otherwise one line naming the sox command that converts it."""
+    mulaw_model = info.vocab_size != PCM16_LEVELS
+    if layout.coding == "pcm" and layout.bits != 16:
+        kind = "8-bit linear PCM, not mu-law" if layout.bits == 8 else f"{layout.bits}-bit PCM"
+        if mulaw_model:
+            raise UsageError(f"{path} is {kind}; this mu-law model codes mu-law WAVs and the 16-bit WAVs arrun sample "
+                             f"writes: convert it with `sox {_quoted(path)} -e mu-law OUT.wav` (lossy), or compress "
+                             f"it with a 16-bit model after `sox {_quoted(path)} -b 16 OUT.wav`")
+        raise UsageError(f"{path} is {kind}; this model codes 16-bit PCM WAVs: convert it with "
+                         f"`sox {_quoted(path)} -b 16 OUT.wav`")
+    if layout.coding == "mulaw" and not mulaw_model:
+        raise UsageError(f"{path} is mu-law; this model codes 16-bit PCM WAVs: convert it with "
+                         f"`sox {_quoted(path)} -e signed-integer -b 16 OUT.wav` (exact), or compress it with a "
+                         "256-level mu-law model")
+    if layout.channels != 1:
+        raise UsageError(f"{path} has {layout.channels} channels and the model codes mono audio: mix it down with "
+                         f"`sox {_quoted(path)} -c 1 OUT.wav`")
+    if layout.rate != info.sample_rate:
+        raise UsageError(f"{path} is at {layout.rate} Hz and the model at {info.sample_rate} Hz; lossless "
+                         f"compression cannot resample: convert it with `sox {_quoted(path)} -r {info.sample_rate} "
+                         "OUT.wav` (arrun score resamples by itself)")
 
 
 class AudioSink(Sink):
