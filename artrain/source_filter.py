@@ -18,7 +18,7 @@ from arrun.contract.features import LPC_NOISE_FLOOR, LPC_PREEMPHASIS, FeatureSpe
 
 
 class LPCAnalysis(nn.Module):
-    """Log-mel frames (..., M) float32 -> predictor coefficients (..., order) float32, computed in float64:
+    """Log-mel frames (..., M) float32 -> predictor coefficients (..., order) float64:
     ``lpc_from_log_mel`` with its inverse FFT written as one product with a cosine table (the first order + 1
     lags only) and the lag window folded into it. The constants are derived from the spec, never trained, and
     are not part of the checkpoint."""
@@ -47,7 +47,7 @@ class LPCAnalysis(nn.Module):
             k = (r[..., i + 1] - (a * r[..., reverse]).sum(-1)) / error              # (...)
             a = torch.cat([a - k[..., None] * a[..., reverse - 1], k[..., None]], dim=-1)  # (..., i+1)
             error = error * (1 - k * k)
-        return a.float()                                                             # (..., order)
+        return a                                                                     # (..., order)
 
 
 def sample_table(levels: int) -> torch.Tensor:

@@ -86,11 +86,10 @@ def test_frames_that_give_no_predictor_are_refused(value):
 
 
 def test_the_graphs_torch_copy_computes_the_same_numbers():
-    """The exporter computes the predictor in the graph (artrain.source_filter.LPCAnalysis): float64 inside,
-    float32 out, so equal to the contract's numbers to float32's rounding."""
+    """The exporter computes the predictor in the graph (artrain.source_filter.LPCAnalysis), in float64."""
     frames = np.vstack([_frames(3), log_mel(_ar_signal(0.1), SPEC)])
     expected = lpc_from_log_mel(frames, SPEC, ORDER)
     with torch.no_grad():
         ours = LPCAnalysis(SPEC, ORDER)(torch.from_numpy(frames)).numpy()
-    assert ours.dtype == np.float32
-    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+    assert ours.dtype == np.float64
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-9 * np.abs(expected).max())

@@ -128,10 +128,13 @@ class WaveNet(ARModel):
 
     def frame_vectors(self, features: torch.Tensor) -> torch.Tensor:
         """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C) [source-filter: then
-        the log-precision of the prediction's prior and the frame's predictor, (B, ..., L*2C + 1 + order)]."""
+        the log-width of the prediction's prior and the frame's predictor, (B, ..., L*2C + 1 + 2*order)]."""
         if not self.config.lpc_order:
             return self.local(features)
-        return torch.cat([self.local(features), self.lpc(features)], dim=-1)
+        coeffs = self.lpc(features)  # (B, ..., order) float64
+        high = coeffs.float()  # the coefficients as float32 pairs high + low (48 bits): rounded to float32 alone,
+        low = (coeffs - high.double()).float()  # a runtime's last-bit difference moves the logits by 1e-4
+        return torch.cat([self.local(features), high, low], dim=-1)  # (B, ..., L*2C + 1 + 2*order)
 
     def _source_filter(self, past: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """past (..., order+1) s_{t-1} .. s_{t-order-1}, frame vectors (..., D) -> (the prediction's input to layer
@@ -141,7 +144,8 @@ class WaveNet(ARModel):
         keeps the logits' differences exact enough for step = forward."""
         c = self.config
         n = len(self.convs) * 2 * c.residual_channels
-        rho, coeffs = vectors[..., n], vectors[..., n + 1:]                            # (...), (..., order)
+        high, low = vectors[..., n + 1:].double().chunk(2, dim=-1)                   # (..., order) each
+        rho, coeffs = vectors[..., n], high + low                                     # (...), (..., order)
         u = mulaw_compress(prediction(past, coeffs), c.vocab_size)[..., None]         # (..., 1) mu(p_t), float64
         precision = torch.exp(8.0 + rho.double().clamp(-12.0, 6.0))[..., None]        # (..., 1)
         prior = -F.softplus(self.prior_scale).double() * torch.log1p(precision * (self.code_values - u) ** 2)
