@@ -85,7 +85,7 @@ def sample(
     text = "" if not prompt else prompt[0] if len(prompt) == 1 else tuple(prompt)  # one prompt, or several
     options = SampleOptions(num_samples, batch_size, SamplingOptions(temperature, top_k, top_p), seed, condition,
                             text, length, unknown.value)
-    stream = None if json_out else sys.stdout
+    stream = None if json_out or out not in (None, Path("-")) else sys.stdout  # --out FILE: the file only
     record = edge.run(lambda: work(model, options=options, provider=provider.value, threads=threads, out=out,
                                    stream=stream, progress=sys.stderr.isatty(), features=features, prompts=prompts))
     _report(record, json_out)
@@ -124,14 +124,22 @@ def vocode(
 
 
 @app.command(epilog="Examples:  arrun info models/pydoc-transformer/step.onnx  |  "
-                     "arrun info models/digits-pixelcnn/full.onnx --json")
+                     "arrun info models/digits-pixelcnn/full.onnx --json  |  arrun info models/speech-wavenet")
 def info(model: ModelArg, json_out: JsonOpt = False) -> None:
-    """Describe a model: family, graph, data and decoding, state, I/O names, versions, recorded bits/dim."""
+    """Describe a model: family, graph, data and decoding, state, I/O names, versions, recorded bits/dim. Given a
+    folder: its graph files and the commands that take each."""
     from .commands import info as work
 
     record = edge.run(lambda: work(model))
     if json_out:
         typer.echo(json.dumps(record))
+        return
+    if "graphs" in record:  # a folder: one row per graph file
+        rows = [(g["file"], g["graph"] or "-", g["precision"] or "-", ", ".join(g["commands"]) or g["error"])
+                for g in record["graphs"]]
+        widths = [max(len(r[c]) for r in rows + [("file", "graph", "precision", "")]) for c in range(3)]
+        for row in [("file", "graph", "precision", "commands")] + rows:
+            typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
         return
     for key, value in record.items():
         if key == "state":

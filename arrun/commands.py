@@ -128,9 +128,40 @@ def _generate(model: Model, options: SampleOptions, out: Path | None, stream: Te
     return record
 
 
+# the graph kinds each command takes (as its ``open_model`` call says); vocode takes vocoders only, compress
+# and decompress models that need no features, of a kind they code
+COMMAND_GRAPHS = {"sample": ("step", "chunk"), "score": ("full", "step"), "bench": ("step", "chunk"),
+                  "vocode": ("chunk", "step"), "compress": ("step",), "decompress": ("step",)}
+MODEL_SUFFIXES = (".onnx", ".ort")
+
+
+def folder_info(folder: Path) -> dict:
+    """The model files in ``folder`` (``MODEL_SUFFIXES``, not recursive) -> {"folder", "graphs": one record per
+    file: file, graph, precision, and the commands that take it (or the one-line error that refuses it)}."""
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+    if not files:
+        raise UsageError(f"{folder} holds no .onnx or .ort files; give a folder of exported models, e.g. "
+                         "models/pydoc-transformer")
+    graphs = []
+    for path in files:
+        try:
+            model = open_model(path)
+        except UsageError as e:
+            graphs.append({"file": path.name, "graph": None, "precision": None, "commands": [], "error": str(e)})
+            continue
+        i, kind = model.info, model.kind
+        takes = [c for c, kinds in COMMAND_GRAPHS.items() if i.graph in kinds
+                 and (c != "vocode" or i.features)
+                 and (c not in ("compress", "decompress") or (not i.features and kind.layout_format))]
+        graphs.append({"file": path.name, "graph": i.graph, "precision": i.precision, "commands": takes})
+    return {"folder": str(folder), "graphs": graphs}
+
+
 def info(model_path: Path) -> dict:
     """Everything the file says about itself, checked against its graph; kind-specific fields only
-    for its kind."""
+    for its kind. A folder: ``folder_info``."""
+    if Path(model_path).is_dir():
+        return folder_info(Path(model_path))
     model = open_model(model_path)
     i = model.info
     return {

@@ -76,26 +76,49 @@ class TextKind(DataKind):
             .decode("utf-32-le").encode("utf-8")
 
 
+def sample_header(i: int, n: int) -> str:
+    """The line before sample ``i`` of ``n`` (n > 1) on one stream, since samples may hold blank lines."""
+    return f"--- sample {i + 1} of {n} ---\n"
+
+
+def check_text_suffix(out: Path) -> None:
+    """--out for text must not end in a suffix another data kind writes or reads (.png, .wav, ...)."""
+    from . import DATA_KINDS  # the registry imports this module
+    from ..contract.registry import UnknownEntry
+
+    try:
+        kinds = DATA_KINDS.items()
+    except UnknownEntry:  # a broken plug-in kind: its own command says so
+        return
+    for name, kind in kinds:
+        if out.suffix.lower() in kind.suffixes:
+            raise UsageError(f"--out {out}: {out.suffix} is for {name} data and this model writes text; give a name "
+                             "ending in .txt (or - for stdout)")
+
+
 class TextSink(Sink):
     """Decodes tokens through the alphabet; streams characters as they come when one sample runs at a
     time (otherwise each sample as its batch ends): flushed per character to a terminal, per line to a
-    file or pipe."""
+    file or pipe. Several samples on one stream each follow a ``sample_header`` line."""
 
     def __init__(self, out: Path | None, info: ModelInfo, plan, stream: TextIO | None):
         if out == STDOUT and stream is None:
             raise UsageError("--out - writes the text to stdout, where --json writes the record; drop one of them")
+        if out and out != STDOUT:
+            check_text_suffix(out)
         self.paths = output_paths(out, plan.n) if out and out != STDOUT else []
         self.alphabet, self.stream, self.plan = info.alphabet, stream, plan
         self.texts: list[str] = []
         self.tokens: list[list[int]] = []
         self._live = False
         self._shown = 0
+        self._indices = range(0)
         self._per_character = stream is not None and stream.isatty()
 
     def begin(self, indices: range) -> None:
-        self._live, self._shown = self.stream is not None and len(indices) == 1, 0
-        if self.stream is not None and indices.start > 0:
-            self.stream.write("\n")  # a blank line between samples
+        self._live, self._shown, self._indices = self.stream is not None and len(indices) == 1, 0, indices
+        if self._live and self.plan.n > 1:
+            self.stream.write(sample_header(indices.start, self.plan.n))
 
     def update(self, tokens: np.ndarray, done: int) -> None:
         if self._live:
@@ -108,7 +131,9 @@ class TextSink(Sink):
     def end(self, tokens: np.ndarray) -> None:
         texts = ["".join(self.alphabet[t] for t in row) for row in tokens]
         if self.stream is not None:
-            self.stream.write("\n" if self._live else "\n\n".join(texts) + "\n")
+            n = self.plan.n
+            self.stream.write("\n" if self._live else "".join((sample_header(i, n) if n > 1 else "") + text + "\n"
+                                                              for i, text in zip(self._indices, texts)))
             self.stream.flush()
         self.texts.extend(texts)
         self.tokens.extend(row.tolist() for row in tokens)  # rows of different lengths: a list
