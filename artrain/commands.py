@@ -28,13 +28,16 @@ def fit(*, family: str | None = None, data: str | None = None, out: Path | None 
         if given:
             raise UsageError(f"--resume continues the run with its own options, so {', '.join(given)} cannot be "
                              "given with it; drop them (--steps and the other flags may change)")
-        saved = ckpt.read_config(resume)["train"]
+        config = ckpt.read_config(resume)
+        saved = config["train"]
         if not {"family", "data"} <= set(saved):
             raise UsageError(f"{resume} holds no training state to resume (its config.json has no training "
                              "options); train a new run with `artrain fit`")
         known = {f.name for f in fields(FitOptions)}
         opts = FitOptions(**{k: v for k, v in saved.items() if k in known})
         kept = {k: v for k, v in asdict(opts).items() if k not in ("family", "data")}
+        # text reads as the checkpoint's kind, whatever the default was when it was trained
+        kept["text_as"] = {UTF8: "bytes", "text": "characters"}.get(config.get("data", {}).get("kind"), opts.text_as)
         opts = resolve_options(opts.family, opts.data, None, {**kept, **flags})
         out = Path(resume)
     else:

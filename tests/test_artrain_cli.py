@@ -157,3 +157,17 @@ def test_interrupt_leaves_a_checkpoint_that_resume_continues(tmp_path, sig):
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["step"] == step + 2 and config["eval"]["split"] == "test"
+
+
+def test_resume_reads_text_as_the_checkpoint_did(tmp_path, text_file):
+    """A character run from before bytes were the default (its options name no text_as) resumes on characters."""
+    out = tmp_path / "run"
+    assert invoke("fit", "--model", "transformer", "--data", text_file, "--steps", 2, "--seq-len", 16, "--out", out,
+                  "--text-as", "characters", "--config", tiny_config(tmp_path, "transformer")).exit_code == 0
+    config = json.loads((out / "config.json").read_text())
+    del config["train"]["text_as"]
+    (out / "config.json").write_text(json.dumps(config))
+    result = invoke("fit", "--resume", out, "--steps", 3)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert (config["step"], config["data"]["kind"], config["train"]["text_as"]) == (3, "text", "characters")
