@@ -25,6 +25,11 @@ from .session import ORT_ERRORS, Model, open_model
 MAX_BENCH_BATCH = 65_536
 MAX_BENCH_STEPS = 10_000_000
 
+# the graph kinds each command takes (its ``open_model`` call; compress's in arrun.compress.workers);
+# vocode takes vocoders only, compress and decompress models that need no features, of a kind they code
+COMMAND_GRAPHS = {"sample": ("step", "chunk"), "score": ("full", "step"), "bench": ("step", "chunk"),
+                  "vocode": ("chunk", "step"), "compress": ("step",), "decompress": ("step",)}
+
 
 def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", threads: int = 1,
            out: Path | None = None, stream: TextIO | None = None, progress: bool = False,
@@ -32,7 +37,8 @@ def sample(model_path: Path, *, options: SampleOptions, provider: str = "cpu", t
     """Generate samples into files (and text into ``stream`` as it comes) -> the summary record. A vocoder
     turns the frames of ``features`` (a .npy) into audio; ``prompts`` is a UTF-8 file of prompts, one per line,
     in place of ``options.prompt``."""
-    model = open_model(model_path, provider=provider, threads=threads, graph=("step", "chunk"), command="arrun sample")
+    model = open_model(model_path, provider=provider, threads=threads, graph=COMMAND_GRAPHS["sample"],
+                       command="arrun sample")
     if prompts is not None:
         if options.prompt:
             raise UsageError("--prompt and --prompts both give prompts; use one of them")
@@ -73,7 +79,8 @@ def vocode(model_path: Path, wav: Path, *, seed: int = 0, provider: str = "cpu",
     features and synthesise them -> the summary record; the output has the input's length at the model's rate.
     Its real-time factor is end to end: reading, resampling, analysis, synthesis and writing, per second of
     audio."""
-    model = open_model(model_path, provider=provider, threads=threads, graph=("chunk", "step"), command="arrun vocode")
+    model = open_model(model_path, provider=provider, threads=threads, graph=COMMAND_GRAPHS["vocode"],
+                       command="arrun vocode")
     info = model.info
     if not info.features:
         raise UsageError(f"{model_path} is not a vocoder (it takes no features); give one exported from a checkpoint "
@@ -128,10 +135,6 @@ def _generate(model: Model, options: SampleOptions, out: Path | None, stream: Te
     return record
 
 
-# the graph kinds each command takes (as its ``open_model`` call says); vocode takes vocoders only, compress
-# and decompress models that need no features, of a kind they code
-COMMAND_GRAPHS = {"sample": ("step", "chunk"), "score": ("full", "step"), "bench": ("step", "chunk"),
-                  "vocode": ("chunk", "step"), "compress": ("step",), "decompress": ("step",)}
 MODEL_SUFFIXES = (".onnx", ".ort")
 
 
@@ -189,7 +192,7 @@ def score(model_path: Path, data: Path, *, condition: int | str | None = None, u
           threads: int = 0) -> dict:
     """Bits/dim of DATA under the model (full graph, or step graph by teacher forcing). Files in subfolders
     of a DATA folder are scored under the class their subfolder names; anything else under ``condition``."""
-    model = open_model(model_path, threads=threads, graph=("full", "step"), command="arrun score")
+    model = open_model(model_path, threads=threads, graph=COMMAND_GRAPHS["score"], command="arrun score")
     labelled = model.kind.labels_classes(Path(data))
     if not labelled:  # the condition is checked before any reading
         condition = _required_condition(condition, model.info)
@@ -221,7 +224,8 @@ def bench(model_path: Path, *, provider: str = "cpu", batch_size: int = 1, steps
     if not (1 <= batch_size <= MAX_BENCH_BATCH and 1 <= steps <= MAX_BENCH_STEPS):
         raise UsageError(f"--batch-size may be at most {MAX_BENCH_BATCH:,} and --steps at most {MAX_BENCH_STEPS:,} "
                          f"(both >= 1), got {batch_size} and {steps}")
-    model = open_model(model_path, provider=provider, threads=threads, graph=("step", "chunk"), command="arrun bench")
+    model = open_model(model_path, provider=provider, threads=threads, graph=COMMAND_GRAPHS["bench"],
+                       command="arrun bench")
     check_memory(model.kind, model.info, 0, batch_size, model.info.max_length or steps)
     try:
         return {"model": str(model_path), "family": model.info.family,
