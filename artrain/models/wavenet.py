@@ -7,7 +7,11 @@ level's value, not an embedding: 16-bit audio has 65,536 levels). Two optional c
 - global: a class id (``num_classes`` > 0), one learned bias per class;
 - local: log-mel frames (``mel_bins`` > 0; ``arrun.contract.features.FeatureSpec`` with that many mel
   bands), a vocoder's input. Frame f conditions samples f*hop .. f*hop + hop - 1 (upsampling by repetition);
-  a one-hidden-layer network turns a frame into the gate biases of every layer, once per frame.
+  a one-hidden-layer network turns a frame into the gate biases of every layer, once per frame. With
+  ``lpc_order`` p > 0 the vocoder is source-filter (LPCNet): the frame's linear predictor (computed in the
+  graph, ``artrain.source_filter``) predicts each sample from the last p + 1 decoded ones; layer 0 is told the
+  prediction, and a prior centred on it is added to the logits over the signal's own codes (docs/contract.md,
+  section 11.5.1). The step then carries a second state, ``samples`` (B, p + 1), a ring of decoded samples.
 Activations are channel-last, (B, T, C), so a dilated convolution is one matrix product over its taps
 [x_{t-(k-1)d}, ..., x_{t-d}, x_t].
 
@@ -120,6 +124,13 @@ class WaveNet(ARModel):
     @property
     def state_period(self) -> int:
         return max(max(n for n, _ in self._rings), self.config.lpc_order + 1)
+
+    @property
+    def receptive_field(self) -> int:
+        """Predecessors one prediction depends on (the config's (k - 1) * sum(dilations) + 1), which the metadata
+        and scoring use; 0 (all) for a vocoder, whose frames are analysed from the whole clip, so it is scored
+        whole."""
+        return 0 if self.config.mel_bins else self.config.receptive_field
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         queue = StateSpec("queue", (sum(n for n, _ in self._rings), self.config.residual_channels))
