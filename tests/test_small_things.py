@@ -3,12 +3,14 @@ the file only, a text model refuses a suffix of another kind, several text sampl
 `arrun info FOLDER` lists its graphs and the commands that take each, a missing input says "does not exist"."""
 import json
 import shutil
+import wave
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from arrun.cli import app
-from conftest import KIND, exported, exported_vocoder
+from conftest import KIND, SAMPLE_RATE, exported, exported_vocoder
 
 
 def invoke(*args):
@@ -70,3 +72,23 @@ def test_missing_input_does_not_exist(tmp_path, command):
     result = invoke(command, exported(KIND["text"]), missing)
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {missing} does not exist; give ")
     assert result.stderr.count("\n") == 1
+
+
+def test_wavenet_declares_its_receptive_field(tmp_path):
+    """The exported WaveNet says how far back it sees (kernel 2, dilations 1, 2, 4: 1 + 2 + 4 past inputs and
+    its own, R = 8), and its full graph, scored in overlapping pieces of R, gives what the step rollout gives;
+    the vocoder, scored whole, says 0."""
+    full = exported(KIND["audio"], "full")
+    assert json.loads(invoke("info", full, "--json").stdout)["receptive_field"] == 8
+    assert json.loads(invoke("info", exported_vocoder(), "--json").stdout)["receptive_field"] == 0
+    samples = np.random.default_rng(3).integers(-20000, 20000, 100).astype("<i2")
+    path = tmp_path / "a.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(samples.tobytes())
+    by_graph = {g: json.loads(invoke("score", exported(KIND["audio"], g), path, "--json").stdout)
+                for g in ("full", "step")}
+    assert (by_graph["full"]["n_chunks"], by_graph["step"]["n_chunks"]) == (13, 1)  # ceil(100 / 8) pieces
+    assert by_graph["full"]["bits_per_dim"] == pytest.approx(by_graph["step"]["bits_per_dim"], rel=1e-5)
