@@ -5,7 +5,8 @@ zlib-compressed with the preset dictionary ``HEADER_DICTIONARY`` (part of the co
 usual values, so that a short file's header costs ~150 bytes, not ~330) | u64 payload words N | N u32 words
 of the range coder, and nothing after. The header: model_sha256, onnxruntime and numpy (the versions that
 computed the floats), data_kind, layout (how elements become bytes, the data kind's: text, wav with its
-sample width, npy with dtype, shape and order), vocab_size, digits, elements, condition, chunk, batch,
+sample width and coding: 'mulaw' G.711 bytes as levels, 'grid' a mu-law model's 16-bit
+levels, 'pcm' 16-bit samples + 32768, none (older files) the bytes themselves; npy with dtype, shape and order), vocab_size, digits, elements, condition, chunk, batch,
 before and after (base64: every byte of the file before and after its elements, verbatim), bytes and
 sha256 of the original file.
 """
