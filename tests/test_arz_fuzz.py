@@ -1,4 +1,4 @@
-"""The .arz fuzzer: >= 10,000 damaged copies of three small valid files (text, 8-bit WAV, .npy images), each
+"""The .arz fuzzer: >= 10,000 damaged copies of three small valid files (text, mu-law WAV, .npy images), each
 refused in one line or decoded to exactly the original, within 2 s and a 1 GiB address space per process
 (``arz_fuzz.py`` holds the cases and the loop; two processes share them)."""
 import json
@@ -21,7 +21,7 @@ def _valid_files(folder: Path) -> list[list[str]]:
     """(model, .arz, original) of a text, a WAV and a .npy of a few dozen elements each."""
     rng = np.random.default_rng(7)
     (folder / "t.txt").write_text("".join(rng.choice(list(ALPHABET), 30)))
-    (folder / "a.wav").write_bytes(wav(bytes(rng.integers(0, 256, 25, dtype=np.uint8)), after=b"tail"))
+    (folder / "a.wav").write_bytes(wav(bytes(rng.integers(0, 256, 25, dtype=np.uint8)), after=b"tail", tag=7))
     np.save(folder / "x.npy", rng.integers(0, 4, (1, 5, 4)).astype(np.uint8))
     files = [(exported(KIND["text"]), folder / "t.txt", None), (exported(KIND["audio"]), folder / "a.wav", None),
              (exported(KIND["image"], "step", 3), folder / "x.npy", 1)]

@@ -174,3 +174,21 @@ def test_sox_mulaw_wav_round_trips(tmp_path):
     model = exported(KIND["audio"])
     assert round_trip(model, converted, tmp_path)["elements"] == 900
     assert score_json(model, converted)["n_dims"] == 900
+
+
+def test_archives_from_before_the_coding_field_still_decompress(tmp_path, monkeypatch):
+    """An .arz written when an 8-bit WAV's bytes were taken as the codes (layout without 'coding') comes back."""
+    from arrun.compress import compress, decompress
+    from arrun.kinds.audio import AudioKind
+    from arrun.kinds.base import Framed
+
+    def old_frame(self, raw, path, info):  # the framing of those versions: 44-byte header, bytes as levels
+        return Framed(np.frombuffer(raw[44:], np.uint8).astype(np.int64), raw[:44], b"", {"format": "wav", "width": 1})
+
+    model, path = exported(KIND["audio"]), tmp_path / "old.wav"
+    path.write_bytes(wav_file(bytes(np.random.default_rng(4).integers(0, 256, 200, dtype=np.uint8))))
+    with monkeypatch.context() as patched:
+        patched.setattr(AudioKind, "frame", old_frame)
+        compress(model, path, out=tmp_path / "old.arz")
+    decompress(model, tmp_path / "old.arz", out=tmp_path / "back.wav")
+    assert (tmp_path / "back.wav").read_bytes() == path.read_bytes()
