@@ -5,8 +5,8 @@
 
 For every model (the three shipped step graphs; ``--model`` adds more, e.g. a 16-bit audio model) the test split
 of its built-in training data (``artrain.data.reload_dataset`` of the model's ``data_name``) is written to files the
-way ``arrun compress`` takes them: text as one UTF-8 .txt; audio as one WAV per clip (8-bit PCM whose bytes are
-the mu-law codes, 16-bit PCM for a 65536-level model), each coded under its clip's class; images as one uint8
+way ``arrun compress`` takes them: text as one UTF-8 .txt; audio as one WAV per clip (mu-law, whose codes arrun
+reads; the baselines get 8-bit PCM whose bytes are the codes, same size; 16-bit PCM for a 65536-level model), each coded under its clip's class; images as one uint8
 .npy per class (one .npy for an unconditional model). ``--limit KIND=N`` caps the test split (characters, clips,
 images; 0: all). Every file is compressed and decompressed by arrun (each round trip checked byte for byte) and
 compressed by xz -9e and bzip2 -9 (Python's lzma and bz2), zstd -19 and, for audio, flac -8 --no-padding
@@ -21,6 +21,7 @@ import bz2
 import json
 import lzma
 import shutil
+import struct
 import subprocess
 import tempfile
 import wave
@@ -30,6 +31,7 @@ import numpy as np
 
 from artrain.data import reload_dataset
 from arrun.compress import compress, decompress
+from arrun.contract.codecs import g711_levels
 from arrun.session import open_model
 
 MODELS = ["models/pydoc-transformer/step.onnx", "models/speech-wavenet/step.onnx", "models/digits-pixelcnn/step.onnx"]
@@ -73,12 +75,26 @@ def write_test_files(model_path: Path, folder: Path, limit: int) -> tuple[list[t
 
 
 def _write_wav(path: Path, tokens: np.ndarray, rate: int, levels: int) -> None:
-    """8-bit PCM whose bytes are the codes (256 levels) or 16-bit PCM of token - 32768 (65536 levels)."""
-    with wave.open(str(path), "wb") as f:
+    """For arrun: a mu-law WAV (format tag 7) of the codes (256 levels; bytes ``g711_levels`` of them, the file
+    arrun reads back as those codes), or 16-bit PCM of token - 32768 (65536 levels). For the baselines, a 256-level
+    clip also gets ``baseline_file(path)``: 8-bit PCM whose bytes are the codes, as they were always measured
+    (same size; flac reads no mu-law)."""
+    if levels == 256:
+        data = g711_levels(tokens).astype(np.uint8).tobytes()
+        fmt = struct.pack("<HHIIHH", 7, 1, rate, rate, 1, 8)
+        body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+        path.write_bytes(b"RIFF" + struct.pack("<I", len(body) + len(data) % 2) + body + b"\0" * (len(data) % 2))
+    with wave.open(str(path.with_suffix(".pcm8.wav") if levels == 256 else path), "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(1 if levels == 256 else 2)
         f.setframerate(rate)
         f.writeframes(tokens.astype(np.uint8).tobytes() if levels == 256 else (tokens - 32768).astype("<i2").tobytes())
+
+
+def baseline_file(path: Path) -> Path:
+    """The file the general-purpose compressors get for ``path``: its 8-bit PCM sibling where one was written."""
+    sibling = path.with_suffix(".pcm8.wav")
+    return sibling if sibling.exists() else path
 
 
 def baselines(files: list[Path], kind: str, train: bytes, scratch: Path) -> tuple[dict[str, int | None], list[str]]:
@@ -128,7 +144,7 @@ def bench_model(model_path: Path, limits: dict[str, int], batch_size: int) -> di
             seconds["decompress"] += unpacked["seconds"]
         (folder / "x.arz").unlink()
         (folder / "back").unlink()
-        sizes, notes = baselines([p for p, _ in files], info.data_kind, train, folder)
+        sizes, notes = baselines([baseline_file(p) for p, _ in files], info.data_kind, train, folder)
     return {"model": str(model_path), "data_kind": info.data_kind, "data": info.data_name, "used": used,
             "files": len(files), "elements": elements, "original_bytes": original, "arrun_bytes": arz,
             "arrun_payload_bits_per_element": 8 * payload / elements,
