@@ -105,7 +105,8 @@ def _report(record: dict, json_out: bool) -> None:
                      "arrun vocode models/speech-vocoder/chunk.onnx hello.wav --out - | aplay")
 def vocode(
     model: ModelArg,
-    wav: Annotated[Path, typer.Argument(help="A PCM WAV file: any sample rate and channels.", show_default=False)],
+    wav: Annotated[Path, typer.Argument(help="A PCM or mu-law WAV file: any sample rate and channels.",
+                                        show_default=False)],
     provider: ProviderOpt = Provider.cpu,
     seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads (0: one per core).")] = 1,
@@ -209,8 +210,9 @@ def compress(
     model: Annotated[Path, typer.Argument(
         help="The step graph (.onnx) written by `arexport onnx`.", show_default=False)],
     data: Annotated[Path, typer.Argument(
-        help="The file: UTF-8 text of the model's alphabet (text), a mono PCM WAV at the model's rate whose 8-bit "
-             "bytes are mu-law codes or 16-bit samples (audio), a .npy of integer images (N, H, W) (images).",
+        help="The file: UTF-8 text of the model's alphabet (text), a mono WAV at the model's rate (audio: mu-law, or "
+             "16-bit as arrun sample writes it, for a mu-law model; 16-bit PCM for a 16-bit one), a .npy of integer "
+             "images (N, H, W) (images).",
         show_default=False)],
     out: Annotated[Optional[Path], typer.Option(
         help="The compressed file, ending in .arz (default: DATA.arz, which must not exist yet); - for "
