@@ -60,6 +60,8 @@ def test_info_folder_lists_graphs_and_their_commands(tmp_path):
     table = invoke("info", tmp_path).stdout.splitlines()
     assert table[0].split() == ["file", "graph", "precision", "commands"] and len(table) == 5
     assert table[4].split() == ["step.onnx", "step", "fp32", "sample,", "score,", "bench,", "compress,", "decompress"]
+    refused = invoke("sample", tmp_path)  # a command that takes one graph points to the listing
+    assert refused.exit_code == 2 and f"`arrun info {tmp_path}` lists them" in refused.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     result = invoke("info", empty)

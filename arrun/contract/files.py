@@ -257,7 +257,8 @@ def check_model_file(path: Path) -> None:
     would block or never end). Quick: it imports nothing, so a command says it before loading its runtime."""
     try:
         if path.is_dir():
-            raise UsageError(f"{path} is a directory; give the .onnx file exported by `arexport onnx`")
+            raise UsageError(f"{path} is a directory; give one of its .onnx files (`arrun info {path}` lists them "
+                             "and the commands that take each)")
         if not path.exists():
             raise UsageError(f"{path} does not exist; give the .onnx file exported by `arexport onnx`")
         if not path.is_file():
