@@ -77,7 +77,7 @@ def test_bad_model_files(tmp_path):
         (edited(tmp_path, "vocab.onnx", set_meta("ar.vocab_size", "5"), kind="image"), "disagrees with its metadata"),
     ]
     for path, fragment in cases:
-        for command in ("info", "sample"):
+        for command in ("info", "sample") if path != tmp_path else ("sample",):  # info lists a folder's graphs
             assert_error([command, path], 2, fragment)
 
 
