@@ -10,8 +10,9 @@ extra (it is what `artrain eval` prints). The plan:
      validation size and the training rate until one is timed) and a SAFETY share of the budget; there are
      EVALUATIONS passes, or as many as fit in EVALUATION_SHARE of the budget (at least the last one);
      warm-up = min(--warmup, total / 10); the passes still planned split the steps left evenly;
-  3. re-plan when the rate of recent steps drifts by more than DRIFT from the planned one, and after every
-     evaluation (its real cost); stop at once when one more step would eat into the final checkpoint's time.
+  3. re-plan when the rate of recent steps (5 % of the plan at least) drifts by more than DRIFT from the
+     planned one, and after every evaluation (its real cost); stop at once when one more step would eat into
+     the final checkpoint's time.
 """
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ class Budget:
         if not self.planned:
             if step - from_step >= MEASURE_STEPS or now + 1 / rate + self._reserve(rate) > self.deadline:
                 self._plan(step, now, rate)
-        elif abs(rate - self.rate) > DRIFT * self.rate and step - from_step >= MEASURE_STEPS:
+        # the rate over 5 % of the plan at least: a shared machine's rate swings from one step to the next
+        elif (abs(rate - self.rate) > DRIFT * self.rate
+              and step - from_step >= max(MEASURE_STEPS, self.opts.steps // 20)):
             self._plan(step, now, rate)
         if step < self.opts.steps and now + 1 / max(rate, 1e-9) + self._reserve(rate) > self.deadline:
             self.opts = replace(self.opts, steps=step)  # one more step would cost the last checkpoint
