@@ -43,11 +43,12 @@ class DataInfo:
     sample_rate: int | None = None
     class_names: tuple[str, ...] = ()
     kind_fields: dict = field(default_factory=dict)  # the data kind's own fields, name -> str: ar.data.<name>
+    unconditioned: int = -1                # the class id meaning "no condition" (condition dropout); -1: none
 
     @classmethod
     def of(cls, dataset) -> "DataInfo":
         return cls(dataset.name, dataset.kind, dataset.levels, dataset.image_shape, dataset.alphabet,
-                   dataset.sample_rate, tuple(dataset.class_names))
+                   dataset.sample_rate, tuple(dataset.class_names), unconditioned=dataset.unconditioned)
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataInfo":

@@ -74,6 +74,7 @@ class Dataset:
     sample_rate: int | None = None               # kind 'audio': Hz; tokens are 8-bit mu-law codes 0..255
     class_names: tuple[str, ...] = ()            # label i's name; () when unlabeled
     whole: Split | None = None                   # the data as one piece where splits cut one sequence (text)
+    unconditioned: int = -1                      # the class id meaning "no condition" (condition dropout); -1: none
 
     @property
     def num_classes(self) -> int:

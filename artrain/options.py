@@ -41,6 +41,8 @@ class FitOptions:
     text_as: str = ""                 # text: "bytes" (kind utf8) or "characters" (kind text); "": per data
     size: str = ""                    # a family's size preset (tiny | small | base); "": the data kind's defaults
     minutes: float = 0.0              # > 0: a time budget; the schedule's steps are set from the measured rate
+    condition_dropout: float = 0.0    # > 0: a row's class is replaced by the unconditioned id with this probability
+    unconditioned_class: str = ""     # the data class that is the unconditioned id; "": an extra class "none"
     model: dict = field(default_factory=dict)  # the family's config fields (data fields are set from the data)
 
 
@@ -136,6 +138,8 @@ def check_values(values: dict, source: str) -> None:
     for name in ("steps", "batch_size", "lr"):
         if name in values and not 0 < values[name] < math.inf:
             raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {values[name]}")
+    if not 0 <= values.get("condition_dropout", 0) < 1:
+        raise UsageError(f"condition_dropout must be in [0, 1), got {values['condition_dropout']}")
     if not 0 <= values.get("seed", 0) < 2**63:
         raise UsageError(f"--seed must be in 0..2**63-1, got {values['seed']}")
     if not 0 <= values.get("weight_decay", 0) < math.inf:

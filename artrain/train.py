@@ -26,6 +26,7 @@ from arrun.contract.features import mulaw_features
 
 from . import checkpoint as ckpt
 from .budget import MEASURE_STEPS, UNPLANNED, Budget
+from .conditions import drop_conditions, with_unconditioned
 from .data import Dataset, load_dataset, random_windows, window_starts, windows_at
 from .distributed import Distributed
 from .evaluate import evaluate
@@ -131,7 +132,12 @@ class Trainer:
         split, B, T = self.data.train, self.opts.batch_size, self.length
         seq, start = window_starts(split, B, T, self.rng, align=self.spec.hop if self.spec else 1)
         x = windows_at(split, seq, start, T)  # (B, T)
-        cond = torch.from_numpy(split.labels[seq][self.rows]).to(self.device) if self.model.config.num_classes else None
+        cond = None
+        if self.model.config.num_classes:
+            labels = split.labels[seq]  # (B,)
+            if self.opts.condition_dropout:  # drawn for the global batch, so every rank's rng stays in step
+                labels = drop_conditions(labels, self.opts.condition_dropout, self.data.unconditioned, self.rng)
+            cond = torch.from_numpy(labels[self.rows]).to(self.device)
         features = {}
         if self.spec is not None:
             first, count = start // self.spec.hop, -(-T // self.spec.hop)  # windows start on a frame
@@ -247,6 +253,7 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
         ranks.barrier()  # rank 0 builds any data cache first
     log(f"loading {opts.data} ...")
     data = load_dataset(opts.data, bits=opts.bits, text_as=opts.text_as)
+    data = with_unconditioned(data, opts.condition_dropout if opts.conditional else 0.0, opts.unconditioned_class)
     if ranks.is_main:
         ranks.barrier()
     trainer = Trainer(opts, out, data, ranks)
