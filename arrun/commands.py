@@ -141,7 +141,10 @@ MODEL_SUFFIXES = (".onnx", ".ort")
 def folder_info(folder: Path) -> dict:
     """The model files in ``folder`` (``MODEL_SUFFIXES``, not recursive) -> {"folder", "graphs": one record per
     file: file, graph, precision, and the commands that take it (or the one-line error that refuses it)}."""
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+    try:
+        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+    except OSError as e:
+        raise UsageError(f"cannot list {folder} ({e.strerror}); check its permissions") from None
     if not files:
         raise UsageError(f"{folder} holds no .onnx or .ort files; give a folder of exported models, e.g. "
                          "models/pydoc-transformer")
@@ -163,7 +166,11 @@ def folder_info(folder: Path) -> dict:
 def info(model_path: Path) -> dict:
     """Everything the file says about itself, checked against its graph; kind-specific fields only
     for its kind. A folder: ``folder_info``."""
-    if Path(model_path).is_dir():
+    try:
+        folder = Path(model_path).is_dir()
+    except OSError:  # a name too long, say: open_model says what is wrong with it
+        folder = False
+    if folder:
         return folder_info(Path(model_path))
     model = open_model(model_path)
     i = model.info
@@ -176,7 +183,7 @@ def info(model_path: Path) -> dict:
         "receptive_field": i.receptive_field, "step_tokens": i.step_tokens, "data_name": i.data_name,
         "features": None if i.features is None else json.loads(i.features.to_json()),
         "num_classes": i.num_classes,
-        "class_names": list(i.class_names), "uses_position": i.uses_position,
+        "class_names": list(i.class_names), "unconditioned": i.unconditioned, "uses_position": i.uses_position,
         "state": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "input": s.input, "output": s.output,
                    "init": s.init, "in_place": s.in_place} for s in i.state],
         "inputs": [a.name for a in model.session.get_inputs()],
