@@ -112,6 +112,7 @@ def model_info(model: ARModel, data: DataInfo, graph: str, opset: int, *, bits_p
         alphabet=data.alphabet or "", sample_rate=data.sample_rate or 0, num_classes=c.num_classes,
         kind_fields=dict(data.kind_fields),
         class_names=tuple(data.class_names) if c.num_classes else (),
+        unconditioned=data.unconditioned if c.num_classes and data.unconditioned >= 0 else None,
         uses_position=io.stateful and (model.uses_position or io.samples),  # a chunk starts at `position`
         bits_per_dim=math.nan if bits_per_dim is None else float(bits_per_dim), bits_split=bits_split,
         opset=opset, min_onnxruntime=MIN_ONNXRUNTIME[opset], producer=_producer_versions(), output=head.spec)

@@ -62,7 +62,7 @@ def score(model: Model | str | Path, data: str | bytes | Path, *, condition: int
     """Bits per element of ``data`` under a full (or step) graph -> {bits_per_dim, nats_per_dim, n_dims, ...}, as
     `arrun score` gives. ``data``: a Path (a file, or a folder of the kind's files), bytes (a file's contents,
     framed as `arrun compress` frames it: a WAV's samples, a text's characters or bytes), or a str (text,
-    as its UTF-8 bytes). A conditional model needs ``condition`` (a class id or name)."""
+    as its UTF-8 bytes). A conditional model needs ``condition`` (a class id or name), unless it declares an unconditioned id."""
     model = _opened(model, ("full", "step"), "api.score")
     condition = class_id(condition, model.info)
     if isinstance(data, Path):

@@ -47,7 +47,8 @@ def sample(
     provider: ProviderOpt = Provider.cpu,
     num_samples: Annotated[Optional[int], typer.Option(
         "-n", "--num-samples",
-        help="Samples to generate (per class when the model is conditional and --condition is not given; "
+        help="Samples to generate (per class when the model is conditional, has no unconditioned class and "
+             "--condition is not given; "
              "default: one per prompt, or 1).", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         help="Samples run together (default: all of them, up to 64).")] = None,
@@ -58,7 +59,7 @@ def sample(
         help="Sample only among the most likely elements holding this probability mass (1: all).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed; sample i draws from its own generator seeded by (seed, i).")] = 0,
     condition: Annotated[Optional[str], typer.Option(
-        help="Class (or word) of a conditional model, by id or name (`arrun info` lists them).")] = None,
+        help="Class (or word) of a conditional model, by id or name (`arrun info` lists them); a model with an unconditioned class uses it when this is not given.")] = None,
     prompt: Annotated[Optional[list[str]], typer.Option(
         help="Text the sample starts with (text models); repeat it for prompts of different lengths in one batch, "
              "sample i starting with prompt i mod their number.", show_default=False)] = None,
@@ -162,7 +163,7 @@ def score(
         help="Images (.npy of levels, PNG or a folder of PNGs), audio (WAV or a folder of WAVs) or a UTF-8 text file.",
         show_default=False)],
     condition: Annotated[Optional[str], typer.Option(
-        help="Class to score under, by id or name (conditional models; a folder's class subfolders give their own).")] = None,
+        help="Class to score under, by id or name (conditional models; optional where the model has an unconditioned class; a folder's class subfolders give their own).")] = None,
     unknown: UnknownOpt = Unknown.error,
     json_out: JsonOpt = False,
 ) -> None:
@@ -218,7 +219,7 @@ def compress(
         help="The compressed file, ending in .arz (default: DATA.arz, which must not exist yet); - for "
              "stdout.")] = None,
     condition: Annotated[Optional[str], typer.Option(
-        help="Class to code under, by id or name (conditional models; stored in the file).")] = None,
+        help="Class to code under, by id or name (conditional models; optional where the model has an unconditioned class; stored in the file).")] = None,
     chunk: Annotated[Optional[int], typer.Option(
         help="Elements per chunk, each coded from the model's initial state (text: default 4096, audio: 16384, at most the "
              "model's context; images: one image each).")] = None,

@@ -36,7 +36,8 @@ class SampleOptions:
     batch_size: int | None = None    # None: all samples at once, up to MAX_BATCH
     sampling: SamplingOptions = SamplingOptions()
     seed: int = 0
-    condition: int | str | None = None  # class id or name; None on a conditional model: num_samples of every class
+    condition: int | str | None = None  # class id or name; None on a conditional model: its unconditioned id
+                                        # where it declares one, else num_samples of every class
     prompt: str | tuple[str, ...] = ""  # text the samples start with: one, or several (sample i takes prompt i mod k)
     length: int | None = None        # new elements per sample; None: the data kind's default
     unknown: str = "error"           # prompt characters outside the alphabet: error | skip | replace
@@ -152,8 +153,11 @@ def check_memory(kind, info: ModelInfo, n: int, batch_size: int, total_length: i
 
 def class_id(value: int | str | None, info: ModelInfo, what: str = "--condition") -> int | None:
     """A class given by id or by name (``--condition 7`` or ``--condition seven``) -> its id; UsageError
-    for a name the model does not know."""
-    if value is None or isinstance(value, int):
+    for a name the model does not know. None -> the model's unconditioned id (``ar.condition.unconditioned``),
+    or None when it declares none."""
+    if value is None:
+        return info.unconditioned
+    if isinstance(value, int):
         return value
     if value.lstrip("-").isdigit():
         return int(value)

@@ -69,7 +69,7 @@ class Streams:
 
     def join(self, *, prompt=(), condition: int | None = None, features: np.ndarray | None = None) -> int:
         """Start a stream in a free slot -> the slot. prompt: tokens (P,) fed before it samples; condition: its
-        class on a conditional model; features: its frames (F, M) on a vocoder (it may take F * hop elements)."""
+        class on a conditional model (None: the model's unconditioned id where it declares one); features: its frames (F, M) on a vocoder (it may take F * hop elements)."""
         info = self.info
         free = self.free
         if not free:
@@ -90,6 +90,7 @@ class Streams:
         if len(prompt) >= limit:
             raise StreamError(f"the prompt has {len(prompt)} elements and a stream may take {limit}; give at most "
                               f"{limit - 1} so at least one can be generated")
+        condition = info.unconditioned if condition is None else condition
         if info.num_classes and not (condition is not None and 0 <= condition < info.num_classes):
             raise StreamError(f"this model is conditioned on {info.num_classes} classes; join with a condition "
                               f"0..{info.num_classes - 1}, got {condition}")

@@ -147,6 +147,7 @@ export function parseInfo(meta, source = 'the model') {
     kindFields: kindFields(meta),
     numClasses: parse('ar.condition.num_classes', ranged(0, MAX_CLASSES)),
     classNames: parse('ar.condition.class_names', (s) => jsonOf(s, 'list').map(jsonText)),
+    unconditioned: 'ar.condition.unconditioned' in meta ? parse('ar.condition.unconditioned', int) : null,  // optional
     usesPosition: parse('ar.uses_position', (s) => ({0: false, 1: true})[s] ?? fail(`${quote(s)} is not 0 or 1`)),
     bitsPerDim: parse('ar.bits_per_dim', pyFloat),
     bitsSplit: get('ar.bits_split'),
@@ -171,6 +172,9 @@ function validate(info, source) {
   if (odd.length) problems.push(`the data kind's own fields ${odd} need identifier names other than the built-in ar.data keys`);
   if (info.classNames.length && info.classNames.length !== info.numClasses) {
     problems.push('class names and number of classes disagree');
+  }
+  if (info.unconditioned !== null && !(info.unconditioned >= 0 && info.unconditioned < info.numClasses)) {
+    problems.push(`the unconditioned class ${info.unconditioned} is not one of the ${info.numClasses} classes`);
   }
   if (info.io.stateful && !info.state.length) problems.push(`a ${info.graph} graph needs a state spec`);
   if (info.io.samples && info.output.kind !== 'softmax') problems.push(`a ${info.graph} graph samples a softmax head only`);

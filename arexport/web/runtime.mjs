@@ -115,14 +115,16 @@ export class State {
     if (features) this.setFeatures(features);
   }
 
-  /** One class id, or one per row; required (and only allowed) when the model is conditional. */
+  /** One class id, or one per row; required (and only allowed) when the model is conditional, unless the
+   * model declares an unconditioned id (`ar.condition.unconditioned`): then an absent condition is that id. */
   setCondition(condition, rows = null) {
-    const {numClasses} = this.model.info;
+    const {numClasses, unconditioned} = this.model.info;
     if (condition === undefined || condition === null) {
-      if (numClasses && rows === null) {
+      if (!numClasses || rows !== null) return;
+      if (unconditioned === null) {
         throw new UsageError(`this model is conditioned on ${numClasses} classes; pass condition 0..${numClasses - 1}`);
       }
-      return;
+      condition = unconditioned;
     }
     if (!numClasses) throw new UsageError('this model is unconditional; drop condition');
     const targets = rows ?? [...Array(this.batch).keys()];

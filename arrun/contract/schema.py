@@ -109,6 +109,7 @@ class Key:
     FEATURES = "ar.features"              # JSON FeatureSpec of the local conditioning (a vocoder) else ""
     NUM_CLASSES = "ar.condition.num_classes"  # 0: unconditional (no condition input)
     CLASS_NAMES = "ar.condition.class_names"  # JSON list of str
+    UNCONDITIONED = "ar.condition.unconditioned"  # optional: the class id meaning "no condition"; absent: none
     STATE = "ar.state"                    # JSON list of {name, input, output, shape, dtype, init, in_place}
     USES_POSITION = "ar.uses_position"    # '1': the step graph has the `position` input
     BITS_PER_DIM = "ar.bits_per_dim"      # held-out bits/dim recorded at training, 'nan' if unknown
@@ -194,6 +195,7 @@ class ModelInfo:
     kind_fields: dict = field(default_factory=dict)  # the data kind's own fields: ar.data.<name> -> name: str
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
+    unconditioned: int | None = None  # the class id used when no condition is given; None: one is required
     uses_position: bool = False
     bits_per_dim: float = float("nan")
     bits_split: str = ""
@@ -262,6 +264,7 @@ class ModelInfo:
             **{Key.KIND_FIELD.format(name): value for name, value in self.kind_fields.items()},
             Key.NUM_CLASSES: str(self.num_classes),
             Key.CLASS_NAMES: json.dumps(list(self.class_names)),
+            **({} if self.unconditioned is None else {Key.UNCONDITIONED: str(self.unconditioned)}),
             Key.STATE: json.dumps(state),
             Key.USES_POSITION: "1" if self.uses_position else "0",
             Key.BITS_PER_DIM: repr(float(self.bits_per_dim)),
@@ -316,6 +319,7 @@ class ModelInfo:
             kind_fields=_kind_fields(meta),
             num_classes=parse(Key.NUM_CLASSES, _ranged(0, MAX_CLASSES)),
             class_names=parse(Key.CLASS_NAMES, lambda s: tuple(_json_text(v) for v in _json_list(s))),
+            unconditioned=parse(Key.UNCONDITIONED, _int) if Key.UNCONDITIONED in meta else None,
             uses_position=parse(Key.USES_POSITION, lambda s: {"0": False, "1": True}[s]),
             bits_per_dim=parse(Key.BITS_PER_DIM, float),
             bits_split=get(Key.BITS_SPLIT),
@@ -341,6 +345,8 @@ class ModelInfo:
                             "the built-in ar.data keys")
         if self.class_names and len(self.class_names) != self.num_classes:
             problems.append("class names and number of classes disagree")
+        if self.unconditioned is not None and not 0 <= self.unconditioned < self.num_classes:
+            problems.append(f"the unconditioned class {self.unconditioned} is not one of the {self.num_classes} classes")
         io = self.graph_io
         if io.stateful and not self.state:
             problems.append(f"a {self.graph} graph needs a state spec")
