@@ -183,7 +183,7 @@ def info(model_path: Path) -> dict:
         "receptive_field": i.receptive_field, "step_tokens": i.step_tokens, "data_name": i.data_name,
         "features": None if i.features is None else json.loads(i.features.to_json()),
         "num_classes": i.num_classes,
-        "class_names": list(i.class_names), "uses_position": i.uses_position,
+        "class_names": list(i.class_names), "unconditioned": i.unconditioned, "uses_position": i.uses_position,
         "state": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "input": s.input, "output": s.output,
                    "init": s.init, "in_place": s.in_place} for s in i.state],
         "inputs": [a.name for a in model.session.get_inputs()],
