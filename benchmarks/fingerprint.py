@@ -21,7 +21,7 @@ from artrain.data import load_dataset
 # per data kind: the sample call's options (short enough to run every graph in a minute or two)
 SAMPLE_ARGS = {"image": ["-n", "2", "--condition", "3"], "text": ["--prompt", "The ", "--length", "200"],
                "audio": ["--condition", "3", "--length", "4000"]}
-KIND_OF_DATA = {"digits": "image", "text": "text", "speech": "audio"}
+KIND_OF_DATA = {"digits": "image", "text": "text", "speech": "audio", "voices": "audio"}
 
 
 def sample_sha(graph: Path, kind: str, seed: int) -> str:
