@@ -189,3 +189,19 @@ def test_js_runtime_refuses_to_sample_a_full_graph(tmp_path):
     assert str(failure.value).endswith(
         "UsageError: models/digits-pixelcnn/full.onnx is a full graph and this call needs the step graph; "
         "export it with `arexport onnx CHECKPOINT_DIR --step-graph`")
+
+
+def test_js_runtime_takes_no_condition_where_the_model_declares_an_unconditioned_class(tmp_path):
+    """speech-wavenet declares ar.condition.unconditioned: a job without a condition samples arrun's elements of
+    that class; digits-pixelcnn declares none and is refused without one, as arrun refuses."""
+    from arrun.session import open_model
+    unconditioned = open_model(ROOT / "models/speech-wavenet/step.onnx").info.unconditioned
+    assert unconditioned is not None
+    job = dict(kind="generate", model="models/speech-wavenet/step.onnx", samples=2, batch=2, length=64, seed=4,
+               prompts=[], condition=None, features=None, temperature=1.0, topK=0, topP=1.0, uniforms=None)
+    got = node_driver.run_jobs([job], tmp_path)[0]["tokens"]
+    assert got == node_driver.arrun_tokens(dict(job, condition=unconditioned))
+    refused = dict(job, model="models/digits-pixelcnn/step.onnx")
+    with pytest.raises(RuntimeError) as failure:
+        node_driver.run_jobs([refused], tmp_path)
+    assert str(failure.value).endswith("UsageError: this model is conditioned on 10 classes; pass condition 0..9")
