@@ -248,8 +248,8 @@ def prepare_output(out: Path, resume: bool) -> bool:
 
 
 def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -> dict:
-    if not ranks.is_main:
     started = time.perf_counter()  # a --minutes budget counts from here
+    if not ranks.is_main:
         ranks.barrier()  # rank 0 builds any data cache first
     log(f"loading {opts.data} ...")
     data = load_dataset(opts.data, bits=opts.bits, text_as=opts.text_as)
@@ -260,7 +260,6 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
     if resume:
         trainer.restore()
     metrics = ckpt.MetricsLog(out / ckpt.METRICS) if ranks.is_main else None
-    log(f"training {opts.family} ({sum(p.numel() for p in trainer.model.parameters()):,} parameters) on {data.name} "
     budget = None
     if opts.minutes:
         budget = Budget(opts, started=started, step=trainer.step, val_elements=data.val.n_dims,
@@ -268,6 +267,7 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
         trainer.opts = budget.opts
     length = (f"{opts.minutes:g} minutes (steps planned from the first {MEASURE_STEPS})" if budget
               else f"{opts.steps} steps")
+    log(f"training {opts.family} ({sum(p.numel() for p in trainer.model.parameters()):,} parameters) on {data.name} "
         f"for {length}, batch {opts.batch_size} x {trainer.length} on {ranks.world_size} process(es), "
         f"from step {trainer.step}")
     try:
@@ -300,18 +300,18 @@ def _loop(trainer: Trainer, metrics: ckpt.MetricsLog | None, budget: Budget | No
     with Progress(*columns, transient=False, disable=metrics is None or not console.is_terminal, console=console) as bar:
         task = bar.add_task("fit", total=None if budget else opts.steps, completed=trainer.step, info="")
         report = _LineReport(trainer.step, opts.steps, enabled=metrics is not None and not console.is_terminal)
-        with _StopAtStepBoundary() as stop:
         if budget:
             budget.start(time.perf_counter())
+        with _StopAtStepBoundary() as stop:
             while trainer.step < trainer.opts.steps:
                 if stop.requested:
                     raise KeyboardInterrupt
                 bits = trainer.train_step()
-                report(trainer.step, bits)
                 if budget:
                     trainer.opts = budget.step_done(trainer.step, time.perf_counter())
                     report.total = trainer.opts.steps
                     bar.update(task, total=trainer.opts.steps if trainer.opts.steps < UNPLANNED else None)
+                report(trainer.step, bits)
                 due = budget.evaluation_due(trainer.step) if budget else None
                 seconds = _after_step(trainer, metrics, bar, task, bits, report.rate, due)
                 if budget and seconds:
@@ -357,11 +357,11 @@ def _after_step(trainer: Trainer, metrics: ckpt.MetricsLog | None, bar, task, bi
             metrics.write(event="val", step=step, **asdict(result))
             print(f"step {step}: val {result.bits_per_dim:.4f} bits/dim", file=sys.stderr, flush=True)
             trainer.save()
-    if step % opts.eval_every == 0:
             evaluated = True
+    if step % opts.eval_every == 0:
         trainer.ranks.barrier()  # the other ranks wait while rank 0 evaluates and saves
-
     return time.perf_counter() - began if evaluated else 0.0
+
 
 class _StopAtStepBoundary:
     """Ctrl-C (SIGINT) or SIGTERM during training is deferred to the end of the current step, so the
