@@ -331,7 +331,7 @@ def run(tmp_path_factory) -> Path:
     (root / "text.txt").write_text(TEXT)
     (root / "config.json").write_text(json.dumps({
         "family": "transformer", "data": str(root / "text.txt"), "steps": 150, "batch_size": 8, "lr": 1e-2,
-        "warmup": 10, "eval_every": 150, "seq_len": 32,
+        "warmup": 10, "eval_every": 150, "seq_len": 32, "text_as": "characters",
         "model": {"layers": 2, "d_model": 32, "heads": 2, "window": 8}}))
     ok(artrain, "fit", "--config", root / "config.json", "--out", root / "run")
     for graph in ("step", "full"):
