@@ -11,9 +11,11 @@ import functools
 import os
 import shutil
 import tempfile
+import wave
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ALPHABET = "abcdefgh .\n"  # 11 characters: the tiny text model's tokens
@@ -103,6 +105,14 @@ def _exported(family: str, graph: str, num_classes: int) -> Path:
     out = _ROOT / f"{family}-{num_classes}-{graph}.onnx"
     export_onnx(tiny_model(family, num_classes)[1], out, graph=graph, verify=False)
     return out
+
+
+def write_wav(path: Path, x: np.ndarray, rate: int = 16000) -> None:
+    """x (T,) floats in [-1, 1] -> a mono 16-bit PCM WAV at path (folders made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes(np.round(np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def writing_unnamed(pid: int, folder: Path) -> bool:

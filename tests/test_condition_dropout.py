@@ -3,7 +3,6 @@
 ``ar.condition.unconditioned``, and `arrun sample`, `score` and `compress` (and ``Streams.join``) take no
 condition on it. A model without the field still refuses a missing condition with the usual message."""
 import json
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from arrun.session import open_model
 from arrun.streams import Streams
 from artrain.cli import app as artrain
 from artrain.conditions import drop_conditions
-from conftest import TINY, exported
+from conftest import TINY, exported, write_wav
 
 
 def invoke(app, *args):
@@ -28,13 +27,6 @@ def ok(app, *args) -> str:
     result = invoke(app, *args)
     assert result.exit_code == 0, result.output
     return result.stdout
-
-
-def write_wav(path: Path, x: np.ndarray, rate: int = 16000) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes(np.round(np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 @pytest.fixture(scope="module")

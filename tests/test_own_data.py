@@ -2,7 +2,6 @@
 a labelled WAV folder (class subfolders) and a labelled .npz of images; `arrun score` of the file equals
 `artrain eval --data` of it (the whole file, by the same chunk rule) to 1e-3 bits/dim."""
 import json
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +11,13 @@ from typer.testing import CliRunner
 from arexport.cli import app as arexport
 from arrun.cli import app as arrun
 from artrain.cli import app as artrain
-from conftest import TINY
+from conftest import TINY, write_wav
 
 
 def ok(app, *args) -> str:
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     return result.stdout
-
-
-def write_wav(path: Path, x: np.ndarray, rate: int = 16000) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes(np.round(np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def fit_export(tmp_path: Path, family: str, data: Path, **options) -> Path:
