@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 ALPHABET = "abcdefgh .\n"  # 11 characters: the tiny text model's tokens
@@ -113,6 +114,20 @@ def write_wav(path: Path, x: np.ndarray, rate: int = 16000) -> None:
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
         w.writeframes(np.round(np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+@pytest.fixture
+def toy_head_installed(tmp_path, monkeypatch):
+    """The toy head (tests/toy_head.py) installed as a plug-in of 'arrun.heads': a dist-info on the path whose
+    entry_points.txt declares it; the registry forgets it after the test."""
+    from arrun.contract.heads import HEADS
+
+    dist = tmp_path / "site" / "toy_head-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-head\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[arrun.heads]\nuniform_mixture = toy_head:UniformMixture\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(HEADS, "_entries", dict(HEADS._entries))
 
 
 def writing_unnamed(pid: int, folder: Path) -> bool:

@@ -17,7 +17,7 @@ from artrain.evaluate import evaluate
 from artrain.models.wavenet import WaveNet
 from arrun.cli import app
 from arrun.contract.errors import ARError
-from arrun.contract.heads import HEADS, make_head
+from arrun.contract.heads import make_head
 from arrun.generate import SampleOptions, generate, make_plan
 from arrun.sampling import SamplingOptions
 from arrun.score import score
@@ -25,17 +25,6 @@ from arrun.session import open_model
 from conftest import TINY, exported, tiny_model
 
 TOY = {"kind": "uniform_mixture", "floor": 0.25}
-
-
-@pytest.fixture
-def installed(tmp_path, monkeypatch):
-    """The toy head installed as a plug-in: a dist-info on the path whose entry_points.txt declares it."""
-    dist = tmp_path / "site" / "toy_head-1.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-head\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[arrun.heads]\nuniform_mixture = toy_head:UniformMixture\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setattr(HEADS, "_entries", dict(HEADS._entries))  # the registry forgets it after the test
 
 
 def with_head(graph: Path, spec: dict, out: Path) -> Path:
@@ -63,7 +52,7 @@ class Keep:
     def end(self, tokens): self.tokens = tokens.copy()
 
 
-def test_a_graph_declaring_the_head_reads_it_from_the_registry(installed, tmp_path):
+def test_a_graph_declaring_the_head_reads_it_from_the_registry(toy_head_installed, tmp_path):
     info = open_model(with_head(exported("wavenet", "step"), TOY, tmp_path / "toy.onnx")).info
     assert type(info.head).__module__ == "toy_head" and info.head.floor == 0.25
     assert (info.output_name, info.output_width) == ("logits", 256)
@@ -75,7 +64,7 @@ def test_a_head_that_is_not_installed_is_refused(tmp_path):
         open_model(with_head(exported("wavenet", "step"), TOY, tmp_path / "toy.onnx"))
 
 
-def test_arrun_scores_what_artrain_trains(installed, tmp_path):
+def test_arrun_scores_what_artrain_trains(toy_head_installed, tmp_path):
     """A model with the toy head exports (verified against torch) declaring it; artrain's torch loss and
     arrun's numpy score of it agree, and differ from the softmax's; the loss has gradients."""
     model, _ = tiny_model("wavenet")
@@ -107,7 +96,7 @@ def _uniformity(path: Path) -> float:
     return stats.chisquare(np.bincount(sink.tokens.flatten(), minlength=256)).pvalue
 
 
-def test_arrun_samples_with_the_head(installed, tmp_path):
+def test_arrun_samples_with_the_head(toy_head_installed, tmp_path):
     """A floor of 0.999 samples nearly uniform levels where the tiny model's own tempered softmax is far from
     uniform; the head's refusal of --top-k reaches the command line."""
     step = exported("wavenet", "step")

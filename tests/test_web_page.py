@@ -118,16 +118,8 @@ def test_other_format_version_is_refused(fake_ort, tmp_path):
     assert not (tmp_path / "page").exists()
 
 
-def test_head_the_page_cannot_sample_is_refused(fake_ort, tmp_path, monkeypatch):
+def test_head_the_page_cannot_sample_is_refused(fake_ort, toy_head_installed, tmp_path):
     """A model whose head comes from a plug-in arrun has (tests/toy_head.py) but the page's runtime has not."""
-    from arrun.contract.heads import HEADS
-
-    dist = tmp_path / "site" / "toy_head-1.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-head\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[arrun.heads]\nuniform_mixture = toy_head:UniformMixture\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setattr(HEADS, "_entries", dict(HEADS._entries))  # the registry forgets it after the test
     toy = with_metadata(ROOT / "models" / "speech-wavenet" / "step.onnx", tmp_path / "toy.onnx",
                         ar_output=json.dumps({"kind": "uniform_mixture", "floor": 0.25}))
     line = one_line_error(invoke(toy, "--out", tmp_path / "page"), 2)
