@@ -275,7 +275,11 @@ def wav_samples(raw: bytes, layout: WavLayout) -> np.ndarray:
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """A PCM (8/16/24/32-bit) or mu-law WAV of any channels -> ((T,) float64 mono in [-1, 1], sample rate)."""
     raw = read_bytes(path, "WAV file")
-    layout = parse_wav(raw, str(path))
+    return _mono(raw, parse_wav(raw, str(path)), path)
+
+
+def _mono(raw: bytes, layout: WavLayout, path: Path) -> tuple[np.ndarray, int]:
+    """The WAV ``raw`` laid out as ``layout`` -> ((T,) float64 mono, rate); UsageError if cut short or empty."""
     block = layout.bits // 8 * layout.channels
     if layout.declared > layout.end - layout.start:
         raise UsageError(f"{path} is truncated: its header declares {layout.declared // block:,} frames and it holds "
@@ -295,7 +299,7 @@ def read_wav_tokens(path: Path, levels: int, rate: int) -> np.ndarray:
     if (layout.coding, layout.channels, layout.rate, levels) == ("mulaw", 1, rate, 256) \
             and layout.declared == layout.end - layout.start and layout.frames:
         return g711_levels(np.frombuffer(raw, np.uint8, layout.frames, layout.start))
-    x, source_rate = read_wav(path)
+    x, source_rate = _mono(raw, layout, path)
     return audio_encode(resample_poly(x, source_rate, rate, str(path)), levels)
 
 
