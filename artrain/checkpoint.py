@@ -61,23 +61,25 @@ def write_json(path: Path, obj) -> None:
 
 
 def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, torch.Tensor] | None = None,
-                    trainer_meta: dict | None = None) -> None:
+                    trainer_meta: dict | None = None, *, weights: bool = True) -> None:
     """Write weights (and the resume state when given) and config.json (its family fields from the model's
     class: ``artrain.models.family_fields``) together: every file of the checkpoint, or none and the previous
-    checkpoint as it was (``commit_together``; each file nameless until complete)."""
+    checkpoint as it was (``commit_together``; each file nameless until complete). ``weights=False`` writes
+    the resume state alone and leaves the weights and config.json as they were (a run keeping its best)."""
     from safetensors.torch import save
 
     from .models import family_fields
 
     config = {**config, **family_fields(type(model))}
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     step = {"step": str(config.get("step", 0))}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        contents = {WEIGHTS: save(weights, metadata=step)}
+        contents = {WEIGHTS: save(tensors, metadata=step)} if weights else {}
         if trainer is not None:
             contents[TRAINER] = save(trainer, metadata={**step, "trainer": json.dumps(trainer_meta or {})})
-        contents[CONFIG] = (json.dumps(config, indent=2) + "\n").encode()
+        if weights:
+            contents[CONFIG] = (json.dumps(config, indent=2) + "\n").encode()
         write_together({out / name: content for name, content in contents.items()})
     except OSError as e:
         raise ARError(f"cannot write the checkpoint in {out} ({e.strerror or e}); free disk space or choose "

@@ -114,15 +114,16 @@ class Trainer:
             [{"params": decay, "weight_decay": opts.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=opts.lr, betas=(0.9, 0.99))
         self.step = 0
+        self.best: tuple[float, int, dict] | None = None  # a --minutes run's best (val bits, step, weights)
 
-    def config(self, evaluation: dict | None = None) -> dict:
+    def config(self, evaluation: dict | None = None, step: int | None = None) -> dict:
         return {
             "format_version": ckpt.FORMAT_VERSION,
             "family": self.opts.family,
             "model": asdict(self.model.config),
             "data": asdict(ckpt.DataInfo.of(self.data)),
             "train": {**asdict(self.opts), "train_length": self.length},
-            "step": self.step,
+            "step": self.step if step is None else step,
             "eval": evaluation,
         }
 
@@ -167,9 +168,27 @@ class Trainer:
         self.step += 1
         return self.ranks.mean(loss.detach()).item() / math.log(2)
 
-    def save(self, evaluation: dict | None = None) -> None:
+    def improved(self, val_bits: float) -> bool:
+        """Whether the weights just validated are the ones to keep: always, except in a --minutes run, which
+        keeps its best validation (a small file overfits within minutes) and remembers it."""
+        if not self.opts.minutes:
+            return True
+        if self.best is not None and val_bits >= self.best[0]:
+            return False
+        self.best = (val_bits, self.step, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        return True
+
+    def load_best(self) -> int | None:
+        """Put the kept best weights back in the model when a later evaluation was worse -> their step, or None."""
+        if self.best is None or self.best[1] == self.step:
+            return None
+        self.model.load_state_dict(self.best[2])
+        return self.best[1]
+
+    def save(self, evaluation: dict | None = None, *, weights: bool = True) -> None:
         """Checkpoint. trainer.safetensors alone holds everything a resume reads (weights included), so a
-        process killed between two file renames still leaves one consistent resume state."""
+        process killed between two file renames still leaves one consistent resume state. ``weights=False``
+        writes that resume state alone (model.safetensors and config.json keep a --minutes run's best)."""
         tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         opt_state = self.optimizer.state_dict()
         for index, state in opt_state["state"].items():
@@ -177,7 +196,7 @@ class Trainer:
                 tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().clone()
         tensors["rng.torch"] = torch.get_rng_state()
         meta = {"step": self.step, "param_groups": opt_state["param_groups"], "numpy_rng": self.rng.bit_generator.state}
-        ckpt.save_checkpoint(self.out, self.model, self.config(evaluation), tensors, meta)
+        ckpt.save_checkpoint(self.out, self.model, self.config(evaluation), tensors, meta, weights=weights)
 
     def restore(self) -> None:
         """Continue from the checkpoint in ``out``: weights, optimizer, RNG states and step."""
@@ -274,17 +293,24 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
         _loop(trainer, metrics, budget)
     except KeyboardInterrupt:
         if metrics:
-            trainer.save()
+            trainer.save(weights=trainer.best is None)
         raise
-    evaluation = None
+    evaluation, best_step = None, None
     if metrics:
+        best_step = trainer.load_best()
+        if best_step is not None:
+            log(f"kept the weights of step {best_step} (val {trainer.best[0]:.4f} bits/dim), the best validation; "
+                f"later steps overfit (the resume state is step {trainer.step}'s)")
         result = evaluate(trainer.model, data.test)
         evaluation = {"split": "test", **asdict(result), "data": data.name}
-        metrics.write(event="test", step=trainer.step, **asdict(result))
-        trainer.save(evaluation)
+        metrics.write(event="test", step=trainer.step if best_step is None else best_step, **asdict(result))
+        if best_step is None:
+            trainer.save(evaluation)
+        else:  # the best weights and their config; trainer.safetensors stays the last step's resume state
+            ckpt.save_checkpoint(out, trainer.model, trainer.config(evaluation, best_step))
         log(f"test: {result.bits_per_dim:.4f} bits/dim over {result.n_dims:,} dims; checkpoint in {out}")
     ranks.barrier()
-    return trainer.config(evaluation)
+    return trainer.config(evaluation, best_step)
 
 
 def _loop(trainer: Trainer, metrics: ckpt.MetricsLog | None, budget: Budget | None = None) -> None:
@@ -356,7 +382,7 @@ def _after_step(trainer: Trainer, metrics: ckpt.MetricsLog | None, bar, task, bi
             result = evaluate(trainer.model, trainer.data.val)
             metrics.write(event="val", step=step, **asdict(result))
             print(f"step {step}: val {result.bits_per_dim:.4f} bits/dim", file=sys.stderr, flush=True)
-            trainer.save()
+            trainer.save(weights=trainer.improved(result.bits_per_dim))
             evaluated = True
     if step % opts.eval_every == 0:
         trainer.ranks.barrier()  # the other ranks wait while rank 0 evaluates and saves

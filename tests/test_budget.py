@@ -89,8 +89,38 @@ def test_a_real_run_writes_its_checkpoint_within_the_budget(tmp_path):
     last_val = max(e["time"] for e in events if e["event"] == "val")
     assert last_val - started <= 15 + 3  # the budget, and a step's worth of jitter on a loaded machine
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["step"] == config["train"]["steps"] == record["step"] >= MEASURE_STEPS
+    best = min((e for e in events if e["event"] == "val"), key=lambda e: (e["bits_per_dim"], e["step"]))
+    assert config["step"] == record["step"] == best["step"] >= MEASURE_STEPS  # the best validation is kept
     assert config["data"]["kind"] == "utf8" and config["model"]["vocab_size"] == 256
+
+
+def test_a_budgeted_run_that_overfits_keeps_its_best_weights_and_resumes_from_its_last_step(tmp_path, monkeypatch):
+    import artrain.train as train
+    from artrain.checkpoint import read_safetensors
+    from artrain.commands import fit
+    from artrain.evaluate import evaluate
+
+    data = tmp_path / "code.py"
+    data.write_bytes((ROOT / "artrain" / "train.py").read_bytes())
+    passes = []  # the weights at every evaluation: the validations, then the test
+
+    def worse_every_time(model, split, **kw):  # the score rises with every pass, as when overfitting
+        passes.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        score = evaluate(model, split, **kw)
+        return type(score)(**{**score.__dict__, "bits_per_dim": float(len(passes))})
+
+    monkeypatch.setattr(train, "evaluate", worse_every_time)
+    record = fit(family="transformer", data=str(data), out=tmp_path / "run", log=lambda msg: None,
+                 flags={"minutes": 0.4, "size": "tiny", "batch_size": 2, "seq_len": 16})
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    vals = [e for e in events if e["event"] == "val"]
+    assert len(vals) == len(passes) - 1 >= 2
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["step"] == record["step"] == vals[0]["step"] < vals[-1]["step"]
+    kept = read_safetensors(tmp_path / "run" / "model.safetensors")
+    assert all(kept[k].equal(v) and passes[-1][k].equal(v) for k, v in passes[0].items())  # tested: the best
+    resume = read_safetensors(tmp_path / "run" / "trainer.safetensors")
+    assert all(resume[f"model.{k}"].equal(v) for k, v in passes[-2].items())  # a resume goes on from the last
 
 
 def declared_counts() -> dict[str, dict[str, int]]:
