@@ -72,7 +72,7 @@ def fit(
     data: Annotated[Optional[str], typer.Option(help="Built-in dataset (digits, text, pystdlib, speech) or a path: text file, folder of WAV files, .npy of images (default digits).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Checkpoint directory to create (default: runs/MODEL-DATA).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (default: per model and data).")] = None,
-    minutes: Annotated[Optional[float], typer.Option(help="Time budget: the steps, warm-up, evaluations and checkpoints are planned from the rate of the first steps so the last checkpoint is written within it (the test evaluation follows). Replaces --steps.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Time budget: the steps, warm-up, evaluations and checkpoints are planned from the rate of the first steps so the last checkpoint is written within it (the test evaluation follows); the weights kept are the best validation's. Replaces --steps.")] = None,
     size: Annotated[Optional[Size], typer.Option(help="The family's size preset (parameter counts below); --config's \"model\" fields override it.")] = None,
     text_as: Annotated[Optional[TextAs], typer.Option(help="A text file as UTF-8 bytes (any file; the default) or as characters of its own alphabet (the built-in 'text' default).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Sequences per batch.")] = None,
