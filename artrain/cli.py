@@ -61,7 +61,8 @@ class FitCommand(TyperCommand):
                                    for family, sizes in size_parameters().items() if sizes)
                        + ".  Examples:  artrain fit --model pixelcnn --data digits --out runs/digits  |  "
                          "artrain fit --config models/digits-pixelcnn/train.json --out runs/mine  |  "
-                         "artrain fit --resume runs/digits --steps 2000")
+                         "artrain fit --resume runs/digits --steps 2000  |  "
+                         "artrain fit --init models/pydoc-transformer --data mine.py --minutes 10")
         super().format_help(ctx, formatter)
 
 
@@ -82,6 +83,7 @@ def fit(
     seq_len: Annotated[Optional[int], typer.Option(help="Training window for text and audio (default: per model).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON file of fit options (\"family\", \"data\", \"steps\", ..., \"model\": {family config fields}).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this checkpoint directory.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from the weights of this checkpoint or shipped model folder (fine-tuning): its family and size, a new schedule on --data of the same kind.")] = None,
     output: Annotated[Optional[Head], typer.Option(help="Output head: softmax over the levels (default) or mol, a discretized mixture of logistics (wavenet, pixelcnn, pixelrnn).")] = None,
     mixtures: Annotated[Optional[int], typer.Option(help="Logistics in the mixture of --output mol (default 10).")] = None,
     bits: Annotated[Optional[int], typer.Option(help="Audio bit depth: 8 (mu-law, default) or 16 (linear PCM; needs --output mol).")] = None,
@@ -99,7 +101,7 @@ def fit(
                  mixtures=heads[output], minutes=minutes, size=size.value if size else None,
                  text_as=text_as.value if text_as else None)
     record = edge.run(lambda: work(family=model, data=data, out=out, config_file=config,
-                                   resume=resume, flags=flags, log=lambda msg: typer.echo(msg, err=True)))
+                                   resume=resume, init=init, flags=flags, log=lambda msg: typer.echo(msg, err=True)))
     if json_out:
         typer.echo(json.dumps(record))
 

@@ -18,10 +18,17 @@ from .textdata import UTF8
 
 
 def fit(*, family: str | None = None, data: str | None = None, out: Path | None = None,
-        config_file: Path | None = None, resume: Path | None = None, flags: dict | None = None, log=print) -> dict:
-    """Train a new run into ``out`` (default runs/FAMILY-DATA), or continue the one in ``resume`` (its saved
-    options, overridden by the ``flags`` given) -> {"out", "family", "data", "step", "test": evaluation}."""
+        config_file: Path | None = None, resume: Path | None = None, init: Path | None = None,
+        flags: dict | None = None, log=print) -> dict:
+    """Train a new run into ``out`` (default runs/FAMILY-DATA), from random weights or from those of the
+    checkpoint ``init`` (fine-tuning), or continue the one in ``resume`` (its saved options, overridden by the
+    ``flags`` given) -> {"out", "family", "data", "step", "test": evaluation}."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    if init is not None:
+        if resume is not None:
+            raise UsageError("--init starts a new run from a checkpoint's weights and --resume continues a run; "
+                             "give one of them")
+        family, flags = _fine_tuning(Path(init), family, flags)
     if resume is not None:
         given = [flag for flag, value in (("--model", family), ("--data", data), ("--config", config_file),
                                           ("--out", out)) if value is not None]
@@ -51,6 +58,24 @@ def fit(*, family: str | None = None, data: str | None = None, out: Path | None 
         raise Interrupted(f"interrupted; a checkpoint is saved in {out}; continue with "
                           f"`artrain fit --resume {out}`") from None
     return {"out": str(out), "family": opts.family, "data": opts.data, "step": config["step"], "test": config["eval"]}
+
+
+def _fine_tuning(init: Path, family: str | None, flags: dict) -> tuple[str, dict]:
+    """The family and flags of a run that starts from the checkpoint ``init``: its family, model config and
+    data reading (bytes, audio bits, classes); UsageError for what cannot be fine-tuned."""
+    config = ckpt.read_config(init)
+    if family is not None and family != config["family"]:
+        raise UsageError(f"--init {init} holds a {config['family']} model, not {family}; drop --model")
+    if "size" in flags or "mixtures" in flags:
+        raise UsageError(f"--init {init} sets the model's size and output head; drop --size and --output")
+    info = config["data"]
+    if info["kind"] == "text":
+        raise UsageError(f"--init {init} reads text as characters of its own alphabet; start from a model "
+                         "trained on bytes (models/pydoc-transformer) or drop --init")
+    reading = {UTF8: {"text_as": "bytes"}, "audio": {"bits": audio_bits(info["levels"])}}.get(info["kind"], {})
+    given = {**flags, **reading, "conditional": bool(config["model"].get("num_classes")),
+             "model": config["model"], "init": str(init.resolve())}
+    return config["family"], given
 
 
 def evaluate(checkpoint: Path, *, data: str | None = None, split: str | None = None) -> dict:

@@ -43,6 +43,7 @@ class FitOptions:
     minutes: float = 0.0              # > 0: a time budget; the schedule's steps are set from the measured rate
     condition_dropout: float = 0.0    # > 0: a row's class is replaced by the unconditioned id with this probability
     unconditioned_class: str = ""     # the data class that is the unconditioned id; "": an extra class "none"
+    init: str = ""                    # a checkpoint folder whose weights the run starts from (fine-tuning); "": random
     model: dict = field(default_factory=dict)  # the family's config fields (data fields are set from the data)
 
 

@@ -198,6 +198,20 @@ class Trainer:
         meta = {"step": self.step, "param_groups": opt_state["param_groups"], "numpy_rng": self.rng.bit_generator.state}
         ckpt.save_checkpoint(self.out, self.model, self.config(evaluation), tensors, meta, weights=weights)
 
+    def start_from(self, checkpoint: Path) -> None:
+        """Fine-tuning: load the weights of ``checkpoint``, whose model config must be the one this run's
+        options and data give; UsageError names the first field that differs."""
+        theirs, ours = ckpt.read_config(checkpoint)["model"], asdict(self.model.config)
+        for name in ours:
+            if theirs.get(name) != ours[name]:
+                raise UsageError(f"--init {checkpoint} has {name} {theirs.get(name)!r} where this run's data and "
+                                 f"options give {ours[name]!r}; give data of the kind the checkpoint was trained on")
+        try:
+            self.model.load_state_dict(ckpt.read_safetensors(checkpoint / ckpt.WEIGHTS))
+        except RuntimeError as e:
+            raise UsageError(f"{checkpoint / ckpt.WEIGHTS} does not match its config.json "
+                             f"({str(e).strip().splitlines()[-1].strip()[:160]}); give a complete checkpoint") from None
+
     def restore(self) -> None:
         """Continue from the checkpoint in ``out``: weights, optimizer, RNG states and step."""
         path = self.out / ckpt.TRAINER
@@ -278,6 +292,8 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
     trainer = Trainer(opts, out, data, ranks)
     if resume:
         trainer.restore()
+    elif opts.init:
+        trainer.start_from(Path(opts.init))
     metrics = ckpt.MetricsLog(out / ckpt.METRICS) if ranks.is_main else None
     budget = None
     if opts.minutes:
