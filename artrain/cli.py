@@ -83,7 +83,7 @@ def fit(
     seq_len: Annotated[Optional[int], typer.Option(help="Training window for text and audio (default: per model).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON file of fit options (\"family\", \"data\", \"steps\", ..., \"model\": {family config fields}).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this checkpoint directory.")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="Start from the weights of this checkpoint or shipped model folder (fine-tuning): its family and size, a new schedule on --data of the same kind.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from the weights of this checkpoint or shipped model folder (fine-tuning): its family and size, a new schedule on --data of the same kind, a tenth of its learning rate; its best validation (step 0 included) is kept.")] = None,
     output: Annotated[Optional[Head], typer.Option(help="Output head: softmax over the levels (default) or mol, a discretized mixture of logistics (wavenet, pixelcnn, pixelrnn).")] = None,
     mixtures: Annotated[Optional[int], typer.Option(help="Logistics in the mixture of --output mol (default 10).")] = None,
     bits: Annotated[Optional[int], typer.Option(help="Audio bit depth: 8 (mu-law, default) or 16 (linear PCM; needs --output mol).")] = None,

@@ -62,7 +62,8 @@ def fit(*, family: str | None = None, data: str | None = None, out: Path | None 
 
 def _fine_tuning(init: Path, family: str | None, flags: dict) -> tuple[str, dict]:
     """The family and flags of a run that starts from the checkpoint ``init``: its family, model config and
-    data reading (bytes, audio bits, classes); UsageError for what cannot be fine-tuned."""
+    data reading (bytes, audio bits, classes), and by default a tenth of its peak learning rate; UsageError
+    for what cannot be fine-tuned."""
     config = ckpt.read_config(init)
     if family is not None and family != config["family"]:
         raise UsageError(f"--init {init} holds a {config['family']} model, not {family}; drop --model")
@@ -73,7 +74,9 @@ def _fine_tuning(init: Path, family: str | None, flags: dict) -> tuple[str, dict
         raise UsageError(f"--init {init} reads text as characters of its own alphabet; start from a model "
                          "trained on bytes (models/pydoc-transformer) or drop --init")
     reading = {UTF8: {"text_as": "bytes"}, "audio": {"bits": audio_bits(info["levels"])}}.get(info["kind"], {})
-    given = {**flags, **reading, "conditional": bool(config["model"].get("num_classes")),
+    peak = config["train"].get("lr")
+    lr = flags.get("lr", peak / 10 if type(peak) in (int, float) and peak > 0 else 1e-4)  # keep what it learned
+    given = {**flags, **reading, "lr": lr, "conditional": bool(config["model"].get("num_classes")),
              "model": config["model"], "init": str(init.resolve())}
     return config["family"], given
 

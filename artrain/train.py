@@ -169,9 +169,10 @@ class Trainer:
         return self.ranks.mean(loss.detach()).item() / math.log(2)
 
     def improved(self, val_bits: float) -> bool:
-        """Whether the weights just validated are the ones to keep: always, except in a --minutes run, which
-        keeps its best validation (a small file overfits within minutes) and remembers it."""
-        if not self.opts.minutes:
+        """Whether the weights just validated are the ones to keep: always, except in a --minutes or --init
+        run, which keeps its best validation (a small file overfits within minutes; fine-tuning may only make
+        the start worse) and remembers it."""
+        if not (self.opts.minutes or self.opts.init):
             return True
         if self.best is not None and val_bits >= self.best[0]:
             return False
@@ -295,6 +296,11 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
     elif opts.init:
         trainer.start_from(Path(opts.init))
     metrics = ckpt.MetricsLog(out / ckpt.METRICS) if ranks.is_main else None
+    if opts.init and not resume and metrics:  # the starting weights are the first candidate to keep
+        result = evaluate(trainer.model, data.val)
+        metrics.write(event="val", step=0, **asdict(result))
+        log(f"step 0 (the --init weights): val {result.bits_per_dim:.4f} bits/dim")
+        trainer.save(weights=trainer.improved(result.bits_per_dim))
     budget = None
     if opts.minutes:
         budget = Budget(opts, started=started, step=trainer.step, val_elements=data.val.n_dims,

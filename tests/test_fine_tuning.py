@@ -47,6 +47,37 @@ def test_a_fine_tuning_run_starts_from_the_checkpoints_weights_on_new_data(bytes
     assert not all(fresh[k].equal(v) for k, v in start.items())
 
 
+def test_a_fine_tuning_run_keeps_its_start_when_training_only_made_it_worse(bytes_checkpoint, tmp_path, monkeypatch):
+    """The --init weights are validated first (step 0) and kept when every later pass scores worse; the
+    default learning rate is a tenth of the checkpoint's."""
+    import artrain.train as train
+    from artrain.checkpoint import read_safetensors
+    from artrain.commands import fit
+    from artrain.evaluate import evaluate
+
+    passes = []
+
+    def worse_every_time(model, split, **kw):
+        passes.append(1)
+        score = evaluate(model, split, **kw)
+        return type(score)(**{**score.__dict__, "bits_per_dim": float(len(passes))})
+
+    monkeypatch.setattr(train, "evaluate", worse_every_time)
+    data = tmp_path / "second.py"
+    data.write_bytes((ROOT / "artrain" / "train.py").read_bytes())
+    record = fit(data=str(data), init=bytes_checkpoint, out=tmp_path / "tuned", log=quiet,
+                 flags={"steps": 4, "eval_every": 2})
+    events = [json.loads(line) for line in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "val"] == [0, 2, 4]
+    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    ours = json.loads((bytes_checkpoint / "config.json").read_text())
+    assert record["step"] == config["step"] == 0 and config["train"]["lr"] == ours["train"]["lr"] / 10
+    start, tuned = (read_safetensors(p / "model.safetensors") for p in (bytes_checkpoint, tmp_path / "tuned"))
+    assert all(tuned[k].equal(v) for k, v in start.items())
+    resume = read_safetensors(tmp_path / "tuned" / "trainer.safetensors")  # a resume goes on from step 4
+    assert not all(resume[f"model.{k}"].equal(v) for k, v in start.items())
+
+
 @pytest.mark.parametrize("given, said", [
     (dict(family="wavenet"), "holds a transformer model, not wavenet; drop --model"),
     (dict(flags={"size": "small"}), "sets the model's size and output head; drop --size and --output"),
