@@ -40,7 +40,7 @@ ORT_WEB_DIST = WEB_SOURCES / "node_modules" / "onnxruntime-web" / "dist"
 # cross-origin isolation; the jsep, jspi, asyncify and webgl builds are for other backends).
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 MODEL_FILE = "model.onnx"
-PAGE_KINDS = ("image", "text", "audio")  # the data kinds page.mjs has controls for
+PAGE_KINDS = ("image", "text", "utf8", "audio")  # the data kinds page.mjs has controls for
 PAGE_HEADS = ("softmax", "logistic_mixture")  # the heads runtime.mjs samples
 SAMPLED_GRAPHS = ("step", "chunk")
 _ORDINARY_DIR_MODE = 0o777  # before the umask, as for any new folder

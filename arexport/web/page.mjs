@@ -15,6 +15,7 @@
 
 import * as ort from './ort.wasm.min.mjs';
 import { readMetadata, parseInfo, loadModel } from './runtime.mjs';
+import { encodeText } from './contract.mjs';
 import { imageView } from './page-image.mjs';
 import { audioView } from './page-audio.mjs';
 
@@ -45,7 +46,7 @@ async function main() {
                     'graph; write the page from one: arexport web step.onnx --out FOLDER');
   }
   if (!makeView) {
-    throw new Error(`model.onnx holds '${info.dataKind}' data, and the page shows text, image and audio only; ` +
+    throw new Error(`model.onnx holds '${info.dataKind}' data, and the page shows text (characters or bytes), image and audio only; ` +
                     'sample it with arrun sample model.onnx');
   }
   Object.assign(report, { kind: info.dataKind, graph: info.graph });
@@ -134,42 +135,49 @@ async function run(modelFor, view, form) {
   }
 }
 
-const VIEWS = { text: textView, image: imageView, audio: audioView };
+const VIEWS = { text: textView, utf8: textView, image: imageView, audio: audioView };
 
-/** Text: a prompt box, the length and the samplers' options; the text streams in as it is sampled. */
+/** Text: a prompt box, the length and the samplers' options; the text streams in as it is sampled. A
+ * character model's element is a code point of its alphabet; a utf8 model's a byte, shown decoded as it
+ * streams (U+FFFD for an invalid sequence, as arrun shows it). */
 function textView(info, { output, field, classField }) {
   const [classes, conditionOf] = classField(info);
-  const points = Array.from(info.alphabet); // element i is the alphabet's i-th code point
+  const bytes = info.dataKind === 'utf8';
+  const points = bytes ? null : Array.from(info.alphabet); // element i is the alphabet's i-th code point
   const fields = [
     field('prompt', 'Prompt', { tag: 'textarea', value: '', wide: true }),
     ...classes,
-    field('length', 'Characters to generate', { type: 'number', min: 1, step: 1, value: 200 }),
+    field('length', bytes ? 'Bytes to generate' : 'Characters to generate', { type: 'number', min: 1, step: 1, value: 200 }),
     field('temperature', 'Temperature', { type: 'number', min: 0, step: 'any', value: 1 }),
     field('top_k', 'Top-k (0: all)', { type: 'number', min: 0, step: 1, value: 0 }),
     field('top_p', 'Top-p', { type: 'number', min: 0, max: 1, step: 'any', value: 1 }),
   ];
   const text = Object.assign(document.createElement('div'), { id: 'text' });
   output.replaceChildren(text);
-  let generated, promptLength;
+  let generated, promptLength, decoder;
   return {
     fields,
     request(values) {
       const prompt = values.prompt ?? '';
-      const room = info.maxLength ? info.maxLength - Array.from(prompt).length : Infinity;
+      const room = info.maxLength ? info.maxLength - encodeText(info, prompt).length : Infinity;
       const length = Math.min(wholeNumber(values.length, 'the length', 1), room);
       if (!(length >= 1)) throw new Error(`the prompt leaves no room in the model's ${info.maxLength} positions; shorten it`);
       return { batch: 1, length, prompts: [prompt], condition: conditionOf(values), ...samplerOptions(values) };
     },
     start(request) {
       const shown = Object.assign(document.createElement('span'), { className: 'prompt', textContent: request.prompts[0] });
-      promptLength = Array.from(request.prompts[0]).length;
+      promptLength = encodeText(info, request.prompts[0]).length;
       generated = document.createTextNode('');
+      decoder = new TextDecoder('utf-8'); // a byte sequence split between steps waits for its end
       text.replaceChildren(shown, generated);
     },
     step(from, to, tokens) { // elements from..to-1 of the sample, after the prompt
-      for (let t = promptLength + from; t < promptLength + to; t++) generated.appendData(points[tokens[0][t]]);
+      const row = tokens[0].subarray(promptLength + from, promptLength + to);
+      generated.appendData(bytes ? decoder.decode(Uint8Array.from(row), { stream: true }) : Array.from(row, (t) => points[t]).join(''));
     },
-    finish() {},
+    finish() {
+      if (bytes) generated.appendData(decoder.decode()); // an unfinished sequence at the end: U+FFFD
+    },
   };
 }
 
