@@ -25,6 +25,7 @@ if grep -q '"family": "wavenet"' "models/$name/train.json" && ! grep -q '"mixtur
   "$bin/arexport" onnx "$checkpoint" --graph chunk --out "models/$name/chunk.onnx" --force
 fi
 for precision in int8 fp16; do  # a variant that fails its gate is left out (the error says why)
+  rm -f "models/$name/step.$precision.onnx"  # never a variant of the previous weights
   "$bin/arexport" quantize "models/$name/step.onnx" "$checkpoint" --precision "$precision" --force \
     || echo "models/$name: no $precision variant" >&2
 done
