@@ -89,6 +89,9 @@ def save_checkpoint(out: Path, model: ARModel, config: dict, trainer: dict[str, 
 def read_config(path: Path) -> dict:
     """config.json of a checkpoint directory; UsageError when it is missing or not a checkpoint."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} is a file, not a checkpoint directory; give the folder that holds its {CONFIG} "
+                         f"({path.parent})")
     if not path.is_dir():
         raise UsageError(f"checkpoint directory {path} does not exist; train one with `artrain fit --out {path}`")
     try:

@@ -102,3 +102,12 @@ def test_a_character_alphabet_checkpoint_is_refused(tmp_path):
         flags={**TINY, "text_as": "characters"})
     with pytest.raises(UsageError, match="reads text as characters of its own alphabet; start from a model trained on bytes"):
         fit(init=tmp_path / "chars", data=str(data), out=tmp_path / "tuned", log=quiet)
+
+
+def test_a_graph_or_weights_file_given_as_the_checkpoint_names_its_folder(bytes_checkpoint, tmp_path):
+    from artrain.commands import fit
+
+    weights = bytes_checkpoint / "model.safetensors"
+    with pytest.raises(UsageError, match=f"is a file, not a checkpoint directory; give the folder that holds its "
+                                         rf"config.json \({bytes_checkpoint}\)"):
+        fit(init=weights, data=str(ROOT / "artrain" / "train.py"), out=tmp_path / "tuned", log=quiet)
