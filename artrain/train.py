@@ -297,10 +297,7 @@ def _train(opts: FitOptions, out: Path, resume: bool, log, ranks: Distributed) -
         trainer.start_from(Path(opts.init))
     metrics = ckpt.MetricsLog(out / ckpt.METRICS) if ranks.is_main else None
     if opts.init and not resume and metrics:  # the starting weights are the first candidate to keep
-        result = evaluate(trainer.model, data.val)
-        metrics.write(event="val", step=0, **asdict(result))
-        log(f"step 0 (the --init weights): val {result.bits_per_dim:.4f} bits/dim")
-        trainer.save(weights=trainer.improved(result.bits_per_dim))
+        _validate(trainer, metrics, "step 0 (the --init weights)")
     budget = None
     if opts.minutes:
         budget = Budget(opts, started=started, step=trainer.step, val_elements=data.val.n_dims,
@@ -401,14 +398,19 @@ def _after_step(trainer: Trainer, metrics: ckpt.MetricsLog | None, bar, task, bi
         if step % 10 == 0:
             metrics.write(event="train", step=step, bits_per_dim=bits, lr=lr_at(step - 1, opts))
         if due if due is not None else step % opts.eval_every == 0 or step == opts.steps:
-            result = evaluate(trainer.model, trainer.data.val)
-            metrics.write(event="val", step=step, **asdict(result))
-            print(f"step {step}: val {result.bits_per_dim:.4f} bits/dim", file=sys.stderr, flush=True)
-            trainer.save(weights=trainer.improved(result.bits_per_dim))
+            _validate(trainer, metrics, f"step {step}")
             evaluated = True
     if step % opts.eval_every == 0:
         trainer.ranks.barrier()  # the other ranks wait while rank 0 evaluates and saves
     return time.perf_counter() - began if evaluated else 0.0
+
+
+def _validate(trainer: Trainer, metrics: ckpt.MetricsLog, what: str) -> None:
+    """Score the validation split, log it, and checkpoint (the weights too when they are the ones to keep)."""
+    result = evaluate(trainer.model, trainer.data.val)
+    metrics.write(event="val", step=trainer.step, **asdict(result))
+    print(f"{what}: val {result.bits_per_dim:.4f} bits/dim", file=sys.stderr, flush=True)
+    trainer.save(weights=trainer.improved(result.bits_per_dim))
 
 
 class _StopAtStepBoundary:
