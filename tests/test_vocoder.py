@@ -29,10 +29,10 @@ def frames_for(model, batch: int, samples: int, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal((batch, spec.frames(samples), spec.n_mels)) * 2 - 5).astype(np.float32)
 
 
-@pytest.mark.parametrize("num_classes", [0, 3])
+@pytest.mark.parametrize("num_classes, normalise", [(0, False), (3, False), (0, True)])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_step_rollout_equals_forward_with_features(num_classes, batch):
-    model = make("wavenet", num_classes, **VOCODER)
+def test_step_rollout_equals_forward_with_features(num_classes, normalise, batch):
+    model = make("wavenet", num_classes, **VOCODER, mel_normalise=normalise)
     T = 3 * model.state_period + 5  # every ring wraps; a frame every 4 samples
     g = torch.Generator().manual_seed(batch)
     x = torch.randint(0, 256, (batch, T), generator=g)
@@ -52,6 +52,17 @@ def test_step_rollout_equals_forward_with_features(num_classes, batch):
     with torch.no_grad():
         changed = (model(x, cond, features=other) - parallel).abs().amax(dim=(0, 2))  # (T,)
     assert changed[:12].max() == 0 and changed[12:16].min() > 0
+
+
+def test_normalised_frames_are_the_log_range_mapped_onto_plus_minus_one():
+    plain, normalised = make("wavenet", 0, **VOCODER), make("wavenet", 0, **VOCODER, mel_normalise=True)
+    frames = torch.from_numpy(frames_for(plain, 2, 40))  # (B, F, M)
+    floor = np.log(plain.feature_spec.log_floor)  # ln(1e-5): silence
+    mapped = (frames - floor) / (0 - floor) * 2 - 1  # [floor, 0] -> [-1, 1]
+    with torch.no_grad():
+        assert torch.allclose(normalised.frame_vectors(frames), plain.frame_vectors(mapped), atol=1e-5)
+    with pytest.raises(ValueError, match="mel_normalise.*true or false"):
+        make("wavenet", 0, **VOCODER, mel_normalise=1)
 
 
 @pytest.mark.parametrize("graph", ["step", "full", "chunk"])

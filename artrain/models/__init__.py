@@ -142,6 +142,8 @@ def make_config(family: str, values: dict):
         if types[name] == "int" and (not isinstance(value, int) or isinstance(value, bool)
                                      or not low <= value <= MAX_SIZE):
             raise ValueError(f"{family} config {name!r} must be an integer in {low}..{MAX_SIZE}, got {value!r}")
+        if types[name] == "bool" and not isinstance(value, bool):
+            raise ValueError(f"{family} config {name!r} must be true or false, got {value!r}")
         if types[name] == "float" and (not isinstance(value, (int, float)) or isinstance(value, bool)
                                        or not 0 <= value < 1):
             raise ValueError(f"{family} config {name!r} must be a number in [0, 1), got {value!r}")

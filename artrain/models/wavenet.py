@@ -7,7 +7,8 @@ level's value, not an embedding: 16-bit audio has 65,536 levels). Two optional c
 - global: a class id (``num_classes`` > 0), one learned bias per class;
 - local: log-mel frames (``mel_bins`` > 0; ``arrun.contract.features.FeatureSpec`` with that many mel
   bands), a vocoder's input. Frame f conditions samples f*hop .. f*hop + hop - 1 (upsampling by repetition);
-  a one-hidden-layer network turns a frame into the gate biases of every layer, once per frame. With
+  a one-hidden-layer network turns a frame (with ``mel_normalise``, mapped from [ln(log_floor), 0] onto [-1, 1],
+  so its tanh units start unsaturated) into the gate biases of every layer, once per frame. With
   ``lpc_order`` p > 0 the vocoder is source-filter (LPCNet): the frame's linear predictor (computed in the
   graph, ``artrain.source_filter``) predicts each sample from the last p + 1 decoded ones; layer 0 is told the
   prediction, and a prior centred on it is added to the logits over the signal's own codes (docs/contract.md,
@@ -28,6 +29,7 @@ Gemm onto those, and the skip projections of all layers are one product over the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +57,7 @@ class WaveNetConfig:
     skip_channels: int = 128
     mixtures: int = 0                # K > 0: a discretized mixture of K logistics over the levels in place of the softmax
     lpc_order: int = 0               # > 0: a source-filter vocoder, each sample predicted from this many (0: none)
+    mel_normalise: bool = False      # the conditioning network reads the frames mapped from [ln(log_floor), 0] onto [-1, 1]
 
     def __post_init__(self):
         if self.kernel_size < 2:
@@ -101,6 +104,7 @@ class WaveNet(ARModel):
         self.local = nn.Sequential(  # the conditioning network: one frame -> every layer's gate biases
             nn.Linear(c.mel_bins, c.mel_hidden), nn.Tanh(),
             nn.Linear(c.mel_hidden, L * 2 * C + bool(c.lpc_order))) if c.mel_bins else None  # [+ the prior's precision]
+        self._mel_gain = -2.0 / math.log(self.feature_spec.log_floor) if c.mel_bins else 0.0  # ln(floor) -> -1, 0 -> 1
         if c.lpc_order:  # source-filter: the frame's predictor, and the prediction as a second input
             self.lpc = LPCAnalysis(self.feature_spec, c.lpc_order)
             self.prediction_input = nn.Linear(1, C)
@@ -140,12 +144,13 @@ class WaveNet(ARModel):
     def frame_vectors(self, features: torch.Tensor) -> torch.Tensor:
         """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C) [source-filter: then
         the log-width of the prediction's prior and the frame's predictor, (B, ..., L*2C + 1 + 2*order)]."""
+        biases = self.local(features * self._mel_gain + 1.0 if self.config.mel_normalise else features)
         if not self.config.lpc_order:
-            return self.local(features)
+            return biases  # (B, ..., L*2C)
         coeffs = self.lpc(features)  # (B, ..., order) float64
         high = coeffs.float()  # the coefficients as float32 pairs high + low (48 bits): rounded to float32 alone,
         low = (coeffs - high.double()).float()  # a runtime's last-bit difference moves the logits by 1e-4
-        return torch.cat([self.local(features), high, low], dim=-1)  # (B, ..., L*2C + 1 + 2*order)
+        return torch.cat([biases, high, low], dim=-1)  # (B, ..., L*2C + 1 + 2*order)
 
     def _source_filter(self, past: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """past (..., order+1) s_{t-1} .. s_{t-order-1}, frame vectors (..., D) -> (the prediction's input to layer
@@ -215,7 +220,8 @@ class WaveNet(ARModel):
         C, L, k, R = c.residual_channels, len(self.convs), c.kernel_size, queue.shape[1]
         lag, size, first = (torch.tensor(v, device=queue.device).view(L, 1, k - 1) for v in zip(*self._taps))
         base = torch.arange(pos.shape[0], device=queue.device).view(1, -1, 1) * R  # (1, B, 1) row b's ring in the flat queue
-        read = (pos.view(1, -1, 1) - lag) % size + first + base  # (L, B, k-1) flat rows of x_{pos-jd}, layer-major
+        read = (pos.view(1, -1, 1) - lag) % size + (first + base)  # (L, B, k-1) flat rows of x_{pos-jd}, layer-major
+        # (first + base does not change from step to step: a chunk graph computes it once, outside its loop)
         taps = F.embedding(read, queue.reshape(-1, C)).flatten(2)  # (L, B, (k-1)C): one Gather of the taps
         past = torch.bmm(taps, self._past_weights())  # (L, B, 2C): L products of batch B, not B*L of one row
         past = past.transpose(0, 1).reshape(-1, L * 2 * C)  # (B, L*2C)
