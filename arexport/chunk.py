@@ -16,7 +16,10 @@ with any finite values).
 
 Graph surgery: the traced body's inputs that stay the same for the whole chunk (position, condition, the
 frame vectors, uniforms) become references to the outer graph, its weights move to the outer graph, and
-every other name in it gets the prefix ``loop/`` so nothing shadows an outer name.
+every other name in it gets the prefix ``loop/`` so nothing shadows an outer name. Then every body node that
+computes only from outer values (the batch's row indices, each row's base in the flat state: onnxruntime runs
+every node of a body on every element, and at batch 1 a node's cost is mostly its overhead) moves before the
+Loop; a Shape of the token, the state or a row reads it from the outer value, whose shape is the same.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ _VECTORS = "frame_vectors"  # the outer value holding the conditioning vectors o
 _SAMPLE_VECTORS = "sample_vectors"  # the vector of each element's frame (B, N, D)
 _ROWS = {_SAMPLE_VECTORS: "row_vector", UNIFORMS_INPUT: "row_uniform"}  # outer (B, N, ...) -> the body's row i
 _PREFIX = "loop/"
+_OUTER_INPUTS = {TOKEN_INPUT, POSITION_INPUT, CONDITION_INPUT, FEATURES_INPUT, UNIFORMS_INPUT}
 
 
 def sample_inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -120,8 +124,10 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
             helper.make_node("Unsqueeze", ["chunk/rows", "chunk/axes[2]"], ["chunk/indices"]),  # (B, N, 1)
             helper.make_node("GatherND", [_VECTORS, "chunk/indices"], [_SAMPLE_VECTORS], batch_dims=1),  # (B, N, D)
         ]
-    body = _loop_body(step.graph, set(outer_names) | {t.name for t in initializers},
-                      {row: whole for whole, row in _ROWS.items() if row in outer_names})
+    outer = set(outer_names) | {t.name for t in initializers}
+    body = _loop_body(step.graph, outer, {row: whole for whole, row in _ROWS.items() if row in outer_names})
+    made_before = {value for node in nodes for value in node.output}  # (the frame vectors, the chunk's length)
+    nodes += _hoist_invariants(body, (outer - set(_ROWS.values())) | made_before | _OUTER_INPUTS)
     nodes += [
         helper.make_node("Loop", ["chunk/n", "", TOKEN_INPUT, *(s.input for s in info.state)],
                          ["chunk/last", *(s.output for s in info.state), "chunk/tokens"], body=body),
@@ -179,12 +185,21 @@ def _loop_body(graph: onnx.GraphProto, outer: set[str], rows: dict[str, str]) ->
         return value if not value or value in outer else _PREFIX + value.removeprefix(_PREFIX)
 
     nodes = [helper.make_node("Gather", [whole, name("i")], [row], axis=1) for row, whole in rows.items()]
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph.input}
+    # the token and the state keep their shapes from element to element: those of their outer initial values
+    same_shape = {name("token"): TOKEN_INPUT} | {v.name: v.name.removeprefix(_PREFIX)
+                                                 for v in graph.input if v.name.startswith(_PREFIX)}
     for node in graph.node:
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
             raise ValueError(f"the traced step has a {node.op_type} with a subgraph; a chunk graph cannot hold it")
+        if node.op_type == "Shape" and node.input[0] in rows:  # a row's shape, read from its outer value
+            nodes += _row_shape(node, rows[node.input[0]], ranks[node.input[0]], name(node.output[0]))
+            continue
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
         copy.input[:] = [name(v) for v in node.input]
+        if node.op_type == "Shape" and copy.input[0] in same_shape:  # read from the outer value, out of the loop
+            copy.input[0] = same_shape[copy.input[0]]
         copy.output[:] = [name(v) for v in node.output]
         nodes.append(copy)
     carried = [v for v in graph.input if v.name not in outer]  # i, token, *state
@@ -203,3 +218,34 @@ def _loop_body(graph: onnx.GraphProto, outer: set[str], rows: dict[str, str]) ->
 def _plain(value: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:
     """The value's element type under ``name``, its shape left to inference."""
     return helper.make_tensor_value_info(name, value.type.tensor_type.elem_type, None)
+
+
+def _row_shape(shape: onnx.NodeProto, whole: str, rank: int, output: str) -> list[onnx.NodeProto]:
+    """``shape`` (Shape of a row, rank ``rank``, of the outer (B, N, ...) value ``whole``, with its start and
+    end) -> the same dimensions read from ``whole`` (its axes but axis 1), which does not change in the loop, so
+    the nodes computing from it (the batch size and the row indices) move out of the loop."""
+    attrs = {a.name: a.i for a in shape.attribute}
+    axes = [0, *range(2, rank + 1)][attrs.get("start", 0):attrs.get("end", rank)]  # the row's dims in whole's
+    indices = onnx.numpy_helper.from_array(np.array(axes, np.int64))
+    return [helper.make_node("Shape", [whole], [f"{output}/whole"]),
+            helper.make_node("Constant", [], [f"{output}/axes"], value=indices),
+            helper.make_node("Gather", [f"{output}/whole", f"{output}/axes"], [output])]
+
+
+def _hoist_invariants(body: onnx.GraphProto, outer: set[str]) -> list[onnx.NodeProto]:
+    """Remove from ``body`` (in place) the nodes that compute only from ``outer`` values and each other (the
+    loop-invariant ones: a row's base in the flat state, the batch's indices, ...) and return them, in order,
+    for the outer graph: onnxruntime runs every node of a Loop body on every iteration, and a small node costs
+    about as much as a big one. A node feeding a body output directly stays (a body output is made in it)."""
+    invariant, hoisted, kept = set(outer), [], []
+    outputs = {v.name for v in body.output}
+    for node in body.node:
+        if all(not v or v in invariant for v in node.input) and not outputs & set(node.output):
+            node.name = f"{_PREFIX}{node.name}" if node.name else ""  # unique among the outer graph's nodes
+            hoisted.append(node)
+            invariant.update(node.output)
+        else:
+            kept.append(node)
+    del body.node[:]
+    body.node.extend(kept)
+    return hoisted

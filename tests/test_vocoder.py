@@ -4,6 +4,7 @@ import io
 import wave
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from scipy.stats import chisquare
@@ -93,6 +94,20 @@ def test_chunk_graph_samples_what_the_step_loop_samples(tmp_path, vocoder):
         step, chunk = ((tmp_path / f"{name}-00{i}.wav").read_bytes() for name in ("step", "chunk"))
         assert step == chunk and len(step) > 4000
     assert (tmp_path / "step-000.wav").read_bytes() != (tmp_path / "step-001.wav").read_bytes()
+
+
+@pytest.mark.parametrize("graph", [lambda: exported_vocoder("chunk"), lambda: exported(KIND["audio"], "chunk")])
+def test_chunk_loop_body_holds_only_work_that_changes_per_element(graph):
+    """Every node of the Loop body reads, directly or through other body nodes, the element index or a value
+    carried from the previous element: the batch's row indices and each row's base in the flat state are
+    computed once per chunk, before the loop."""
+    proto = onnx.load(graph())
+    body = next(n for n in proto.graph.node if n.op_type == "Loop").attribute[0].g
+    varying = {v.name for v in body.input}  # i, cond, token, state
+    for node in body.node:
+        assert any(v in varying for v in node.input), f"{node.op_type} {list(node.input)} is the same every element"
+        varying.update(node.output)
+    assert not {"Range", "Expand", "Shape"} & {n.op_type for n in body.node}
 
 
 def test_in_graph_sampler_has_the_softmax_distribution():
