@@ -40,9 +40,10 @@ class LPCAnalysis(nn.Module):
         linear = (torch.exp(frames.double()) @ self.inverse).clamp(min=0.0)          # (..., bins)
         power = linear ** (2 / self.power) * self.emphasis + LPC_NOISE_FLOOR          # (..., bins)
         r = power @ self.autocorrelation                                             # (..., order+1)
-        a = r[..., :0]                                                               # (..., 0)
-        error = r[..., 0]                                                            # (...)
-        for i in range(self.order):  # Levinson-Durbin, as features.levinson_durbin
+        k = r[..., 1] / r[..., 0]                                                    # (...) the first step
+        a, error = k[..., None], r[..., 0] * (1 - k * k)                             # (..., 1), (...)
+        # (started from a = r[..., :0], it would sum an empty product, which onnxruntime 1.30 mis-shapes)
+        for i in range(1, self.order):  # Levinson-Durbin, as features.levinson_durbin
             reverse = torch.arange(i, 0, -1, device=r.device)                        # lags i .. 1
             k = (r[..., i + 1] - (a * r[..., reverse]).sum(-1)) / error              # (...)
             a = torch.cat([a - k[..., None] * a[..., reverse - 1], k[..., None]], dim=-1)  # (..., i+1)
