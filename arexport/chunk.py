@@ -39,7 +39,6 @@ _VECTORS = "frame_vectors"  # the outer value holding the conditioning vectors o
 _SAMPLE_VECTORS = "sample_vectors"  # the vector of each element's frame (B, N, D)
 _ROWS = {_SAMPLE_VECTORS: "row_vector", UNIFORMS_INPUT: "row_uniform"}  # outer (B, N, ...) -> the body's row i
 _PREFIX = "loop/"
-_OUTER_INPUTS = {TOKEN_INPUT, POSITION_INPUT, CONDITION_INPUT, FEATURES_INPUT, UNIFORMS_INPUT}
 
 
 def sample_inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -127,7 +126,9 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     outer = set(outer_names) | {t.name for t in initializers}
     body = _loop_body(step.graph, outer, {row: whole for whole, row in _ROWS.items() if row in outer_names})
     made_before = {value for node in nodes for value in node.output}  # (the frame vectors, the chunk's length)
-    nodes += _hoist_invariants(body, (outer - set(_ROWS.values())) | made_before | _OUTER_INPUTS)
+    graph_inputs = {TOKEN_INPUT, POSITION_INPUT, CONDITION_INPUT, FEATURES_INPUT, UNIFORMS_INPUT}
+    graph_inputs |= {s.input for s in info.state}  # (a Shape of the state reads in.X)
+    nodes += _hoist_invariants(body, (outer - set(_ROWS.values())) | made_before | graph_inputs)
     nodes += [
         helper.make_node("Loop", ["chunk/n", "", TOKEN_INPUT, *(s.input for s in info.state)],
                          ["chunk/last", *(s.output for s in info.state), "chunk/tokens"], body=body),
