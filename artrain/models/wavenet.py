@@ -104,7 +104,6 @@ class WaveNet(ARModel):
         self.local = nn.Sequential(  # the conditioning network: one frame -> every layer's gate biases
             nn.Linear(c.mel_bins, c.mel_hidden), nn.Tanh(),
             nn.Linear(c.mel_hidden, L * 2 * C + bool(c.lpc_order))) if c.mel_bins else None  # [+ the prior's precision]
-        self._mel_gain = -2.0 / math.log(self.feature_spec.log_floor) if c.mel_bins else 0.0  # ln(floor) -> -1, 0 -> 1
         if c.lpc_order:  # source-filter: the frame's predictor, and the prediction as a second input
             self.lpc = LPCAnalysis(self.feature_spec, c.lpc_order)
             self.prediction_input = nn.Linear(1, C)
@@ -144,7 +143,10 @@ class WaveNet(ARModel):
     def frame_vectors(self, features: torch.Tensor) -> torch.Tensor:
         """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C) [source-filter: then
         the log-width of the prediction's prior and the frame's predictor, (B, ..., L*2C + 1 + 2*order)]."""
-        biases = self.local(features * self._mel_gain + 1.0 if self.config.mel_normalise else features)
+        if self.config.mel_normalise:  # ln(log_floor) -> -1, 0 -> 1
+            biases = self.local(features * (-2.0 / math.log(self.feature_spec.log_floor)) + 1.0)
+        else:
+            biases = self.local(features)
         if not self.config.lpc_order:
             return biases  # (B, ..., L*2C)
         coeffs = self.lpc(features)  # (B, ..., order) float64
