@@ -16,6 +16,11 @@ from .contract.schema import (CONDITION_INPUT, FEATURES_INPUT, POSITION_INPUT, T
 from .kinds import DataKind, kind_of
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# An fp32 graph computes in float32 on the GPU too. onnxruntime's CUDA provider rounds the inputs of matrix
+# products and convolutions to TF32 (10-bit mantissas) by default; on an H200 the shipped fp32 step graphs' logits
+# then differed from the CPU's by 3e-4 to 7e-4 of their range (benchmarks/gpu_check.py, 2026-12-04), and these
+# small per-step graphs are bound by kernel launches, not by the arithmetic TF32 speeds up.
+PROVIDER_OPTIONS = {"CUDAExecutionProvider": {"use_tf32": "0"}}
 GPU_HINT = ("install the GPU build of onnxruntime with `pip uninstall onnxruntime && pip install .[gpu]` "
             "on a machine with an NVIDIA driver, or use --provider cpu")
 # What onnxruntime raises when a run fails: its pybind classes, and RuntimeError ("Error in execution: ...").
@@ -99,7 +104,7 @@ def _create_session(path: Path, provider: str, threads: int) -> ort.InferenceSes
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), options, providers=[provider])
+        return ort.InferenceSession(str(path), options, providers=[(provider, PROVIDER_OPTIONS.get(provider, {}))])
     except Exception as e:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
         first = first_line(e, 300)
         if provider != "CPUExecutionProvider" and "cuda" in first.lower():

@@ -16,6 +16,7 @@ from arrun.contract.codecs import mulaw_decode, png_decode
 from arrun.generate import SampleOptions
 from arrun.runtime import Stepper
 from arrun.sampling import SamplingOptions, sample, sample_rngs
+from arrun import session as session_module
 from arrun.session import open_model
 from conftest import ALPHABET, KIND, SAMPLE_RATE, TINY, exported, tiny_model
 
@@ -194,3 +195,13 @@ def test_first_samples_of_every_family_follow_its_step_graph(family):
     if wanted[-1] == 0:
         observed, wanted = observed[:-1], wanted[:-1]
     assert stats.chisquare(observed, wanted * observed.sum() / wanted.sum()).pvalue > 1e-3, (counts, expected)
+
+
+def test_cuda_sessions_ask_for_float32_arithmetic(monkeypatch):
+    """On the CUDA provider a session turns TF32 off, so an fp32 graph computes in fp32 there (onnxruntime's
+    default rounds matrix products' inputs to 10-bit mantissas); the CPU provider takes no options."""
+    asked = []
+    monkeypatch.setattr(session_module.ort, "InferenceSession", lambda path, options, providers: asked.append(providers))
+    for provider in ("CUDAExecutionProvider", "CPUExecutionProvider"):
+        session_module._create_session(exported(KIND["audio"]), provider, 1)
+    assert asked == [[("CUDAExecutionProvider", {"use_tf32": "0"})], [("CPUExecutionProvider", {})]]
