@@ -383,3 +383,17 @@ def test_metadata_is_read_strictly(key, value, says):
     meta = {p.key: p.value for p in onnx.load(exported("transformer", "step")).metadata_props}
     with pytest.raises(SchemaError, match=says):
         kind_of(ModelInfo.from_metadata({**meta, key: value}))
+
+
+def test_parity_tolerance_scales_with_the_largest_output():
+    """float32 rounds relative to a value's size: the tolerance applies to max |diff| over the largest |output|
+    where that exceeds 1 (a source-filter vocoder's logits reach 100), and never loosens below 1."""
+    from arexport.verify import Comparison, comparison
+
+    want = np.array([[[2.0, -150.0, 0.5]]], np.float32)  # (B, T, V)
+    scaled = comparison("c", want + np.float32(0.01), want)
+    assert scaled.scale == 150.0 and scaled.passed(1e-4) and not scaled.passed(1e-5)
+    assert comparison("c", want[..., 2:] + np.float32(1.5e-4), want[..., 2:]).scale == 1.0
+    assert not Comparison("c", 1, 1, max_abs_diff=1.5e-4, token_mismatches=0, scale=1.0).passed(1e-4)
+    assert Comparison("c", 1, 1, max_abs_diff=1.5e-4, token_mismatches=0, scale=2.0).passed(1e-4)
+    assert not Comparison("c", 1, 1, max_abs_diff=0.0, token_mismatches=1, scale=100.0).passed(1e-4)
