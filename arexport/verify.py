@@ -25,7 +25,7 @@ Checks, in order (the first failure raises):
    onnxruntime (aliased rollout equal to separate buffers bit for bit); a failed proof of a structural
    candidate, or a file declaring a state in place that is not, raises ExportError.
    each within ``tolerance`` (max abs difference, float32, over the largest |output| where that exceeds 1: float32
-   rounds relative to a value's size, and a source-filter vocoder's logits reach 100) and with identical argmax
+   rounds relative to a value's size, and a source-filter vocoder's logits pass 150) and with identical argmax
    tokens.
    A mixture head's outputs (mixture parameters) are compared the same way; its greedy decision is the most
    likely component, and its greedy levels (that component's mean, rounded) may differ by one level, where a
