@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 
 from arexport.verify import TorchStepper
 from arrun import commands
+from arrun import session as session_module
 from arrun.cli import app
 from arrun.contract.codecs import mulaw_decode, png_decode
 from arrun.generate import SampleOptions
 from arrun.runtime import Stepper
 from arrun.sampling import SamplingOptions, sample, sample_rngs
-from arrun import session as session_module
 from arrun.session import open_model
 from conftest import ALPHABET, KIND, SAMPLE_RATE, TINY, exported, tiny_model
 

@@ -161,9 +161,9 @@ def test_model_paths_take_fp16_variants(tmp_path):
                                   lambda: exported_vocoder()], ids=["conditional-image", "text", "vocoder"])
 def test_greedy_match_of_a_graph_with_itself(path):
     model = open_model(path())
-    max_delta, scale, agree, total = gpu_check.greedy_match(model, open_model(path()))
+    max_delta, _, agree, total = gpu_check.greedy_match(model, open_model(path()))
     steps = min(gpu_check.GREEDY_STEPS, model.info.max_length or gpu_check.GREEDY_STEPS)
-    assert (max_delta, agree, total) == (0.0, total, steps * gpu_check.GREEDY_BATCH) and scale >= 1.0
+    assert (max_delta, agree, total) == (0.0, total, steps * gpu_check.GREEDY_BATCH)
 
 
 def test_greedy_match_sees_other_weights(tmp_path):
