@@ -21,6 +21,7 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # then differed from the CPU's by 3e-4 to 7e-4 of their range (benchmarks/gpu_check.py, 2026-12-04), and these
 # small per-step graphs are bound by kernel launches, not by the arithmetic TF32 speeds up.
 PROVIDER_OPTIONS = {"CUDAExecutionProvider": {"use_tf32": "0"}}
+
 GPU_HINT = ("install the GPU build of onnxruntime with `pip uninstall onnxruntime && pip install .[gpu]` "
             "on a machine with an NVIDIA driver, or use --provider cpu")
 # What onnxruntime raises when a run fails: its pybind classes, and RuntimeError ("Error in execution: ...").
@@ -93,6 +94,11 @@ def _read_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
         raise UsageError(str(e)) from None
 
 
+def session_providers(provider: str) -> list[tuple[str, dict]]:
+    """The ``providers`` argument of an InferenceSession on ``provider`` (an onnxruntime name), with its options."""
+    return [(provider, PROVIDER_OPTIONS.get(provider, {}))]
+
+
 def _create_session(path: Path, provider: str, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     # arrun reports every failure itself in one line; onnxruntime's own log only with AR_DEBUG=1.
@@ -104,7 +110,7 @@ def _create_session(path: Path, provider: str, threads: int) -> ort.InferenceSes
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), options, providers=[(provider, PROVIDER_OPTIONS.get(provider, {}))])
+        return ort.InferenceSession(str(path), options, providers=session_providers(provider))
     except Exception as e:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
         first = first_line(e, 300)
         if provider != "CPUExecutionProvider" and "cuda" in first.lower():

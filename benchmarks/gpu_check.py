@@ -444,7 +444,7 @@ def profiled_session(path: Path, provider: str, prefix: Path):
     """An InferenceSession with the options of ``arrun.session._create_session`` (one intra-op thread, sequential,
     no spinning), plus onnxruntime's profiler writing to ``prefix``*.json."""
     import onnxruntime as ort
-    from arrun.session import PROVIDER_OPTIONS, PROVIDERS
+    from arrun.session import PROVIDERS, session_providers
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
@@ -455,8 +455,7 @@ def profiled_session(path: Path, provider: str, prefix: Path):
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.enable_profiling = True
     options.profile_file_prefix = str(prefix)
-    name = PROVIDERS[provider]
-    return ort.InferenceSession(str(path), options, providers=[(name, PROVIDER_OPTIONS.get(name, {}))])
+    return ort.InferenceSession(str(path), options, providers=session_providers(PROVIDERS[provider]))
 
 
 # --- 6-7. training on the device ----------------------------------------------------------------------------------
