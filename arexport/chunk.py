@@ -91,8 +91,8 @@ def chunk_graph(model: ARModel, info: ModelInfo) -> onnx.ModelProto:
     outer = [torch.arange(B)] + [torch.zeros(B, dtype=torch.long)] * (info.num_classes > 0)  # rows apart
     outer_shapes = [{0: batch}] + [{0: batch}] * (info.num_classes > 0)
     if info.features:
-        D = model.frame_vectors(torch.zeros(1, info.features.n_mels)).shape[-1]
-        outer.append(torch.zeros(B, D))
+        example = model.frame_vectors(torch.zeros(1, info.features.n_mels))  # (1, D), the family's dtype
+        outer.append(torch.zeros(B, example.shape[-1], dtype=example.dtype))
         outer_shapes.append({0: batch})
     outer.append(torch.full((B,), 0.5, dtype=torch.float64))
     outer_shapes.append({0: batch})

@@ -14,9 +14,10 @@
   calibrated (min-max) on ``CALIBRATION_BATCHES`` batches of training windows. Measured on the PixelCNN's
   full graph (the test split scored): static 2.4x faster than fp32, dynamic 2.2x slower, both within
   0.03 % bits/dim. Other full graphs are quantized like step graphs.
-- fp16: onnxruntime's float16 converter. Every float tensor becomes fp16, the state included: it is
-  declared float16 in ``ar.state``, at half the memory and bandwidth and with no cast per step. ``logits``
-  and ``features`` stay float32, cast at the graph's edge, and the int64 inputs are untouched.
+- fp16: onnxruntime's float16 converter. Every float32 tensor becomes fp16, the state included: it is
+  declared float16 in ``ar.state`` (a float64 state stays float64), at half the memory and bandwidth and with
+  no cast per step. ``logits`` and ``features`` stay float32, cast at the graph's edge, and the int64 inputs
+  are untouched.
 
 The gate scores the checkpoint's validation split with ``arrun.score`` (the runtime users run, on CPU)
 through the source and through the variant. The variant may be at most ``TOLERANCE[precision]``
@@ -132,7 +133,7 @@ def make_variant(source: Path | str, checkpoint_dir: Path | str, precision: str,
         variant_info = dataclasses.replace(
             info, precision=precision, source_sha256=sha256_file(source), min_onnxruntime=MIN_ONNXRUNTIME[precision],
             producer={**info.producer, "arexport": __version__, "onnxruntime.quantization": onnxruntime.__version__},
-            state=tuple(dataclasses.replace(s, dtype="float16" if precision == "fp16" else s.dtype, in_place=False)
+            state=tuple(dataclasses.replace(s, dtype=_variant_dtype(s.dtype, precision), in_place=False)
                         for s in info.state))  # in place only once proved on this graph
         _write(proto, variant_info, pending.tmp)
         variant = open_model(pending.tmp, threads=0, command="arexport quantize")
@@ -194,6 +195,11 @@ def _convert(proto: onnx.ModelProto, precision: str, scratch: Path, calibration:
                           "rerun with AR_DEBUG=1 for its log") from e
     converted.ir_version = ir_version
     return converted
+
+
+def _variant_dtype(dtype: str, precision: str) -> str:
+    """A state's dtype in the variant: the fp16 converter makes every float32 tensor float16 and leaves float64."""
+    return "float16" if precision == "fp16" and dtype == "float32" else dtype
 
 
 def int8_graph(proto: onnx.ModelProto) -> onnx.ModelProto:

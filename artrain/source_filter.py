@@ -67,11 +67,19 @@ def mulaw_compress(x: torch.Tensor, levels: int) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
 
 
-def prediction(past: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
-    """past (..., order+1) s_{t-1}, s_{t-2}, ..., s_{t-order-1}; coeffs (..., order) -> p_t (...): the
-    pre-emphasised past e_{t-k} = s_{t-k} - 0.85 s_{t-k-1} predicts e_t, and de-emphasis adds 0.85 s_{t-1}.
-    Float64 (past and coeffs are cast), so the order of the sum (forward's, the step's, a runtime's) does not
-    show in float32 logits."""
-    past, coeffs = past.double(), coeffs.double()
-    emphasised = past[..., :-1] - LPC_PREEMPHASIS * past[..., 1:]                    # (..., order) e_{t-1} ..
-    return (emphasised * coeffs).sum(-1) + LPC_PREEMPHASIS * past[..., 0]            # (...)
+def sample_predictor(coeffs: torch.Tensor) -> torch.Tensor:
+    """coeffs (..., order) a_k over the pre-emphasised past -> (..., order+1) b_j over the decoded past, float64:
+    with e_{t-k} = s_{t-k} - 0.85 s_{t-k-1} and de-emphasis adding 0.85 s_{t-1},
+    p_t = sum_k a_k e_{t-k} + 0.85 s_{t-1} = sum_j b_j s_{t-j}, so b_1 = a_1 + 0.85, b_j = a_j - 0.85 a_{j-1},
+    b_{order+1} = -0.85 a_order. Once per frame: a step's prediction is then one product."""
+    a = coeffs.double()
+    zero = torch.zeros_like(a[..., :1])                                              # (..., 1)
+    shifted = torch.cat([zero - 1.0, a], dim=-1)                                     # (..., order+1) a_{j-1}, a_0 = -1
+    return torch.cat([a, zero], dim=-1) - LPC_PREEMPHASIS * shifted                  # (..., order+1)
+
+
+def prediction(past: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
+    """past (..., order+1) s_{t-1}, s_{t-2}, ..., s_{t-order-1}; predictor (..., order+1) ``sample_predictor``'s b
+    -> p_t (..., 1). Float64 (past is cast), so the order of the sum (forward's, the step's, a runtime's) does
+    not show in float32 logits."""
+    return (past.double() * predictor).sum(-1, keepdim=True)                          # (..., 1)

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from arexport.export import export_onnx
 from arexport.verify import verify_onnx
+from artrain.source_filter import prediction, sample_predictor
 from arrun.cli import app
 from arrun.contract.codecs import mulaw_encode
-from arrun.contract.features import mulaw_features
+from arrun.contract.features import LPC_PREEMPHASIS, mulaw_features
 from conftest import VOCODER, VOCODER_DATA, make_checkpoint
 from test_arrun_errors import assert_error
 from test_vocoder import RATE, frames_for, read_wav_samples, write_wav
@@ -54,6 +55,20 @@ def test_step_rollout_equals_forward(batch):
     assert (parallel - torch.stack(stepped, 1)).abs().max().item() <= 1e-5
 
 
+def test_the_folded_predictor_is_the_pre_emphasised_one():
+    """One product over the decoded past (``sample_predictor``'s p + 1 coefficients) gives the contract's
+    p_t = sum_k a_k e_{t-k} + 0.85 s_{t-1}, e_t = s_t - 0.85 s_{t-1}, written out here sample by sample."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, ORDER))                                       # (B, order)
+    s = rng.uniform(-1, 1, (3, 40))                                           # (B, T) decoded samples
+    t = 30
+    e = lambda j: s[:, j] - LPC_PREEMPHASIS * s[:, j - 1]                     # noqa: E731 (B,) e_j
+    expected = sum(a[:, k - 1] * e(t - k) for k in range(1, ORDER + 1)) + LPC_PREEMPHASIS * s[:, t - 1]
+    past = torch.from_numpy(s[:, t - 1 - np.arange(ORDER + 1)].copy())      # (B, order+1) s_{t-1} .. s_{t-1-order}
+    got = prediction(past, sample_predictor(torch.from_numpy(a)))[:, 0].numpy()
+    assert np.abs(got - expected).max() < 1e-12
+
+
 def test_the_prediction_uses_the_past_samples_and_the_frame():
     """Changing sample t-1 moves the prior at t even with the network's own path blind to it (a causal model of
     the past through the predictor); changing frame 3 moves only samples 12..15."""
@@ -89,6 +104,35 @@ def test_chunk_graph_samples_what_the_step_loop_samples(tmp_path):
         assert result.exit_code == 0, result.stderr
     step, chunk = ((tmp_path / f"{g}.wav").read_bytes() for g in ("step", "chunk"))
     assert step == chunk and len(step) > 2000
+
+
+def test_int8_variant_keeps_the_decoded_past_exact():
+    """The int8 conversion quantizes float32 tables; the decoded samples are float64, so the variant's past (the
+    ``samples`` state) is the fp32 graph's bit for bit, quiet samples included (at 8 bits over [-1, 1] every
+    sample below 1/255 would read as 0)."""
+    import onnx
+    import onnxruntime as ort
+    from arexport.variants import int8_graph
+    source = exported_source_filter("step")
+    variant = int8_graph(onnx.load(source)).SerializeToString()
+    sessions = [ort.InferenceSession(g, providers=["CPUExecutionProvider"]) for g in (str(source), variant)]
+    model = tiny_source_filter()[0]
+    frames = frames_for(model, 1, 40)[0]                                         # (F, M)
+    tokens = np.r_[np.arange(0, 256, 13), np.arange(120, 131)]                   # loud codes, then quiet ones (127, 128)
+    pasts = []
+    for session in sessions:
+        state = {i.name: np.zeros([1, *i.shape[1:]], np.float64 if "double" in i.type else np.float32)
+                 for i in session.get_inputs() if i.name.startswith("in.")}
+        previous = 256
+        for t, token in enumerate(tokens):
+            outputs = session.run(None, {"input_ids": np.array([previous]), "position": np.array([t]),
+                                         "features": frames[None, t // VOCODER["mel_hop"]], **state})
+            names = [o.name for o in session.get_outputs()]
+            state = {n.replace("out.", "in."): v for n, v in zip(names[1:], outputs[1:])}
+            previous = token
+        pasts.append(state["in.samples"])
+    assert pasts[0].dtype == np.float64 and np.array_equal(pasts[0], pasts[1])
+    assert np.abs(pasts[0]).min() < 1 / 255 and pasts[0].any()                  # quiet ones were there to lose
 
 
 def test_score_is_the_bits_of_the_file_s_own_codes(tmp_path):

@@ -12,7 +12,8 @@ level's value, not an embedding: 16-bit audio has 65,536 levels). Two optional c
   ``lpc_order`` p > 0 the vocoder is source-filter (LPCNet): the frame's linear predictor (computed in the
   graph, ``artrain.source_filter``) predicts each sample from the last p + 1 decoded ones; layer 0 is told the
   prediction, and a prior centred on it is added to the logits over the signal's own codes (docs/contract.md,
-  section 11.5.1). The step then carries a second state, ``samples`` (B, p + 1), a ring of decoded samples.
+  section 11.5.1). The step then carries a second state, ``samples`` (B, p + 1) float64, the last decoded
+  samples, newest first (a shift register: 17 numbers cost fewer nodes shifted than addressed).
 Activations are channel-last, (B, T, C), so a dilated convolution is one matrix product over its taps
 [x_{t-(k-1)d}, ..., x_{t-d}, x_t].
 
@@ -40,7 +41,7 @@ from arrun.contract.features import FeatureSpec
 from arrun.contract.schema import StateSpec
 
 from .base import ARModel, gate, shift_right
-from ..source_filter import LPCAnalysis, mulaw_compress, prediction, sample_table
+from ..source_filter import LPCAnalysis, mulaw_compress, prediction, sample_predictor, sample_table
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class WaveNet(ARModel):
             self.lpc = LPCAnalysis(self.feature_spec, c.lpc_order)
             self.prediction_input = nn.Linear(1, C)
             self.prior_scale = nn.Parameter(torch.tensor(2.0))  # beta = softplus(2) ~ 2.1 at the start
-            self.register_buffer("sample_values", sample_table(c.vocab_size), persistent=False)  # (V+1,) decoded
+            self.register_buffer("sample_values", sample_table(c.vocab_size).double(), persistent=False)  # (V+1,)
             self.register_buffer("code_values", torch.linspace(-1.0, 1.0, c.vocab_size, dtype=torch.float64),
                                  persistent=False)  # (V,) each code's mu-law value
         self.head = nn.Sequential(
@@ -137,37 +138,43 @@ class WaveNet(ARModel):
 
     def state_spec(self) -> tuple[StateSpec, ...]:
         queue = StateSpec("queue", (sum(n for n, _ in self._rings), self.config.residual_channels))
-        # source-filter: the last order + 1 decoded samples, s_{p-1} in slot (p - 1) mod (order + 1)
-        return (queue, StateSpec("samples", (self.config.lpc_order + 1,))) if self.config.lpc_order else (queue,)
+        # source-filter: the last order + 1 decoded samples, newest first: s_{p-1} .. s_{p-1-order}
+        # in float64, the dtype the prediction is computed in: a lookup table of float64 is one no int8 conversion
+        # quantizes (at 8 bits a table of samples loses the quiet ones)
+        samples = StateSpec("samples", (self.config.lpc_order + 1,), dtype="float64")
+        return (queue, samples) if self.config.lpc_order else (queue,)
 
     def frame_vectors(self, features: torch.Tensor) -> torch.Tensor:
-        """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C) [source-filter: then
-        the log-width of the prediction's prior and the frame's predictor, (B, ..., L*2C + 1 + 2*order)]."""
+        """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C) float32 [source-filter:
+        float64, then the precision of the prediction's prior and the frame's ``sample_predictor``,
+        (B, ..., L*2C + 1 + order + 1)]. Everything a frame decides is computed here, once per frame; a step
+        only reads it."""
         if self.config.mel_normalise:  # ln(log_floor) -> -1, 0 -> 1
             biases = self.local(features * (-2.0 / math.log(self.feature_spec.log_floor)) + 1.0)
         else:
             biases = self.local(features)
         if not self.config.lpc_order:
             return biases  # (B, ..., L*2C)
-        coeffs = self.lpc(features)  # (B, ..., order) float64
-        high = coeffs.float()  # the coefficients as float32 pairs high + low (48 bits): rounded to float32 alone,
-        low = (coeffs - high.double()).float()  # a runtime's last-bit difference moves the logits by 1e-4
-        return torch.cat([biases, high, low], dim=-1)  # (B, ..., L*2C + 1 + 2*order)
+        n = len(self.convs) * 2 * self.config.residual_channels
+        rho = biases[..., n:].double().clamp(-12.0, 6.0)                             # (B, ..., 1)
+        precision = torch.exp(8.0 + rho)                                              # (B, ..., 1)
+        predictor = sample_predictor(self.lpc(features))                              # (B, ..., order+1) float64
+        return torch.cat([biases[..., :n].double(), precision, predictor], dim=-1)   # (B, ..., D) float64
 
     def _source_filter(self, past: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """past (..., order+1) s_{t-1} .. s_{t-order-1}, frame vectors (..., D) -> (the prediction's input to layer
-        0 (..., C), the prior it adds to the logits (..., V)): -beta log(1 + exp(8 + rho) (v_c - mu(p_t))^2), a
-        Student-t on the mu-law scale centred on the prediction (heavy-tailed like an excitation), its width
-        (about 2 codes at rho = 0) set by the frame, beta > 0 learned; bounded (|prior| < 16 beta), so float32
-        keeps the logits' differences exact enough for step = forward."""
+        """past (..., order+1) s_{t-1} .. s_{t-order-1}, frame vectors (..., D) -> (mu(p_t), the prediction on the
+        code scale, the network's second input (..., 1) float32; the prior it adds to the logits (..., V)):
+        -beta log(1 + exp(8 + rho) (v_c - mu(p_t))^2), a Student-t on the mu-law scale centred on the prediction
+        (heavy-tailed like an excitation), its width (about 2 codes at rho = 0) set by the frame, beta > 0 learned;
+        bounded (|prior| < 16 beta), so float32 keeps the logits' differences exact enough for step = forward.
+        Float64: the predictor and precision round to float32 differently in torch and a runtime, and the mu-law
+        of the prediction amplifies that."""
         c = self.config
         n = len(self.convs) * 2 * c.residual_channels
-        high, low = vectors[..., n + 1:].double().chunk(2, dim=-1)                   # (..., order) each
-        rho, coeffs = vectors[..., n], high + low                                     # (...), (..., order)
-        u = mulaw_compress(prediction(past, coeffs), c.vocab_size)[..., None]         # (..., 1) mu(p_t), float64
-        precision = torch.exp(8.0 + rho.double().clamp(-12.0, 6.0))[..., None]        # (..., 1)
+        precision, predictor = vectors[..., n:n + 1], vectors[..., n + 1:]            # (..., 1), (..., order+1)
+        u = mulaw_compress(prediction(past, predictor), c.vocab_size)                 # (..., 1) mu(p_t), float64
         prior = -F.softplus(self.prior_scale).double() * torch.log1p(precision * (self.code_values - u) ** 2)
-        return self.prediction_input(u.float()), prior.float()                        # (..., C), (..., V)
+        return u.float(), prior.float()                                               # (..., 1), (..., V)
 
     def _biases(self, cond: torch.Tensor | None, local: torch.Tensor | None,
                 constant: torch.Tensor | None = None) -> torch.Tensor:
@@ -192,7 +199,8 @@ class WaveNet(ARModel):
         if self.local is not None:
             rows = torch.arange(T, device=x.device) // self.feature_spec.hop  # (T,) the frame of each sample
             local = self.frame_vectors(features)[:, rows]  # (B, T, D)
-        biases = self._biases(cond, local if local is None else local[..., :n]).split(2 * C, dim=-1)  # L x (B, T, 2C)..
+        frame_biases = None if local is None else local[..., :n].float()  # (B, T, L*2C)
+        biases = self._biases(cond, frame_biases).split(2 * C, dim=-1)  # L x (B, T, 2C)
         previous = shift_right(x, self.config.vocab_size)  # (B, T)
         h = self.embed(previous)  # (B, T, C)
         prior = 0.0
@@ -200,8 +208,8 @@ class WaveNet(ARModel):
             P = self.config.lpc_order + 1
             s = F.pad(self.sample_values[previous], (P - 1, 0))  # (B, P-1+T) s_{t-1}, zeros before
             past = torch.stack([s[:, P - 1 - j:P - 1 - j + T] for j in range(P)], dim=-1)  # (B, T, P) s_{t-1-j}
-            extra, prior = self._source_filter(past, local)  # (B, T, C), (B, T, V)
-            h = h + extra
+            u, prior = self._source_filter(past, local)  # (B, T, 1), (B, T, V)
+            h = h + self.prediction_input(u)
         gated = []
         for i, d in enumerate(self.config.dilations):
             taps = [F.pad(h, (0, 0, j * d, 0))[:, :T] for j in range(k - 1, 0, -1)]  # x_{t-jd}, zeros before 0
@@ -218,7 +226,7 @@ class WaveNet(ARModel):
         c, queue = self.config, state["queue"]  # (B, R, C)
         vectors = features
         if c.lpc_order:
-            features = features[:, :len(self.convs) * 2 * c.residual_channels]  # (B, L*2C) the gate biases
+            features = features[:, :len(self.convs) * 2 * c.residual_channels].float()  # (B, L*2C) gate biases
         C, L, k, R = c.residual_channels, len(self.convs), c.kernel_size, queue.shape[1]
         lag, size, first = (torch.tensor(v, device=queue.device).view(L, 1, k - 1) for v in zip(*self._taps))
         base = torch.arange(pos.shape[0], device=queue.device).view(1, -1, 1) * R  # (1, B, 1) row b's ring in the flat queue
@@ -231,10 +239,11 @@ class WaveNet(ARModel):
         current = [conv.weight[:, -C:].T for conv in self.convs]  # L x (C, 2C) the current tap's weights
         shift_bias = torch.cat([s @ w for s, w in zip(shifts, current)])  # (L*2C,) s_i's share of the gates
         biases = (past + self._biases(cond, features, shift_bias)).split(2 * C, dim=-1)  # L x (B, 2C)
-        h = self.embed(token)  # (B, C) layer 0's input; below, layer i's input less s_i
         new_state, prior = {}, 0.0
-        if c.lpc_order:
-            h, prior, new_state["samples"] = self._step_source_filter(token, pos, state["samples"], vectors, h)
+        if c.lpc_order:  # h (B, C): layer 0's input; below, layer i's input less s_i
+            h, prior, new_state["samples"] = self._step_source_filter(token, state["samples"], vectors)
+        else:
+            h = self.embed(token)
         inputs, gated = [], []
         for i, w in enumerate(current):
             inputs.append(h)
@@ -251,16 +260,16 @@ class WaveNet(ARModel):
         new_state["queue"] = queue.index_put((batch, write), inputs)  # (B, R, C)
         return self.head(self.skip(torch.cat(gated, dim=-1))) + prior, new_state
 
-    def _step_source_filter(self, token, pos, samples, vectors, h):
-        """The step's source-filter part: token (B,) x_{pos-1}, samples (B, P) the ring -> (layer 0's input (B, C),
-        the logits' prior (B, V), the new ring). s_{pos-1} is written into slot (pos - 1) mod P first (one
-        ScatterND into the state as given) and the past read from the written ring, so one buffer may serve."""
-        P, rows = samples.shape[1], torch.arange(pos.shape[0], device=pos.device)
-        new_samples = samples.index_put((rows, (pos - 1) % P), self.sample_values[token])  # (B, P)
-        lags = torch.arange(1, P + 1, device=pos.device)  # (P,) s_{pos-1} .. s_{pos-P}
-        past = new_samples.gather(1, (pos[:, None] - lags) % P)  # (B, P)
-        extra, prior = self._source_filter(past, vectors)  # (B, C), (B, V)
-        return h + extra, prior, new_samples
+    def _step_source_filter(self, token, samples, vectors):
+        """The step's source-filter part: token (B,) x_{pos-1}, samples (B, P) s_{pos-2} .. s_{pos-1-P} ->
+        (layer 0's input (B, C), the logits' prior (B, V), the new samples s_{pos-1} .. s_{pos-P}). Layer 0's input
+        is one Gemm onto the token's embedding, the prediction input's bias folded into the table."""
+        value = F.embedding(token, self.sample_values[:, None])                       # (B, 1) s_{pos-1}: one Gather
+        past = torch.cat([value, samples[:, :-1]], dim=1)                             # (B, P)
+        u, prior = self._source_filter(past, vectors)                                 # (B, 1), (B, V)
+        table = self.embed.weight + self.prediction_input.bias                        # (V+1, C)
+        h = torch.addmm(F.embedding(token, table), u, self.prediction_input.weight.T)  # (B, C)
+        return h, prior, past
 
     def _residual_shifts(self) -> torch.Tensor:
         """(L, C): s_i, the sum of the residual biases below layer i. The step carries each layer's input less s_i,
