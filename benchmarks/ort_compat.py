@@ -101,7 +101,7 @@ def run_graph(ort, path: str) -> tuple[np.ndarray, str | None]:
         diffs = [(name, a, b) for name, a, b in [("logits", logits, same)] + [
             (name, probe.feeds[name], aliased.feeds[name]) for name in in_place] if a.tobytes() != b.tobytes()]
         aliasing = "equal" if not diffs else "differs: " + ", ".join(
-            f"{name} max |diff| {np.abs(a.astype(np.float64) - b).max():.1e}" for name, a, b in diffs)
+            f"{name} max Δ {np.abs(a.astype(np.float64) - b).max():.1e}" for name, a, b in diffs)
     except Exception as e:
         aliasing = one_line(e)
     return logits, aliasing
@@ -377,7 +377,7 @@ def _compare_arrays(result: dict, reference: dict, outdirs: tuple[Path, Path], t
         differing = int(np.sum(mine != theirs))
         return dict(cell, passed=not differing, reason=f"{differing}/{mine.size} tokens differ" if differing else "")
     passed = diff <= tolerance  # NaN fails
-    return dict(cell, passed=passed, reason="" if passed else f"max |diff| {diff:.1e} > {tolerance:.0e}")
+    return dict(cell, passed=passed, reason="" if passed else f"max Δ {diff:.1e} > {tolerance:.0e}")
 
 
 def cell_text(cell: dict) -> str:
