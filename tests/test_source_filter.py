@@ -7,11 +7,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from arexport.export import export_onnx
+from arexport.variants import int8_graph
 from arexport.verify import verify_onnx
 from artrain.source_filter import prediction, sample_predictor
 from arrun.cli import app
@@ -62,8 +65,8 @@ def test_the_folded_predictor_is_the_pre_emphasised_one():
     a = rng.standard_normal((3, ORDER))                                       # (B, order)
     s = rng.uniform(-1, 1, (3, 40))                                           # (B, T) decoded samples
     t = 30
-    e = lambda j: s[:, j] - LPC_PREEMPHASIS * s[:, j - 1]                     # noqa: E731 (B,) e_j
-    expected = sum(a[:, k - 1] * e(t - k) for k in range(1, ORDER + 1)) + LPC_PREEMPHASIS * s[:, t - 1]
+    e = np.c_[s[:, :1], s[:, 1:] - LPC_PREEMPHASIS * s[:, :-1]]              # (B, T) e_j = s_j - 0.85 s_{j-1}
+    expected = sum(a[:, k - 1] * e[:, t - k] for k in range(1, ORDER + 1)) + LPC_PREEMPHASIS * s[:, t - 1]
     past = torch.from_numpy(s[:, t - 1 - np.arange(ORDER + 1)].copy())      # (B, order+1) s_{t-1} .. s_{t-1-order}
     got = prediction(past, sample_predictor(torch.from_numpy(a)))[:, 0].numpy()
     assert np.abs(got - expected).max() < 1e-12
@@ -110,9 +113,6 @@ def test_int8_variant_keeps_the_decoded_past_exact():
     """The int8 conversion quantizes float32 tables; the decoded samples are float64, so the variant's past (the
     ``samples`` state) is the fp32 graph's bit for bit, quiet samples included (at 8 bits over [-1, 1] every
     sample below 1/255 would read as 0)."""
-    import onnx
-    import onnxruntime as ort
-    from arexport.variants import int8_graph
     source = exported_source_filter("step")
     variant = int8_graph(onnx.load(source)).SerializeToString()
     sessions = [ort.InferenceSession(g, providers=["CPUExecutionProvider"]) for g in (str(source), variant)]
