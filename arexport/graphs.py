@@ -16,7 +16,7 @@ Graphs (B = batch, dynamic in every graph; V = vocabulary size):
 - full: ``input_ids`` (B, T) int64 [+ ``condition`` (B,)] [+ ``features`` (B, F, M)] -> ``logits`` (B, T, V),
   logits[:, t] predicting x_t from x_<t; T is dynamic up to the model's maximum length (or unbounded), or
   fixed where the model fixes it (``ARModel.fixed_length``: an image's H*W).
-- chunk: the step rolled N times inside one ONNX ``Loop``, sampling as it goes (``chunk.py``).
+- chunk: the step rolled N times inside ONNX ``Loop``s, sampling as it goes (``chunk.py``).
 """
 from __future__ import annotations
 

@@ -26,14 +26,16 @@ from .verify import ExportError
 
 
 def trace(module: nn.Module, args: tuple, dynamic_shapes, input_names: list[str], output_names: list[str],
-          opset: int, what: str) -> onnx.ModelProto:
+          opset: int, what: str, rewrite: bool = True) -> onnx.ModelProto:
     """``torch.onnx.export`` (dynamo) of ``module`` in eval mode, quietly -> ModelProto at the lowest IR version
-    its opset allows, without the exporter's IR-10 annotations; ExportError naming ``what`` on failure."""
+    its opset allows, without the exporter's IR-10 annotations; ExportError naming ``what`` on failure.
+    ``rewrite=False`` skips the exporter's own pattern rewrites (most of the time of a graph of thousands of
+    nodes, such as a chunk graph's unrolled block; onnxruntime then gives the same nodes), not the folding below."""
     with quiet():
         try:
             program = torch.onnx.export(module.eval(), args, dynamo=True, dynamic_shapes=dynamic_shapes,
                                         input_names=input_names, output_names=output_names,
-                                        opset_version=opset, external_data=False, verbose=False)
+                                        opset_version=opset, external_data=False, verbose=False, optimize=rewrite)
             # Fold what depends on weights alone (a step's slices and stacks of weight matrices) into initializers:
             # the exporter's own pass stops at small tensors, and a step would recompute them every call.
             proto = onnxscript.optimizer.optimize(program.model_proto, input_size_limit=1 << 24,

@@ -98,16 +98,69 @@ def test_chunk_graph_samples_what_the_step_loop_samples(tmp_path, vocoder):
 
 @pytest.mark.parametrize("graph", [lambda: exported_vocoder("chunk"), lambda: exported(KIND["audio"], "chunk")])
 def test_chunk_loop_body_holds_only_work_that_changes_per_element(graph):
-    """Every node of the Loop body reads, directly or through other body nodes, the element index or a value
-    carried from the previous element: the batch's row indices and each row's base in the flat state are
-    computed once per chunk, before the loop."""
+    """Every node of each Loop body (the blocks', then the rest's) reads, directly or through other body nodes,
+    the iteration index or a value carried from the previous iteration: the batch's row indices and each row's
+    base in the flat state are computed once per chunk, before the loops."""
     proto = onnx.load(graph())
-    body = next(n for n in proto.graph.node if n.op_type == "Loop").attribute[0].g
-    varying = {v.name for v in body.input}  # i, cond, token, state
-    for node in body.node:
-        assert any(v in varying for v in node.input), f"{node.op_type} {list(node.input)} is the same every element"
-        varying.update(node.output)
-    assert not {"Range", "Expand", "Shape"} & {n.op_type for n in body.node}
+    loops = [n for n in proto.graph.node if n.op_type == "Loop"]
+    assert len(loops) == 2
+    for loop in loops:
+        body = loop.attribute[0].g
+        varying = {v.name for v in body.input}  # i, cond, token, state
+        for node in body.node:
+            assert any(v in varying for v in node.input), f"{node.op_type} {list(node.input)} is the same every time"
+            varying.update(node.output)
+        assert not {"Range", "Expand", "Shape"} & {n.op_type for n in body.node}
+
+
+def test_chunk_graph_writes_the_ring_once_per_block():
+    """The first Loop draws ``chunk_block`` elements per iteration (one CumSum per draw) and writes the ring
+    with one ScatterND; the second draws one element per iteration."""
+    from artrain.models.wavenet import WaveNet
+
+    blocks, rest = (n.attribute[0].g for n in onnx.load(exported_vocoder("chunk")).graph.node if n.op_type == "Loop")
+    for body, draws in ((blocks, WaveNet.chunk_block), (rest, 1)):
+        ops = [n.op_type for n in body.node]
+        assert (ops.count("CumSum"), ops.count("ScatterND")) == (draws, 1)
+
+
+ROLLED = [(0, dict(VOCODER, lpc_order=4)),  # a source-filter vocoder whose taps all fall inside a block of 16
+          (3, dict(VOCODER)),  # features and a class
+          (0, dict(layers_per_stack=6, stacks=2)),  # dilations 1 .. 32: the later layers read only the ring
+          (3, dict(layers_per_stack=4, kernel_size=4))]  # dilations 1 .. 64
+
+
+@pytest.mark.parametrize("num_classes, overrides", ROLLED)
+@pytest.mark.parametrize("length", [1, 5, 16, 40])
+def test_roll_by_blocks_is_the_step_loop(num_classes, overrides, length):
+    """``WaveNet.roll`` (what the chunk graph unrolls) draws the tokens and leaves the state of the step loop
+    (``ARModel.roll``), for rows at their own positions, after 50 elements that fill every ring."""
+    from arexport.chunk import sample_inverse_cdf
+    from artrain.models.base import ARModel
+
+    model = make("wavenet", num_classes, **overrides)
+    B, before = 3, 50
+    g = torch.Generator().manual_seed(length)
+    cond = torch.randint(0, num_classes, (B,), generator=g) if num_classes else None
+    u = torch.rand(B, before + length, dtype=torch.float64, generator=g)  # (B, T)
+    vectors = None
+    if model.feature_spec:  # any vector per element: roll reads element s's from vectors[:, s]
+        vectors = model.frame_vectors(torch.from_numpy(frames_for(model, B, (before + length) * model.feature_spec.hop)))
+
+    def roll(fn, token, pos, state, start, n):
+        local = None if vectors is None else vectors[:, start:start + n]
+        return fn(token, pos, state, lambda logits, s: sample_inverse_cdf(logits, u[:, start + s]), n, cond, local)
+
+    pos = torch.tensor([0, 7, 300])
+    with torch.no_grad():
+        tokens, state = roll(lambda *a: ARModel.roll(model, *a), torch.full((B,), 256), pos, model.init_state(B), 0,
+                             before)
+        want, want_state = roll(lambda *a: ARModel.roll(model, *a), tokens[:, -1], pos + before, state, before, length)
+        got, got_state = roll(model.roll, tokens[:, -1], pos + before, state, before, length)
+    assert torch.equal(got, want)
+    assert got_state.keys() == want_state.keys()
+    for name in want_state:
+        torch.testing.assert_close(got_state[name], want_state[name], atol=1e-5, rtol=0)
 
 
 def test_in_graph_sampler_has_the_softmax_distribution():
@@ -255,7 +308,8 @@ def test_bad_vocoder_input(tmp_path):
                  "5 frames describe 20 samples", out)
 
 
-def test_chunk_graph_rows_at_their_own_positions():
+@pytest.mark.parametrize("N", [9, 16, 37])  # no whole block, one block and nothing after it, two and 5 after
+def test_chunk_graph_rows_at_their_own_positions(N):
     """Rows of one chunk call at different positions, each given its own frames from its position // hop on, draw
     what the model's step draws for that row alone at those positions (features[b, f] is frame position[b] // hop
     + f of row b)."""
@@ -264,7 +318,7 @@ def test_chunk_graph_rows_at_their_own_positions():
 
     model, hop = tiny_vocoder(0)[0], VOCODER["mel_hop"]
     session = ort.InferenceSession(str(exported_vocoder("chunk")), providers=["CPUExecutionProvider"])
-    position, N = np.array([0, 6, 13]), 9
+    position = np.array([0, 6, 13])
     B, rng = len(position), np.random.default_rng(3)
     F = (position % hop + N - 1) // hop + 1  # frames each row needs
     frames = frames_for(model, B, int(F.max()) * hop, seed=4)  # (B, F, M) row b's frames from position[b] // hop

@@ -78,6 +78,9 @@ class ARModel(nn.Module):
     graph_kinds: ClassVar[tuple[str, ...]] = ("step", "full")  # the `arexport onnx --graph` kinds it exports;
     # 'chunk' (the step rolled inside the graph) needs a one-element step over sequences of any length
     genai: ClassVar[bool] = False  # has ``step_growing``: `arexport genai` exports it for onnxruntime-genai
+    # M > 0: the chunk graph rolls ``roll`` M elements per Loop iteration (then the rest one at a time); worth it
+    # where ``roll`` does M elements' work in fewer nodes than M steps (WaveNet reads and writes its ring once)
+    chunk_block: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -154,6 +157,20 @@ class ARModel(nn.Module):
         that declares ``genai``: token (B, S), attention_mask (B, P + S), position_ids (B, S), past per layer
         (key, value) (B, heads, P, head_dim) -> (logits (B, S, V), present per layer (B, heads, P + S, head_dim))."""
         raise NotImplementedError(f"the {self.family} family does not declare genai")
+
+    def roll(self, token: torch.Tensor, pos: torch.Tensor, state: dict[str, torch.Tensor], draw, length: int,
+             cond: torch.Tensor | None = None, features: torch.Tensor | None = None):
+        """``length`` steps from token (B,) at pos (B,): element s is drawn from its logits (B, W) by
+        ``draw(logits, s) -> (B,) int64`` and fed to the next step; ``features`` (B, length, D) are the elements'
+        frame vectors -> (tokens (B, length), the state after them). This is the step loop; a family that sets
+        ``chunk_block`` overrides it with the same computation in fewer nodes."""
+        tokens = []
+        for s in range(length):
+            local = {} if features is None else {"features": features[:, s]}
+            logits, state = self.step(token, pos + s, state, cond, **local)
+            token = draw(logits, s)
+            tokens.append(token)
+        return torch.stack(tokens, dim=1), state  # (B, length)
 
     def init_state(self, batch_size: int) -> dict[str, torch.Tensor]:
         device = next(self.parameters()).device

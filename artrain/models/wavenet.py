@@ -23,6 +23,8 @@ the sequence starts). Every row is at its own position (``pos`` (B,), an unbound
 layer's past taps of every row with one Gather, writes every layer's input x_p with one ScatterND of B*L rows
 of C and nothing is shifted or copied, so a sample costs O(layers) work whatever the receptive field. The write
 depends (through the gates) on the taps read, so onnxruntime may bind one buffer as in.queue and out.queue.
+A chunk graph unrolls ``roll``, 16 elements (``chunk_block``) per Loop iteration: it reads the past taps of all 16
+with one Gather and writes the ring once per block (a Loop-carried ring is copied whole by every write).
 The step is laid out for onnxruntime, where a small node costs the same whatever it does: the taps are gathered
 layer-major, (L, B, (k-1)C), so they meet their weights in L products of batch B (not B*L products of one row),
 the gate biases (condition, features, convolution bias) come from one product, each layer's current tap is one
@@ -80,6 +82,7 @@ class WaveNet(ARModel):
     family = "wavenet"
     Config = WaveNetConfig
     graph_kinds = ("step", "full", "chunk")
+    chunk_block = 16  # ``roll`` reads the past taps of 16 elements at once and writes the ring once
     training_defaults = {
         "image": dict(steps=300, batch_size=64, lr=2e-3, eval_every=100,
                       model=dict(stacks=2, layers_per_stack=6, residual_channels=32, skip_channels=64)),
@@ -161,17 +164,21 @@ class WaveNet(ARModel):
         predictor = sample_predictor(self.lpc(features))                              # (B, ..., order+1) float64
         return torch.cat([biases[..., :n].double(), precision, predictor], dim=-1)   # (B, ..., D) float64
 
-    def _source_filter(self, past: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """past (..., order+1) s_{t-1} .. s_{t-order-1}, frame vectors (..., D) -> (mu(p_t), the prediction on the
-        code scale, the network's second input (..., 1) float32; the prior it adds to the logits (..., V)):
+    def _prior_parts(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame vectors (..., D) -> their prior's precision (..., 1) and sample predictor (..., order+1)."""
+        n = len(self.convs) * 2 * self.config.residual_channels
+        return vectors[..., n:n + 1], vectors[..., n + 1:]
+
+    def _source_filter(self, past: torch.Tensor, precision: torch.Tensor,
+                       predictor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """past (..., order+1) s_{t-1} .. s_{t-order-1}, the frame's ``_prior_parts`` -> (mu(p_t), the prediction
+        on the code scale, the network's second input (..., 1) float32; the prior it adds to the logits (..., V)):
         -beta log(1 + exp(8 + rho) (v_c - mu(p_t))^2), a Student-t on the mu-law scale centred on the prediction
         (heavy-tailed like an excitation), its width (about 2 codes at rho = 0) set by the frame, beta > 0 learned;
         bounded (|prior| < 16 beta), so float32 keeps the logits' differences exact enough for step = forward.
         Float64: the predictor and precision round to float32 differently in torch and a runtime, and the mu-law
         of the prediction amplifies that."""
         c = self.config
-        n = len(self.convs) * 2 * c.residual_channels
-        precision, predictor = vectors[..., n:n + 1], vectors[..., n + 1:]            # (..., 1), (..., order+1)
         u = mulaw_compress(prediction(past, predictor), c.vocab_size)                 # (..., 1) mu(p_t), float64
         prior = -F.softplus(self.prior_scale).double() * torch.log1p(precision * (self.code_values - u) ** 2)
         return u.float(), prior.float()                                               # (..., 1), (..., V)
@@ -208,7 +215,7 @@ class WaveNet(ARModel):
             P = self.config.lpc_order + 1
             s = F.pad(self.sample_values[previous], (P - 1, 0))  # (B, P-1+T) s_{t-1}, zeros before
             past = torch.stack([s[:, P - 1 - j:P - 1 - j + T] for j in range(P)], dim=-1)  # (B, T, P) s_{t-1-j}
-            u, prior = self._source_filter(past, local)  # (B, T, 1), (B, T, V)
+            u, prior = self._source_filter(past, *self._prior_parts(local))  # (B, T, 1), (B, T, V)
             h = h + self.prediction_input(u)
         gated = []
         for i, d in enumerate(self.config.dilations):
@@ -241,7 +248,8 @@ class WaveNet(ARModel):
         biases = (past + self._biases(cond, features, shift_bias)).split(2 * C, dim=-1)  # L x (B, 2C)
         new_state, prior = {}, 0.0
         if c.lpc_order:  # h (B, C): layer 0's input; below, layer i's input less s_i
-            h, prior, new_state["samples"] = self._step_source_filter(token, state["samples"], vectors)
+            h, prior, new_state["samples"] = self._step_source_filter(token, state["samples"],
+                                                                      *self._prior_parts(vectors))
         else:
             h = self.embed(token)
         inputs, gated = [], []
@@ -260,13 +268,78 @@ class WaveNet(ARModel):
         new_state["queue"] = queue.index_put((batch, write), inputs)  # (B, R, C)
         return self.head(self.skip(torch.cat(gated, dim=-1))) + prior, new_state
 
-    def _step_source_filter(self, token, samples, vectors):
+    def roll(self, token, pos, state, draw, length, cond=None, features=None):
+        """``ARModel.roll`` (the step loop, same tokens and state) as one block, laid out for onnxruntime (the chunk
+        graph unrolls it): every past tap of the ``length`` elements that was written before the block is read from
+        the ring in one Gather and meets its weights in L products of B * length rows; a tap an element of the block
+        made joins that element's current-tap product; a gate's two halves are two Gemms (no Split); the biases,
+        the frames' parts and the uniforms are split once per block; each layer's ring is written once, its last
+        min(length, n_i) inputs in one ScatterND, so the ring is copied once per block, not once per element."""
+        c, queue, M = self.config, state["queue"], length                        # queue (B, R, C)
+        C, L, k, R = c.residual_channels, len(self.convs), c.kernel_size, queue.shape[1]
+        n = L * 2 * C
+        # every element's past taps, oldest first per layer: (lag j * d_i, ring length, first row) of ``_taps``
+        lag, size, first = (torch.tensor(v, device=queue.device).view(L, 1, 1, k - 1) for v in zip(*self._taps))
+        element = torch.arange(M, device=queue.device).view(1, 1, M, 1)
+        before = (element < lag).to(queue.dtype).unsqueeze(-1)                   # (L, 1, M, k-1, 1) read from the ring
+        base = torch.arange(pos.shape[0], device=queue.device).view(1, -1, 1, 1) * R  # (1, B, 1, 1)
+        read = (pos.view(1, -1, 1, 1) + element - lag) % size + (first + base)    # (L, B, M, k-1) flat rows
+        taps = F.embedding(read, queue.reshape(-1, C)) * before                   # (L, B, M, k-1, C)
+        past = torch.bmm(taps.flatten(3).flatten(1, 2), self._past_weights())     # (L, B*M, 2C)
+        past = past.view(L, -1, M, 2 * C).permute(1, 2, 0, 3).reshape(-1, M, n)   # (B, M, L*2C)
+        # taps made in the block: element e's newest inside[e][i] = min(k-1, e // d_i) of layer i's
+        inside = [[min(k - 1, e // d) for d in c.dilations] for e in range(M)]   # (M, L)
+        weights = [conv.weight.T for conv in self.convs]                         # L x (kC, 2C), taps oldest first
+        shifts = self._residual_shifts()                                          # (L, C) s_i
+        shares = [s @ w.view(k, C, 2 * C) for s, w in zip(shifts, weights)]      # L x (k, 2C) s_i W_j per tap
+        constant = torch.stack([torch.cat([shares[i][k - 1 - J:].sum(0) for i, J in enumerate(row)])
+                                for row in inside])                              # (M, L*2C) s_i's share of the gates
+        if c.lpc_order:  # each element's precision (B, 1) and predictor (B, order+1), split once per block
+            precision, predictor = (v.flatten(1).split(v.shape[-1], dim=1) for v in self._prior_parts(features))
+            features = features[..., :n].float()                                  # (B, M, L*2C) gate biases
+            samples = state["samples"]                                            # (B, P) newest first
+        gates = self._biases(cond, features)                                      # (B, [M,] L*2C)
+        biases = past + constant + (gates[:, None] if gates.dim() == 2 else gates)  # (B, M, L*2C)
+        biases = biases.flatten(1).split(C, dim=1)  # M*2L x (B, C): element e's layer i filter at 2(eL + i), gate next
+        made, tokens, written = [[] for _ in range(L)], [], []
+        for e in range(M):
+            if c.lpc_order:  # the last P decoded samples: s_{pos+e-1} joins them
+                h, prior, samples = self._step_source_filter(token, samples, precision[e], predictor[e])
+            else:
+                h, prior = self.embed(token), 0.0
+            inputs, gated = [], []
+            for i, (d, J) in enumerate(zip(c.dilations, inside[e])):
+                inputs.append(h)
+                x = torch.cat([made[i][e - j * d] for j in range(J, 0, -1)] + [h], dim=-1) if J else h  # (B, (J+1)C)
+                w, at = weights[i][(k - 1 - J) * C:], 2 * (e * L + i)             # ((J+1)C, 2C), its biases
+                filt = torch.addmm(biases[at], x, w[:, :C])                        # (B, C)
+                z = torch.tanh(filt) * torch.sigmoid(torch.addmm(biases[at + 1], x, w[:, C:]))  # (B, C)
+                gated.append(z)
+                made[i].append(h)
+                if i < len(self.residuals):
+                    h = torch.addmm(h, z, self.residuals[i].weight.T)
+            written += inputs                                                     # L x (B, C) less the shifts
+            token = draw(self.head(self.skip(torch.cat(gated, dim=-1))) + prior, e)
+            tokens.append(token)
+        # the writes: layer i's inputs at the block's last min(M, n_i) elements (earlier ones share their slots)
+        keep = [(e, i) for i, (n_i, _) in enumerate(self._rings) for e in range(max(0, M - n_i), M)]
+        pick, at, ring, row = (torch.tensor(v, device=queue.device) for v in
+                               zip(*[(e * L + i, e, *self._rings[i]) for e, i in keep]))  # (W,) each
+        values = (torch.cat(written, dim=-1).view(-1, M, L, C) + shifts).flatten(1, 2)[:, pick]  # (B, W, C): one Concat
+        write = (pos[:, None] + at) % ring + row                                  # (B, W)
+        batch = torch.arange(pos.shape[0], device=queue.device)[:, None].expand_as(write)
+        new_state = {"queue": queue.index_put((batch, write), values)}           # (B, R, C)
+        if c.lpc_order:
+            new_state["samples"] = samples                                        # (B, P)
+        return torch.stack(tokens, dim=1), new_state                              # (B, M)
+
+    def _step_source_filter(self, token, samples, precision, predictor):
         """The step's source-filter part: token (B,) x_{pos-1}, samples (B, P) s_{pos-2} .. s_{pos-1-P} ->
         (layer 0's input (B, C), the logits' prior (B, V), the new samples s_{pos-1} .. s_{pos-P}). Layer 0's input
         is one Gemm onto the token's embedding, the prediction input's bias folded into the table."""
         value = F.embedding(token, self.sample_values[:, None])                       # (B, 1) s_{pos-1}: one Gather
         past = torch.cat([value, samples[:, :-1]], dim=1)                             # (B, P)
-        u, prior = self._source_filter(past, vectors)                                 # (B, 1), (B, V)
+        u, prior = self._source_filter(past, precision, predictor)                    # (B, 1), (B, V)
         table = self.embed.weight + self.prediction_input.bias                        # (V+1, C)
         h = torch.addmm(F.embedding(token, table), u, self.prediction_input.weight.T)  # (B, C)
         return h, prior, past
