@@ -226,8 +226,9 @@ def _split_blocks(block: int, width: int) -> tuple[list[onnx.NodeProto], list[on
     """The outer nodes that cut the chunk's N elements into n = N // M blocks of M (``chunk/blocks``, per row
     ``chunk/block_uniforms`` (B, n, M) [and ``chunk/block_vectors`` (B, n, M, D)]) and the rest (``chunk/rest``
     elements from ``rest/position``, ``rest/uniforms`` [, ``rest/vectors``]); ``chunk/batch`` (1,) is B."""
-    weights = [_int64(block, "chunk/M"), _int64([block], "chunk/M1"), _int64([0], "chunk/axis0"), _int64([1], "chunk/axis1"),
-               _int64([np.iinfo(np.int64).max], "chunk/end"), _int64([0, -1, block], "chunk/block_shape")]
+    weights = [_int64(block, "chunk/M"), _int64([block], "chunk/M1"), _int64([0], "chunk/axis0"),
+               _int64([1], "chunk/axis1"), _int64([np.iinfo(np.int64).max], "chunk/end"),
+               _int64([0, -1, block], "chunk/block_shape")]
     nodes = [helper.make_node("Div", ["chunk/n", "chunk/M"], ["chunk/blocks"]),  # ()
              helper.make_node("Mul", ["chunk/blocks", "chunk/M"], ["chunk/done"]),
              helper.make_node("Sub", ["chunk/n", "chunk/done"], ["chunk/rest"]),
@@ -252,7 +253,8 @@ def _traced_body(module: nn.Module, model: ARModel, info: ModelInfo, example: di
     start with ``prefix``, the body's nodes that compute only from ``before`` and its weights: they go before the
     Loop). ``rows``: row input -> the outer (B, N, ...) value the body takes row i of."""
     state = model.init_state(2)
-    outer = [example["position"]] + [(CONDITION_INPUT, torch.zeros(2, dtype=torch.long), None)] * (info.num_classes > 0)
+    condition = (CONDITION_INPUT, torch.zeros(2, dtype=torch.long), None)
+    outer = [example["position"]] + [condition] * (info.num_classes > 0)
     outer += [example["vectors"]] * bool(info.features) + [example["uniforms"]]
     names = [name for name, _, _ in outer]
     scanned = isinstance(module, BlockStep)

@@ -145,7 +145,8 @@ def test_roll_by_blocks_is_the_step_loop(num_classes, overrides, length):
     u = torch.rand(B, before + length, dtype=torch.float64, generator=g)  # (B, T)
     vectors = None
     if model.feature_spec:  # any vector per element: roll reads element s's from vectors[:, s]
-        vectors = model.frame_vectors(torch.from_numpy(frames_for(model, B, (before + length) * model.feature_spec.hop)))
+        frames = frames_for(model, B, (before + length) * model.feature_spec.hop)  # one frame per element
+        vectors = model.frame_vectors(torch.from_numpy(frames))  # (B, T, D)
 
     def roll(fn, token, pos, state, start, n):
         local = None if vectors is None else vectors[:, start:start + n]
@@ -153,8 +154,8 @@ def test_roll_by_blocks_is_the_step_loop(num_classes, overrides, length):
 
     pos = torch.tensor([0, 7, 300])
     with torch.no_grad():
-        tokens, state = roll(lambda *a: ARModel.roll(model, *a), torch.full((B,), 256), pos, model.init_state(B), 0,
-                             before)
+        start = torch.full((B,), model.config.vocab_size)
+        tokens, state = roll(lambda *a: ARModel.roll(model, *a), start, pos, model.init_state(B), 0, before)
         want, want_state = roll(lambda *a: ARModel.roll(model, *a), tokens[:, -1], pos + before, state, before, length)
         got, got_state = roll(model.roll, tokens[:, -1], pos + before, state, before, length)
     assert torch.equal(got, want)
