@@ -301,15 +301,14 @@ class WaveNet(ARModel):
         gates = self._biases(cond, features)                                      # (B, [M,] L*2C)
         biases = past + constant + (gates[:, None] if gates.dim() == 2 else gates)  # (B, M, L*2C)
         biases = biases.flatten(1).split(C, dim=1)  # M*2L x (B, C): element e's layer i filter at 2(eL + i), gate next
-        made, tokens, written = [[] for _ in range(L)], [], []
+        made, tokens = [[] for _ in range(L)], []  # made[i][e]: layer i's input (less s_i) at element e
         for e in range(M):
             if c.lpc_order:  # the last P decoded samples: s_{pos+e-1} joins them
                 h, prior, samples = self._step_source_filter(token, samples, precision[e], predictor[e])
             else:
                 h, prior = self.embed(token), 0.0
-            inputs, gated = [], []
+            gated = []
             for i, (d, J) in enumerate(zip(c.dilations, inside[e])):
-                inputs.append(h)
                 x = torch.cat([made[i][e - j * d] for j in range(J, 0, -1)] + [h], dim=-1) if J else h  # (B, (J+1)C)
                 w, at = weights[i][(k - 1 - J) * C:], 2 * (e * L + i)             # ((J+1)C, 2C), its biases
                 filt = torch.addmm(biases[at], x, w[:, :C])                        # (B, C)
@@ -318,14 +317,14 @@ class WaveNet(ARModel):
                 made[i].append(h)
                 if i < len(self.residuals):
                     h = torch.addmm(h, z, self.residuals[i].weight.T)
-            written += inputs                                                     # L x (B, C) less the shifts
             token = draw(self.head(self.skip(torch.cat(gated, dim=-1))) + prior, e)
             tokens.append(token)
         # the writes: layer i's inputs at the block's last min(M, n_i) elements (earlier ones share their slots)
         keep = [(e, i) for i, (n_i, _) in enumerate(self._rings) for e in range(max(0, M - n_i), M)]
         pick, at, ring, row = (torch.tensor(v, device=queue.device) for v in
                                zip(*[(e * L + i, e, *self._rings[i]) for e, i in keep]))  # (W,) each
-        values = (torch.cat(written, dim=-1).view(-1, M, L, C) + shifts).flatten(1, 2)[:, pick]  # (B, W, C): one Concat
+        written = torch.cat([made[i][e] for e in range(M) for i in range(L)], dim=-1)  # (B, M*L*C): one Concat
+        values = (written.view(-1, M, L, C) + shifts).flatten(1, 2)[:, pick]      # (B, W, C)
         write = (pos[:, None] + at) % ring + row                                  # (B, W)
         batch = torch.arange(pos.shape[0], device=queue.device)[:, None].expand_as(write)
         new_state = {"queue": queue.index_put((batch, write), values)}           # (B, R, C)
