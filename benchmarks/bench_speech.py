@@ -233,7 +233,7 @@ def run(chunks: list[Path], fulls: list[Path | None], scope: str,
     spec, levels = models[0].info.features, models[0].info.vocab_size
     recognise = Recogniser(BENCH_WORDS)
     names = [label(chunk) for chunk in chunks]
-    columns = {"original": Column(), "Griffin-Lim": Column(), **{name: Column() for name in names}}
+    columns = {"original": Column(), "Griffin-Lim": Column(), **{name: Column(draws=WORD_SEEDS) for name in names}}
     audio_seconds, start = 0.0, time.perf_counter()
     first_sentence = next((k for k, _, word in chosen if not word), None)
     for i, text, _ in chosen:
@@ -243,7 +243,6 @@ def run(chunks: list[Path], fulls: list[Path | None], scope: str,
         for name, model in zip(names, models):
             rebuilt[name] = resynthesise(model, frames, len(original), seed=i)[0]
             if text in BENCH_WORDS:  # the other draws, for the recognition rate only
-                columns[name].draws = WORD_SEEDS
                 for draw in range(1, WORD_SEEDS):
                     codes = resynthesise(model, frames, len(original), seed=i + 1000 * draw)[0]
                     columns[name].words.append(recognise(mulaw_decode(codes).astype(np.float64)) == text)

@@ -123,11 +123,10 @@ def test_int8_variant_keeps_the_decoded_past_exact():
     for session in sessions:
         state = {i.name: np.zeros([1, *i.shape[1:]], np.float64 if "double" in i.type else np.float32)
                  for i in session.get_inputs() if i.name.startswith("in.")}
-        previous = 256
+        names, previous = [o.name for o in session.get_outputs()], 256
         for t, token in enumerate(tokens):
             outputs = session.run(None, {"input_ids": np.array([previous]), "position": np.array([t]),
                                          "features": frames[None, t // VOCODER["mel_hop"]], **state})
-            names = [o.name for o in session.get_outputs()]
             state = {n.replace("out.", "in."): v for n, v in zip(names[1:], outputs[1:])}
             previous = token
         pasts.append(state["in.samples"])
