@@ -7,7 +7,6 @@ the distribution of the sample around it. Not a family: ``artrain.models.wavenet
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -59,12 +58,13 @@ def sample_table(levels: int) -> torch.Tensor:
     return torch.from_numpy(np.append(mulaw_decode(np.arange(levels), levels), np.float32(0.0)))
 
 
-def mulaw_compress(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """Samples (...) -> their mu-law value in [-1, 1] (clipped first), the scale on which code c sits at
-    2c / (levels - 1) - 1; in the dtype given (the source-filter path runs in float64)."""
-    mu = levels - 1
-    x = x.clamp(-1.0, 1.0)
-    return torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
+def companded(q: torch.Tensor, mu: int) -> torch.Tensor:
+    """q = mu p (...), a sample times mu -> ln(1 + mu) mulaw(p) = sign(q) ln(1 + |q|), |q| clipped to mu first: the
+    mu-law value of p on the scale where code c sits at ln(1 + mu) (2c / mu - 1). Mu and 1 / ln(1 + mu) live in the
+    frame's predictor and in the constants beside it, so a step pays no node for them; in the dtype given (the
+    source-filter path runs in float64)."""
+    q = q.clamp(-float(mu), float(mu))
+    return torch.sign(q) * torch.log1p(q.abs())
 
 
 def sample_predictor(coeffs: torch.Tensor) -> torch.Tensor:

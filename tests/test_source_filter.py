@@ -1,6 +1,7 @@
 """The source-filter WaveNet (``lpc_order`` > 0, issue 25): step rollout equals forward, every graph kind exports
 and verifies, the chunk graph samples what the step loop samples, scoring gives the bits of the file's own
 codes, and `arrun vocode` answers the inputs that give no predictor, silence and a clip shorter than a frame."""
+import copy
 import functools
 import json
 import tempfile
@@ -70,6 +71,37 @@ def test_the_folded_predictor_is_the_pre_emphasised_one():
     past = torch.from_numpy(s[:, t - 1 - np.arange(ORDER + 1)].copy())      # (B, order+1) s_{t-1} .. s_{t-1-order}
     got = prediction(past, sample_predictor(torch.from_numpy(a)))[:, 0].numpy()
     assert np.abs(got - expected).max() < 1e-12
+
+
+@pytest.mark.parametrize("rho_shift", [-10.0, 0.0, 5.0])
+def test_the_prior_is_a_student_t_on_the_mulaw_scale(rho_shift):
+    """The graph's prior and second input, written out here in numpy from the model's card: the prior is
+    -beta ln(1 + e^(8+rho) (c_k - mu(p_t))^2) over the codes' mu-law values c_k = 2k / 255 - 1 (any constant per
+    sample aside: the log-softmax is compared), rho the frame's clamped precision unit, p_t the prediction; the
+    network is told mu(p_t). ``rho_shift`` moves rho across its range (a narrow and a wide prior)."""
+    model = copy.deepcopy(tiny_source_filter()[0])
+    n = model.local[-1].out_features - 1                                      # the rho unit
+    with torch.no_grad():
+        model.local[-1].bias[n] += rho_shift
+    frames = torch.from_numpy(frames_for(model, 2, 40))                       # (B, F, M)
+    rng = np.random.default_rng(1)
+    past = torch.from_numpy(rng.uniform(-1, 1, (*frames.shape[:2], ORDER + 1)))  # (B, F, P) decoded samples
+    with torch.no_grad():
+        v, prior = model._source_filter(past, *model._prior_parts(model.frame_vectors(frames)))
+        scaled = frames * (-2.0 / np.log(model.feature_spec.log_floor)) + 1.0 if model.config.mel_normalise else frames
+        rho = model.local(scaled)[..., n].double().clamp(-12, 6).numpy()       # (B, F)
+        p = (past * sample_predictor(model.lpc(frames))).sum(-1).numpy()       # (B, F)
+        beta = torch.nn.functional.softplus(model.prior_scale).item()
+    mu_p = np.sign(p) * np.log1p(255 * np.minimum(np.abs(p), 1)) / np.log1p(255)  # (B, F)
+    codes = np.linspace(-1, 1, 256)
+    expected = -beta * np.log1p(np.exp(8 + rho)[..., None] * (codes - mu_p[..., None]) ** 2)  # (B, F, V)
+
+    def log_softmax(x):
+        x = x - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    assert np.abs(log_softmax(prior.double().numpy()) - log_softmax(expected)).max() < 1e-4
+    assert np.abs(v[..., 0].double().numpy() / np.log1p(255) - mu_p).max() < 1e-6
 
 
 def test_the_prediction_uses_the_past_samples_and_the_frame():

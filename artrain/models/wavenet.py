@@ -43,7 +43,7 @@ from arrun.contract.features import FeatureSpec
 from arrun.contract.schema import StateSpec
 
 from .base import ARModel, gate, shift_right
-from ..source_filter import LPCAnalysis, mulaw_compress, prediction, sample_predictor, sample_table
+from ..source_filter import LPCAnalysis, companded, prediction, sample_predictor, sample_table
 
 
 @dataclass(frozen=True)
@@ -107,14 +107,15 @@ class WaveNet(ARModel):
         self.class_bias = nn.Embedding(c.num_classes, L * 2 * C) if c.num_classes else None
         self.local = nn.Sequential(  # the conditioning network: one frame -> every layer's gate biases
             nn.Linear(c.mel_bins, c.mel_hidden), nn.Tanh(),
-            nn.Linear(c.mel_hidden, L * 2 * C + bool(c.lpc_order))) if c.mel_bins else None  # [+ the prior's precision]
+            nn.Linear(c.mel_hidden, L * 2 * C + bool(c.lpc_order))) if c.mel_bins else None  # [+ the prior's rho]
         if c.lpc_order:  # source-filter: the frame's predictor, and the prediction as a second input
             self.lpc = LPCAnalysis(self.feature_spec, c.lpc_order)
             self.prediction_input = nn.Linear(1, C)
             self.prior_scale = nn.Parameter(torch.tensor(2.0))  # beta = softplus(2) ~ 2.1 at the start
             self.register_buffer("sample_values", sample_table(c.vocab_size).double(), persistent=False)  # (V+1,)
-            self.register_buffer("code_values", torch.linspace(-1.0, 1.0, c.vocab_size, dtype=torch.float64),
-                                 persistent=False)  # (V,) each code's mu-law value
+            codes = torch.linspace(-1.0, 1.0, c.vocab_size, dtype=torch.float64)  # (V,) each code's mu-law value
+            self.register_buffer("code_values", math.log1p(c.vocab_size - 1) * codes,
+                                 persistent=False)  # (V,) the same on ``companded``'s scale
         self.head = nn.Sequential(
             nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, self.output_width)
         )
@@ -149,7 +150,7 @@ class WaveNet(ARModel):
 
     def frame_vectors(self, features: torch.Tensor) -> torch.Tensor:
         """Frames (B, ..., M) -> the gate biases of every layer they add, (B, ..., L*2C) float32 [source-filter:
-        float64, then the precision of the prediction's prior and the frame's ``sample_predictor``,
+        float64, then the squared width of the prediction's prior and mu times the frame's ``sample_predictor``,
         (B, ..., L*2C + 1 + order + 1)]. Everything a frame decides is computed here, once per frame; a step
         only reads it."""
         if self.config.mel_normalise:  # ln(log_floor) -> -1, 0 -> 1
@@ -160,28 +161,35 @@ class WaveNet(ARModel):
             return biases  # (B, ..., L*2C)
         n = len(self.convs) * 2 * self.config.residual_channels
         rho = biases[..., n:].double().clamp(-12.0, 6.0)                             # (B, ..., 1)
-        precision = torch.exp(8.0 + rho)                                              # (B, ..., 1)
-        predictor = sample_predictor(self.lpc(features))                              # (B, ..., order+1) float64
-        return torch.cat([biases[..., :n].double(), precision, predictor], dim=-1)   # (B, ..., D) float64
+        mu = self.config.vocab_size - 1
+        width = torch.exp(2 * math.log(math.log1p(mu)) - 8.0 - rho)                  # (B, ..., 1) ln(1+mu)^2 e^(-8-rho)
+        predictor = mu * sample_predictor(self.lpc(features))                         # (B, ..., order+1) float64
+        return torch.cat([biases[..., :n].double(), width, predictor], dim=-1)       # (B, ..., D) float64
 
     def _prior_parts(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame vectors (..., D) -> their prior's precision (..., 1) and sample predictor (..., order+1)."""
+        """Frame vectors (..., D) -> their prior's squared width (..., 1) and mu times their sample predictor
+        (..., order+1)."""
         n = len(self.convs) * 2 * self.config.residual_channels
         return vectors[..., n:n + 1], vectors[..., n + 1:]
 
-    def _source_filter(self, past: torch.Tensor, precision: torch.Tensor,
+    def _source_filter(self, past: torch.Tensor, width: torch.Tensor,
                        predictor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """past (..., order+1) s_{t-1} .. s_{t-order-1}, the frame's ``_prior_parts`` -> (mu(p_t), the prediction
-        on the code scale, the network's second input (..., 1) float32; the prior it adds to the logits (..., V)):
-        -beta log(1 + exp(8 + rho) (v_c - mu(p_t))^2), a Student-t on the mu-law scale centred on the prediction
-        (heavy-tailed like an excitation), its width (about 2 codes at rho = 0) set by the frame, beta > 0 learned;
-        bounded (|prior| < 16 beta), so float32 keeps the logits' differences exact enough for step = forward.
-        Float64: the predictor and precision round to float32 differently in torch and a runtime, and the mu-law
-        of the prediction amplifies that."""
-        c = self.config
-        u = mulaw_compress(prediction(past, predictor), c.vocab_size)                 # (..., 1) mu(p_t), float64
-        prior = -F.softplus(self.prior_scale).double() * torch.log1p(precision * (self.code_values - u) ** 2)
-        return u.float(), prior.float()                                               # (..., 1), (..., V)
+        """past (..., order+1) s_{t-1} .. s_{t-order-1}, the frame's ``_prior_parts`` -> (v_t = ln(1+mu) mu(p_t), the
+        prediction on the code scale of ``code_values``, the network's second input (..., 1) float32; the prior it
+        adds to the logits (..., V) float32): -beta ln(w + (v_c - v_t)^2), a Student-t centred on the prediction
+        (heavy-tailed like an excitation), of squared width w = ln(1+mu)^2 e^(-8-rho) (about 2 codes at rho = 0)
+        set by the frame, beta > 0 learned. That is -beta ln(1 + e^(8+rho) (mu-law distance)^2) less a constant
+        per frame, which no softmax sees, and it is bounded (|prior| < 11 beta) and overflows no float16.
+        The prediction and the distance are float64: the predictor rounds to float32 differently in torch and a
+        runtime, and the mu-law of a prediction amplifies that; the distance's square and log are float32."""
+        v = companded(prediction(past, predictor), self.config.vocab_size - 1)       # (..., 1) float64
+        distance = (self.code_values - v).float()                                     # (..., V)
+        prior = -F.softplus(self.prior_scale) * torch.log(width.float() + distance * distance)
+        return v.float(), prior                                                       # (..., 1), (..., V)
+
+    def _prediction_weight(self) -> torch.Tensor:
+        """(C, 1): the prediction input's weight on ``_source_filter``'s v, the mu-law value times ln(1 + mu)."""
+        return self.prediction_input.weight / math.log1p(self.config.vocab_size - 1)
 
     def _biases(self, cond: torch.Tensor | None, local: torch.Tensor | None,
                 constant: torch.Tensor | None = None) -> torch.Tensor:
@@ -215,8 +223,8 @@ class WaveNet(ARModel):
             P = self.config.lpc_order + 1
             s = F.pad(self.sample_values[previous], (P - 1, 0))  # (B, P-1+T) s_{t-1}, zeros before
             past = torch.stack([s[:, P - 1 - j:P - 1 - j + T] for j in range(P)], dim=-1)  # (B, T, P) s_{t-1-j}
-            u, prior = self._source_filter(past, *self._prior_parts(local))  # (B, T, 1), (B, T, V)
-            h = h + self.prediction_input(u)
+            v, prior = self._source_filter(past, *self._prior_parts(local))  # (B, T, 1), (B, T, V)
+            h = h + F.linear(v, self._prediction_weight(), self.prediction_input.bias)
         gated = []
         for i, d in enumerate(self.config.dilations):
             taps = [F.pad(h, (0, 0, j * d, 0))[:, :T] for j in range(k - 1, 0, -1)]  # x_{t-jd}, zeros before 0
@@ -294,8 +302,9 @@ class WaveNet(ARModel):
         shares = [s @ w.view(k, C, 2 * C) for s, w in zip(shifts, weights)]      # L x (k, 2C) s_i W_j per tap
         constant = torch.stack([torch.cat([shares[i][k - 1 - J:].sum(0) for i, J in enumerate(row)])
                                 for row in inside])                              # (M, L*2C) s_i's share of the gates
-        if c.lpc_order:  # each element's precision (B, 1) and predictor (B, order+1), split once per block
-            precision, predictor = (v.flatten(1).split(v.shape[-1], dim=1) for v in self._prior_parts(features))
+        if c.lpc_order:  # each element's prior width (B, 1) float32 and predictor (B, order+1), split once per block
+            width, predictor = self._prior_parts(features)                         # (B, M, 1), (B, M, order+1)
+            width, predictor = (v.flatten(1).split(v.shape[-1], dim=1) for v in (width.float(), predictor))
             features = features[..., :n].float()                                  # (B, M, L*2C) gate biases
             samples = state["samples"]                                            # (B, P) newest first
         gates = self._biases(cond, features)                                      # (B, [M,] L*2C)
@@ -304,7 +313,7 @@ class WaveNet(ARModel):
         made, tokens = [[] for _ in range(L)], []  # made[i][e]: layer i's input (less s_i) at element e
         for e in range(M):
             if c.lpc_order:  # the last P decoded samples: s_{pos+e-1} joins them
-                h, prior, samples = self._step_source_filter(token, samples, precision[e], predictor[e])
+                h, prior, samples = self._step_source_filter(token, samples, width[e], predictor[e])
             else:
                 h, prior = self.embed(token), 0.0
             gated = []
@@ -332,15 +341,15 @@ class WaveNet(ARModel):
             new_state["samples"] = samples                                        # (B, P)
         return torch.stack(tokens, dim=1), new_state                              # (B, M)
 
-    def _step_source_filter(self, token, samples, precision, predictor):
+    def _step_source_filter(self, token, samples, width, predictor):
         """The step's source-filter part: token (B,) x_{pos-1}, samples (B, P) s_{pos-2} .. s_{pos-1-P} ->
         (layer 0's input (B, C), the logits' prior (B, V), the new samples s_{pos-1} .. s_{pos-P}). Layer 0's input
         is one Gemm onto the token's embedding, the prediction input's bias folded into the table."""
         value = F.embedding(token, self.sample_values[:, None])                       # (B, 1) s_{pos-1}: one Gather
         past = torch.cat([value, samples[:, :-1]], dim=1)                             # (B, P)
-        u, prior = self._source_filter(past, precision, predictor)                    # (B, 1), (B, V)
+        v, prior = self._source_filter(past, width, predictor)                        # (B, 1), (B, V)
         table = self.embed.weight + self.prediction_input.bias                        # (V+1, C)
-        h = torch.addmm(F.embedding(token, table), u, self.prediction_input.weight.T)  # (B, C)
+        h = torch.addmm(F.embedding(token, table), v, self._prediction_weight().T)    # (B, C)
         return h, prior, past
 
     def _residual_shifts(self) -> torch.Tensor:
