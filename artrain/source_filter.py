@@ -7,7 +7,6 @@ the distribution of the sample around it. Not a family: ``artrain.models.wavenet
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn
