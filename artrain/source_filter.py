@@ -79,6 +79,6 @@ def sample_predictor(coeffs: torch.Tensor) -> torch.Tensor:
 
 def prediction(past: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
     """past (..., order+1) s_{t-1}, s_{t-2}, ..., s_{t-order-1}; predictor (..., order+1) ``sample_predictor``'s b
-    -> p_t (..., 1). Float64 (past is cast), so the order of the sum (forward's, the step's, a runtime's) does
-    not show in float32 logits."""
+    -> p_t (..., 1) (given mu b, as the WaveNet's frames carry it: mu p_t). Float64 (past is cast), so the order
+    of the sum (forward's, the step's, a runtime's) does not show in float32 logits."""
     return (past.double() * predictor).sum(-1, keepdim=True)                          # (..., 1)
